@@ -1,0 +1,248 @@
+"""Typed parameters.
+
+Each notebook has one dataclass of parameters (registered in STAGES) and one YAML per profile under
+params/<profile>/<stage>.yaml.  The YAML, papermill's injected cell and the notebook's own `parameters`
+cell all hold the same flat keys; `load_stage` / `notebook_params` turn them into a validated object:
+
+* an unknown key, or a value of the wrong type, is an error naming the key, the source and the type;
+* strings may reference other keys of the same stage as `${key}` (e.g. `${run_dir}/pairs`);
+* keys ending in a path suffix (_dir, _root, _path, _file) become absolute, relative to the repo root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from avere_utils.paths import REPO_ROOT, repo_path
+
+PARAMS_DIR = REPO_ROOT / "params"
+PATH_SUFFIXES = ("_dir", "_root", "_path", "_file")
+
+# notebook (stage) name -> "module:Class" of its parameters (or the class itself)
+STAGES: dict[str, str | type] = {
+    "01_data_preparation": "avere_utils.datasets.params:DataPrepParams",
+    "02_pair_construction": "avere_utils.pairs.params:PairParams",
+    "03_reference_model": "avere_utils.models.params:ReferenceParams",
+    "04_avem_dpo_training": "avere_utils.training.params:TrainParams",
+    "05_zero_shot_classification": "avere_utils.evaluation.params:ClassificationParams",
+    "06_zero_shot_emer": "avere_utils.evaluation.params:EmerParams",
+    "07_zero_shot_emorealm": "avere_utils.evaluation.params:EmoRealmParams",
+    "08_results_and_ablations": "avere_utils.report.params:ResultsParams",
+}
+
+
+class ConfigError(ValueError):
+    """A parameter file or override that does not fit its schema."""
+
+
+@dataclass
+class StageParams:
+    """Keys every stage has.  Subclasses add their own (all with defaults equal to the tiny profile)."""
+
+    profile: str = "tiny"
+    run_dir: str = "outputs/tiny"
+    data_root: str = "outputs/tiny/world"
+    seed: int = 0
+    device: str = "auto"
+
+    def path(self, key: str) -> Path:
+        return repo_path(getattr(self, key))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunConfig:
+    """params/<profile>/run.yaml: which notebooks run, in which order, for which model variants."""
+
+    run_dir: str = "outputs/tiny"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    train_variants: list[str] = field(default_factory=list)
+    eval_variants: list[str] = field(default_factory=list)
+    per_train_variant: list[str] = field(default_factory=lambda: ["04_avem_dpo_training"])
+    per_eval_variant: list[str] = field(default_factory=lambda: [
+        "05_zero_shot_classification", "06_zero_shot_emer", "07_zero_shot_emorealm"])
+
+
+def stage_class(stage: str) -> type:
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages are: {', '.join(STAGES)}")
+    target = STAGES[stage]
+    if isinstance(target, type):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --- type checking -----------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any) -> Any:
+    """Return value coerced to tp where lossless (int -> float), else raise TypeError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg)
+            except TypeError:
+                pass
+        raise TypeError
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise TypeError
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        (arg,) = typing.get_args(tp)[:1] or (Any,)
+        return [_check(v, arg) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {_check(k, kt): _check(v, vt) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise TypeError
+
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(values: dict[str, Any], source: str) -> dict[str, Any]:
+    out = dict(values)
+    for _ in range(10):  # references may chain (a -> b -> c); 10 levels is plenty
+        changed = False
+        for k, v in out.items():
+            if not isinstance(v, str) or "${" not in v:
+                continue
+
+            def sub(m: re.Match[str]) -> str:
+                ref = m.group(1)
+                if ref not in out:
+                    raise ConfigError(f"{source}: key {k!r} references ${{{ref}}}, which is not a key of this stage")
+                return str(out[ref])
+
+            new = _REF.sub(sub, v)
+            changed |= new != v
+            out[k] = new
+        if not changed:
+            break
+    for k, v in out.items():
+        if isinstance(v, str) and _REF.search(v):
+            raise ConfigError(f"{source}: key {k!r} has a circular reference: {v!r}")
+    return out
+
+
+def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = True) -> Any:
+    """Validate raw values against the dataclass `cls`; missing keys take the dataclass default."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} for {cls.__name__}; "
+                          f"known keys: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            values[name] = _check(value, hints[name])
+        except TypeError:
+            raise ConfigError(f"{source}: key {name!r} should be {_type_name(hints[name])}, "
+                              f"got {type(value).__name__} {value!r}") from None
+    obj = cls(**values)
+    if not resolve:
+        return obj
+    resolved = _interpolate(dataclasses.asdict(obj), source)
+    for k, v in resolved.items():
+        if isinstance(v, str) and k.endswith(PATH_SUFFIXES) and v:
+            resolved[k] = str(repo_path(v))
+    return cls(**resolved)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def stage_file(profile: str, stage: str) -> Path:
+    return PARAMS_DIR / profile / f"{stage}.yaml"
+
+
+def load_stage(profile: str, stage: str, overrides: Mapping[str, Any] | None = None, *, resolve: bool = True):
+    """The typed parameters of one notebook for a profile, with optional overrides (e.g. variant)."""
+    path = stage_file(profile, stage)
+    raw = load_yaml(path)
+    obj = build(stage_class(stage), raw, str(path), resolve=False)  # check the file on its own first
+    if overrides:
+        raw = {**raw, **overrides}
+        obj = build(stage_class(stage), raw, f"{path} + overrides {dict(overrides)}", resolve=False)
+    return build(stage_class(stage), dataclasses.asdict(obj), str(path), resolve=resolve)
+
+
+def raw_stage(profile: str, stage: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validated but unresolved values: what papermill injects into a notebook."""
+    return dataclasses.asdict(load_stage(profile, stage, overrides, resolve=False))
+
+
+def notebook_params(stage: str, namespace: Mapping[str, Any]):
+    """Inside a notebook: `P = notebook_params("04_avem_dpo_training", globals())`."""
+    cls = stage_class(stage)
+    names = {f.name for f in fields(cls)}
+    raw = {k: v for k, v in namespace.items() if k in names}
+    return build(cls, raw, f"notebook {stage} parameters")
+
+
+def load_run(profile: str) -> RunConfig:
+    path = PARAMS_DIR / profile / "run.yaml"
+    return build(RunConfig, load_yaml(path), str(path), resolve=False)
+
+
+def format_params(params: Any) -> str:
+    """The effective configuration as an aligned two-column table (one call to show it)."""
+    d = dataclasses.asdict(params)
+    width = max(map(len, d), default=0)
+    lines = [f"{type(params).__name__}"] + [f"  {k.ljust(width)}  {v!r}" for k, v in d.items()]
+    return "\n".join(lines)
+
+
+def print_params(params: Any) -> None:
+    print(format_params(params))

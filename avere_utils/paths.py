@@ -1,0 +1,65 @@
+"""Where things live.  Relative paths in params are resolved against the repository root, so that a
+notebook run by nbval (cwd = notebooks/) and one run by the runner (cwd = repo root) agree."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_path(p: str | os.PathLike) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else (REPO_ROOT / p)
+
+
+class RunLayout:
+    """The layout of one run folder (outputs/<run>/)."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.root = repo_path(run_dir)
+
+    def _d(self, *parts: str) -> Path:
+        d = self.root.joinpath(*parts)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def notebooks(self) -> Path: return self._d("notebooks")
+    @property
+    def manifests(self) -> Path: return self._d("manifests")
+    @property
+    def pairs(self) -> Path: return self._d("pairs")
+    @property
+    def models(self) -> Path: return self._d("models")
+    @property
+    def train_logs(self) -> Path: return self._d("train_logs")
+    @property
+    def predictions(self) -> Path: return self._d("predictions")
+    @property
+    def metrics(self) -> Path: return self._d("metrics")
+    @property
+    def figures(self) -> Path: return self._d("figures")
+    @property
+    def cache(self) -> Path: return self._d("cache")
+
+    def reference_model(self) -> Path:
+        return self.root / "models" / "reference"
+
+    def adapter(self, variant: str) -> Path:
+        return self.root / "models" / variant
+
+    def metrics_file(self, benchmark: str, variant: str) -> Path:
+        return self.metrics / f"{benchmark}-{variant}.json"
+
+    def predictions_file(self, benchmark: str, variant: str) -> Path:
+        return self.predictions / f"{benchmark}-{variant}.jsonl"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that readers never see half of it (results, metrics)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""Result tables in the shape of the paper's Tables 2 and 3, built from a run's metrics files.
+
+The run's own numbers and the paper's reported numbers are kept in separate tables; nothing here mixes
+them.  Metrics files are `<bench>-<variant>.json` (see docs/ARCHITECTURE.md).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import yaml
+
+TABLE2_COLUMNS: list[tuple[str, str, str]] = [  # (column, benchmark, metric key)
+    ("DFEW UAR", "dfew", "uar"), ("DFEW WAR", "dfew", "war"),
+    ("RAV UAR", "ravdess", "uar"), ("RAV WAR", "ravdess", "war"),
+    ("MER23 F1", "mer2023", "weighted_f1"),
+    ("Clue", "emer", "clue"), ("Label", "emer", "label"), ("Spurious", "emer", "spurious"),
+    ("Halluc", "emer", "hallucination"),
+]
+EMOREALM_TASKS: list[tuple[str, str]] = [
+    ("B-A", "reasoning_basic_audio"), ("B-V", "reasoning_basic_video"), ("MA", "modality_agreement"),
+    ("S-A", "reasoning_stress_audio"), ("S-V", "reasoning_stress_video"), ("Avg", "average_accuracy"),
+]
+TABLE3_COLUMNS = [(col, "emorealm", key) for col, key in EMOREALM_TASKS]
+PAPER_FILE = Path(__file__).with_name("paper_reported.yaml")
+
+
+def load_metrics(metrics_dir: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in sorted(Path(metrics_dir).glob("*.json")):
+        bench, sep, variant = f.stem.partition("-")
+        if sep:
+            out[(bench, variant)] = json.loads(f.read_text())
+    return out
+
+
+def metric(m: dict[str, Any] | None, key: str, mode: str | None = None) -> float | None:
+    """A headline value, from the given scoring mode's block when the file has modes."""
+    if m is None:
+        return None
+    block = m.get("modes", {}).get(mode, m) if mode else m
+    value = block.get(key, m.get(key) if block is not m else None)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _table(metrics: dict, variants: Sequence[str], columns, mode: str | None) -> pd.DataFrame:
+    rows = {v: {col: metric(metrics.get((bench, v)), key, mode) for col, bench, key in columns} for v in variants}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def table2(metrics: dict, variants: Sequence[str], mode: str | None = None) -> pd.DataFrame:
+    return _table(metrics, variants, TABLE2_COLUMNS, mode)
+
+
+def table3(metrics: dict, variants: Sequence[str], mode: str | None = None) -> pd.DataFrame:
+    return _table(metrics, variants, TABLE3_COLUMNS, mode)
+
+
+def relative_gain(table: pd.DataFrame, baseline: str = "reference") -> pd.DataFrame:
+    """Per-cell change over the baseline row, in percent of the baseline value."""
+    if baseline not in table.index:
+        raise KeyError(f"baseline row {baseline!r} not in table ({', '.join(table.index)})")
+    base = table.loc[baseline]
+    return (table - base) / base.where(base != 0) * 100.0
+
+
+def ablation_table(metrics: dict, mode: str | None = None,
+                   rows: Iterable[tuple[str, str]] = (("AVEm-DPO (full)", "avem_dpo"), ("- PMP", "no_pmp"),
+                                                      ("- ERP", "no_erp"), ("- TPD", "no_tpd"))) -> pd.DataFrame:
+    cols = TABLE3_COLUMNS + [c for c in TABLE2_COLUMNS if c[1] == "emer"]
+    data = {name: {col: metric(metrics.get((bench, v)), key, mode) for col, bench, key in cols} for name, v in rows}
+    return pd.DataFrame.from_dict(data, orient="index")
+
+
+def headline_row(metrics_dir: str | Path, variant: str, mode: str | None = None) -> dict[str, float | None]:
+    metrics = load_metrics(metrics_dir)
+    return {col: metric(metrics.get((bench, variant)), key, mode) for col, bench, key in TABLE2_COLUMNS + TABLE3_COLUMNS}
+
+
+def paper_reported(table: str) -> pd.DataFrame:
+    """A table as REPORTED BY THE PAPER (data copied from PAPER.md; not produced by this kit)."""
+    data = yaml.safe_load(PAPER_FILE.read_text())[table]
+    return pd.DataFrame.from_dict(data["rows"], orient="index", columns=data["columns"])
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.2f}", index: bool = False) -> str:
+    """A GitHub markdown table (no tabulate dependency)."""
+    frame = df.reset_index() if index else df
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return "-"
+        return floatfmt.format(v) if isinstance(v, float) else str(v)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, sep, *body])

@@ -1,0 +1,184 @@
+"""Runs the notebooks of a profile in order with papermill: template + params -> executed copy.
+
+One execution per stage, or one per model variant for the stages listed in run.yaml's
+per_train_variant / per_eval_variant.  Executed notebooks go to <run_dir>/notebooks/, wall times to
+<run_dir>/run.log (human) and <run_dir>/run_times.json (read by the results notebook).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from avere_utils import config
+from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
+
+log = logging.getLogger(__name__)
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+class StageFailed(RuntimeError):
+    """A notebook cell raised.  The executed notebook (with the traceback in it) is kept."""
+
+    def __init__(self, notebook: Path, cell: int | None, error: str):
+        self.notebook, self.cell, self.error = notebook, cell, error
+        where = f"cell {cell}" if cell is not None else "before any cell ran"
+        super().__init__(f"{notebook}: {where}: {error}")
+
+
+@dataclass
+class Execution:
+    stage: str
+    variant: str | None
+    params: dict[str, Any]
+    output: Path
+
+    @property
+    def label(self) -> str:
+        return self.stage + (f" [{self.variant}]" if self.variant else "")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    times: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total_s(self) -> float:
+        return sum(t["seconds"] for t in self.times)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value` or `stage.key=value` strings -> {key: value}; values parsed as YAML (0.1 -> float)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise config.ConfigError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def overrides_for(stage: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that apply to one stage: `stage.key` ones and bare keys the stage has."""
+    names = {f.name for f in dataclasses.fields(config.stage_class(stage))}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        target, dot, name = key.rpartition(".")
+        if dot and target == stage:
+            out[name] = value
+        elif not dot and key in names:
+            out[key] = value
+    return out
+
+
+def check_overrides(stages: Sequence[str], overrides: Mapping[str, Any]) -> None:
+    """Every override must reach at least one stage: a typo is an error, not a silent no-op."""
+    for key in overrides:
+        target, dot, name = key.rpartition(".")
+        if dot:
+            if target not in config.STAGES:
+                raise config.ConfigError(f"override {key!r}: unknown stage {target!r}")
+            continue
+        if not any(key in {f.name for f in dataclasses.fields(config.stage_class(s))} for s in stages):
+            raise config.ConfigError(f"override {key!r} matches no parameter of the stages {', '.join(stages)}")
+
+
+def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,
+         out: str | None = None, overrides: Mapping[str, Any] | None = None,
+         notebooks_dir: Path = NOTEBOOKS_DIR) -> tuple[Path, list[Execution]]:
+    """Every notebook execution of a run, in order, with validated parameters (nothing runs)."""
+    run = config.load_run(profile)
+    run_dir = out or run.run_dir
+    overrides = dict(overrides or {})
+    stages = list(run.stages)
+    if only:
+        unknown = [s for s in only if s not in stages]
+        if unknown:
+            raise config.ConfigError(f"--only {unknown[0]!r} is not a stage of profile {profile!r}: {', '.join(stages)}")
+        stages = [s for s in stages if s in only]
+    check_overrides(stages, overrides)
+
+    def pick(names: list[str]) -> list[str]:
+        return [v for v in names if variants is None or v in variants]
+
+    execs: list[Execution] = []
+    for stage in stages:
+        if stage in run.per_train_variant:
+            per = pick(run.train_variants)
+        elif stage in run.per_eval_variant:
+            per = pick(run.eval_variants)
+        else:
+            per = [None]
+        for variant in per:
+            ov = {"run_dir": run_dir, **overrides_for(stage, overrides)}
+            if variant is not None:
+                ov["variant"] = variant
+            params = config.raw_stage(profile, stage, ov)
+            params["run_dir"] = str(repo_path(params["run_dir"]))
+            name = stage + (f"-{variant}" if variant else "") + ".ipynb"
+            execs.append(Execution(stage, variant, params, repo_path(run_dir) / "notebooks" / name))
+    for e in execs:
+        if not (notebooks_dir / f"{e.stage}.ipynb").is_file():
+            raise config.ConfigError(f"notebook {notebooks_dir / (e.stage + '.ipynb')} does not exist")
+    return repo_path(run_dir), execs
+
+
+def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    e.output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(notebooks_dir / f"{e.stage}.ipynb"), str(e.output), parameters=e.params,
+                                   kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False)
+    except PapermillExecutionError as err:
+        raise StageFailed(e.output, err.cell_index, f"{err.ename}: {err.evalue}") from None
+    except Exception as err:  # kernel died, timeout, ...: still name the notebook
+        raise StageFailed(e.output, None, f"{type(err).__name__}: {err}") from None
+
+
+def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,
+        out: str | None = None, overrides: Mapping[str, Any] | None = None,
+        notebooks_dir: Path = NOTEBOOKS_DIR, echo: Callable[[str], None] = print) -> RunResult:
+    run_dir, execs = plan(profile, only=only, variants=variants, out=out, overrides=overrides,
+                          notebooks_dir=notebooks_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(run_dir)
+    times_file = run_dir / "run_times.json"
+    previous = json.loads(times_file.read_text()) if times_file.is_file() else []
+    # --only reruns some stages: keep the other stages' timings, replace those rerun
+    rerun = {(e.stage, e.variant) for e in execs}
+    kept = [t for t in previous if (t["stage"], t.get("variant")) not in rerun]
+    width = max((len(e.label) for e in execs), default=0)
+    start = time.perf_counter()
+    with open(run_dir / "run.log", "a") as logf:
+        logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks)\n")
+        for i, e in enumerate(execs, 1):
+            echo(f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ...")
+            t0 = time.perf_counter()
+            try:
+                execute(e, notebooks_dir)
+            except StageFailed as err:
+                secs = time.perf_counter() - t0
+                logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
+                echo(f"      FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
+                     f"      cell:     {err.cell}\n      error:    {err.error}")
+                raise
+            secs = time.perf_counter() - t0
+            result.times.append({"stage": e.stage, "variant": e.variant, "seconds": round(secs, 2)})
+            logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
+            logf.flush()
+            atomic_write_text(times_file, json.dumps(kept + result.times, indent=1))
+            echo(f"      done in {secs:.1f}s")
+        total = time.perf_counter() - start
+        logf.write(f"total\t{total:.1f}s\n")
+    echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")
+    return result

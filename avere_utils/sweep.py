@@ -1,0 +1,112 @@
+"""Ablation sweeps: train and evaluate one variant at every point of a parameter grid.
+
+Each point runs the per-variant stages (training, evaluations) into <run>/sweep/<point>/, sharing the
+base run's data, pairs and reference model through symlinks, so nothing upstream is recomputed.
+A point whose `point.json` says done is not rerun.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import yaml
+
+from avere_utils import config, runner
+from avere_utils.paths import atomic_write_text, repo_path
+
+SHARED = ("world", "manifests", "pairs", "cache", "models/reference")
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise config.ConfigError(f"grid entry {item!r} is not of the form key=v1,v2,...")
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def point_name(point: Mapping[str, Any]) -> str:
+    return "_".join(f"{k.rpartition('.')[2]}-{v}" for k, v in point.items())
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _link_shared(base: Path, point_dir: Path) -> None:
+    for rel in SHARED:
+        src, dst = base / rel, point_dir / rel
+        if src.exists() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(src, dst, target_is_directory=True)
+
+
+def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variant: str = "avem_dpo", out: str | None = None,
+          overrides: Mapping[str, Any] | None = None, echo=print) -> pd.DataFrame:
+    run_cfg = config.load_run(profile)
+    base = repo_path(out or run_cfg.run_dir)
+    stages = [s for s in run_cfg.stages if s in run_cfg.per_train_variant or s in run_cfg.per_eval_variant]
+    missing = [rel for rel in ("manifests", "pairs", "models/reference") if not (base / rel).exists()]
+    if missing:
+        raise config.ConfigError(
+            f"sweep needs the base run's {', '.join(missing)} under {base}; run "
+            f"`avere-kit run --profile {profile} --only 01_data_preparation 02_pair_construction 03_reference_model` first")
+    runner.check_overrides(stages, {**grid, **(overrides or {})})
+    points = grid_points(grid)
+    for i, point in enumerate(points, 1):
+        point_dir = base / "sweep" / point_name(point)
+        status = point_dir / "point.json"
+        if status.is_file() and json.loads(status.read_text()).get("done"):
+            echo(f"sweep point {i}/{len(points)} {point_name(point)}: done before, skipped")
+            continue
+        echo(f"sweep point {i}/{len(points)} {point_name(point)}")
+        point_dir.mkdir(parents=True, exist_ok=True)
+        _link_shared(base, point_dir)
+        runner.run(profile, only=stages, variants=[variant], out=str(point_dir),
+                   overrides={**(overrides or {}), **point}, echo=lambda s: echo("  " + s))
+        atomic_write_text(status, json.dumps({"point": point, "variant": variant, "done": True}, indent=1))
+    return aggregate(base, points, variant)
+
+
+def aggregate(base: Path, points: Sequence[Mapping[str, Any]], variant: str) -> pd.DataFrame:
+    from avere_utils.report.tables import headline_row, markdown_table
+
+    rows = []
+    for point in points:
+        metrics_dir = base / "sweep" / point_name(point) / "metrics"
+        rows.append({**{k.rpartition(".")[2]: v for k, v in point.items()}, **headline_row(metrics_dir, variant)})
+    table = pd.DataFrame(rows)
+    sweep_dir = base / "sweep"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(sweep_dir / "summary.csv", index=False)
+    atomic_write_text(sweep_dir / "summary.md", markdown_table(table))
+    _plot(table, list(points[0]) if points else [], sweep_dir / "summary.png")
+    return table
+
+
+def _plot(table: pd.DataFrame, keys: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    keys = [k.rpartition(".")[2] for k in keys]
+    metrics = [c for c in table.columns if c not in keys and table[c].notna().any()]
+    if table.empty or not metrics or not keys:
+        return
+    long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
+    long["point"] = long[keys].astype(str).agg(", ".join, axis=1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(metrics)), 4))
+    sns.barplot(data=long, x="metric", y="value", hue="point", ax=ax)
+    ax.set_title("Sweep: headline metrics per grid point")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

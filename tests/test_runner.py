@@ -1,0 +1,112 @@
+"""The papermill runner on a two-notebook fixture: success, a failing cell reported with its notebook
+path, --only, per-variant executions, and overrides that reach no stage."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import nbformat
+import pytest
+
+from avere_utils import config, runner
+from avere_utils.config import StageParams
+
+
+@dataclass
+class AParams(StageParams):
+    message: str = "hello"
+
+
+@dataclass
+class BParams(StageParams):
+    variant: str = "v1"
+    fail: bool = False
+
+
+A_CODE = "from pathlib import Path\nPath(run_dir, 'a.txt').write_text(message)\n"
+B_CODE = ("from pathlib import Path\n"
+          "if fail:\n    raise ValueError('boom in ' + variant)\n"
+          "Path(run_dir, f'b-{variant}.txt').write_text(variant)\n")
+
+
+def _notebook(path, params: dict, code: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    src = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    nb.cells = [nbformat.v4.new_markdown_cell("fixture"),
+                nbformat.v4.new_code_cell(src, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def fixture_profile(tmp_path, monkeypatch):
+    params_dir, nb_dir, out = tmp_path / "params", tmp_path / "notebooks", tmp_path / "out"
+    (params_dir / "fx").mkdir(parents=True)
+    nb_dir.mkdir()
+    monkeypatch.setattr(config, "PARAMS_DIR", params_dir)
+    monkeypatch.setattr(config, "STAGES", {"01_a": AParams, "02_b": BParams})
+    base = {"profile": "fx", "run_dir": str(out), "data_root": str(tmp_path), "seed": 0, "device": "cpu"}
+    (params_dir / "fx" / "01_a.yaml").write_text(json.dumps({**base, "message": "hi"}))
+    (params_dir / "fx" / "02_b.yaml").write_text(json.dumps({**base, "variant": "v1", "fail": False}))
+    (params_dir / "fx" / "run.yaml").write_text(json.dumps({
+        "run_dir": str(out), "stages": ["01_a", "02_b"], "train_variants": ["v1", "v2"],
+        "eval_variants": [], "per_train_variant": ["02_b"], "per_eval_variant": []}))
+    _notebook(nb_dir / "01_a.ipynb", {**base, "message": "hello"}, A_CODE)
+    _notebook(nb_dir / "02_b.ipynb", {**base, "variant": "v1", "fail": False}, B_CODE)
+    return nb_dir, out
+
+
+def test_runs_every_stage_and_variant_in_order(fixture_profile):
+    nb_dir, out = fixture_profile
+    lines: list[str] = []
+    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append)
+    assert (out / "a.txt").read_text() == "hi"
+    assert (out / "b-v1.txt").exists() and (out / "b-v2.txt").exists()
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["01_a.ipynb", "02_b-v1.ipynb", "02_b-v2.ipynb"]
+    assert [t["stage"] for t in result.times] == ["01_a", "02_b", "02_b"]
+    log = (out / "run.log").read_text()
+    assert "01_a\tok" in log and "02_b [v2]\tok" in log and "total" in log
+    assert len(json.loads((out / "run_times.json").read_text())) == 3
+    assert any("3/3]" in line for line in lines)
+
+
+def test_failing_cell_names_notebook_and_cell_and_keeps_earlier_outputs(fixture_profile):
+    nb_dir, out = fixture_profile
+    lines: list[str] = []
+    with pytest.raises(runner.StageFailed) as e:
+        runner.run("fx", notebooks_dir=nb_dir, overrides={"fail": True}, echo=lines.append)
+    assert e.value.notebook == out / "notebooks" / "02_b-v1.ipynb"
+    assert e.value.cell is not None and "boom in v1" in e.value.error
+    assert (out / "a.txt").exists()  # the stage before is kept
+    assert e.value.notebook.exists()  # the failed notebook is kept, traceback inside
+    assert any("02_b-v1.ipynb" in line for line in lines)
+    assert "FAILED" in (out / "run.log").read_text()
+
+
+def test_only_reruns_one_stage_without_touching_the_others(fixture_profile):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None)
+    a_nb = out / "notebooks" / "01_a.ipynb"
+    before = a_nb.stat().st_mtime_ns
+    runner.run("fx", only=["02_b"], variants=["v2"], notebooks_dir=nb_dir, echo=lambda s: None)
+    assert a_nb.stat().st_mtime_ns == before
+    times = json.loads((out / "run_times.json").read_text())
+    assert sorted((t["stage"], t["variant"]) for t in times) == [("01_a", None), ("02_b", "v1"), ("02_b", "v2")]
+
+
+def test_bad_only_and_unmatched_override_are_config_errors(fixture_profile):
+    nb_dir, _ = fixture_profile
+    with pytest.raises(config.ConfigError, match="not a stage"):
+        runner.plan("fx", only=["03_c"], notebooks_dir=nb_dir)
+    with pytest.raises(config.ConfigError, match="matches no parameter"):
+        runner.plan("fx", overrides={"gamma": 1}, notebooks_dir=nb_dir)
+    with pytest.raises(config.ConfigError, match="should be bool"):
+        runner.plan("fx", overrides={"fail": "maybe"}, notebooks_dir=nb_dir)
+
+
+def test_parse_overrides_reads_yaml_values():
+    assert runner.parse_overrides(["a=0.1", "b=true", "c=x", "04_avem_dpo_training.gamma_tpd=0"]) == {
+        "a": 0.1, "b": True, "c": "x", "04_avem_dpo_training.gamma_tpd": 0}
+    with pytest.raises(config.ConfigError):
+        runner.parse_overrides(["novalue"])

@@ -1,0 +1,163 @@
+"""report.md for a run: the paper-shaped tables per scoring mode, gains over the reference, the
+ablation table, the paper's reported numbers (separately, labelled), figures, settings and wall times."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from avere_utils.paths import REPO_ROOT, atomic_write_text
+from avere_utils.report import figures
+from avere_utils.report.params import ResultsParams
+from avere_utils.report.tables import (ablation_table, load_metrics, markdown_table, paper_reported,
+                                       relative_gain, table2, table3, TABLE2_COLUMNS, TABLE3_COLUMNS, metric)
+
+CLASSIFICATION_BENCHES = ("dfew", "ravdess", "mer2023", "emorealm")
+
+
+@dataclass
+class Report:
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    markdown: str = ""
+    missing: list[str] = field(default_factory=list)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def error_rate_table(metrics: dict, variants: list[str]) -> pd.DataFrame:
+    """Every `*_rate` number the evaluation wrote for EmoReAlM and EMER, per variant."""
+    rows: dict[str, dict[str, float]] = {}
+    for v in variants:
+        row: dict[str, float] = {}
+        for bench in ("emorealm", "emer"):
+            m = metrics.get((bench, v), {})
+            for k, val in {**m.get("rates", {}), **m}.items():
+                if k.endswith("_rate") and isinstance(val, (int, float)):
+                    row[f"{bench}:{k}"] = float(val)
+        rows[v] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None) -> pd.DataFrame | None:
+    """Mean and standard deviation over seeds/<point>/metrics of the headline numbers."""
+    runs = sorted(p for p in seeds_dir.glob("*/metrics") if p.is_dir()) if seeds_dir.is_dir() else []
+    if len(runs) < 2:
+        return None
+    frames = []
+    for r in runs:
+        m = load_metrics(r)
+        rows = {v: {col: metric(m.get((b, v)), k, mode) for col, b, k in TABLE2_COLUMNS + TABLE3_COLUMNS}
+                for v in variants}
+        frames.append(pd.DataFrame.from_dict(rows, orient="index").assign(seed_run=r.parent.name))
+    allruns = pd.concat(frames).rename_axis("variant").reset_index()
+    numeric = allruns.drop(columns="seed_run").groupby("variant", sort=False)
+    mean, std, n = numeric.mean(), numeric.std(), numeric.count()
+    out = mean.copy().astype(object)
+    for c in mean.columns:
+        out[c] = [f"{m:.2f} ± {s:.2f} (n={k})" if pd.notna(m) else "-" for m, s, k in zip(mean[c], std[c], n[c])]
+    return out.loc[[v for v in variants if v in out.index]]
+
+
+def build_report(P: ResultsParams) -> Report:
+    run_dir = Path(P.run_dir)
+    metrics = load_metrics(run_dir / "metrics")
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rep = Report()
+    present = {v for (_, v) in metrics}
+    rep.missing = [v for v in P.variants if v not in present]
+    variants = [v for v in P.variants if v in present]
+
+    md: list[str] = [f"# AVERE kit report: `{run_dir.name}`", "",
+                     f"Produced by `08_results_and_ablations` from the metrics in `{run_dir}/metrics` "
+                     f"(commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
+                     f"Every number in the 'this run' tables was computed by this run's code; the paper's "
+                     f"numbers are in their own, labelled section.", ""]
+    if rep.missing:
+        md += [f"Variants without metrics (not shown): {', '.join(rep.missing)}.", ""]
+
+    for mode in P.modes:
+        t2, t3 = table2(metrics, variants, mode), table3(metrics, variants, mode)
+        rep.tables[f"table2_{mode}"], rep.tables[f"table3_{mode}"] = t2, t3
+        label = mode + (" (reproduces the released code's scoring flaws)" if mode == "paper" else "")
+        md += [f"## This run, scoring mode `{label}`", "",
+               "Table 2 shape (percent; EMER 1-10, same judge for all modes):", "",
+               markdown_table(t2, index=True), "", "Table 3 shape (EmoReAlM accuracy, percent):", "",
+               markdown_table(t3, index=True), ""]
+        if P.baseline in t2.index:
+            gains = pd.concat([relative_gain(t2, P.baseline), relative_gain(t3, P.baseline)], axis=1)
+            rep.tables[f"gain_{mode}"] = gains
+            md += [f"Relative change over `{P.baseline}` (percent of the baseline value):", "",
+                   markdown_table(gains, "{:+.1f}", index=True), ""]
+
+    abl = ablation_table(metrics, P.headline_mode)
+    rep.tables["ablation"] = abl
+    md += [f"## Ablation (this run, mode `{P.headline_mode}`)", "", markdown_table(abl, index=True), ""]
+
+    rates = error_rate_table(metrics, variants)
+    rep.tables["error_rates"] = rates
+    if not rates.empty and rates.notna().any().any():
+        md += ["## Hallucination and spurious-association rates (this run; lower is better)", "",
+               markdown_table(rates, "{:.3f}", index=True), ""]
+
+    seeds = seed_summary(Path(P.seeds_dir), P.variants, P.headline_mode)
+    if seeds is not None:
+        rep.tables["seeds"] = seeds
+        md += [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
+               f"From `{P.seeds_dir}`: the same data, pairs and reference model, DPO training and evaluation "
+               f"repeated per seed.", "", markdown_table(seeds, index=True), ""]
+
+    head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
+    for name, table, title in (("bars_table2", head2, "Zero-shot benchmarks"), ("bars_table3", head3, "EmoReAlM")):
+        if table is not None:
+            f = figures.grouped_bars(table, fig_dir / f"{name}.png", f"{title} (mode {P.headline_mode})")
+            if f:
+                rep.figures[name] = f
+    logs = figures.read_train_logs(run_dir / "train_logs", [v for v in P.variants if v != "reference"])
+    f = figures.training_curves(logs, fig_dir / "training_curves.png")
+    if f:
+        rep.figures["training_curves"] = f
+    f = figures.error_rates(rates, fig_dir / "error_rates.png")
+    if f:
+        rep.figures["error_rates"] = f
+    if rep.figures:
+        md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in rep.figures.items()] + [""]
+
+    md += ["## Reported by the paper (not produced by this kit)", "",
+           "Copied from the paper (Tables 2, 3 and the ablation text) for comparison; real models and data, "
+           "not the synthetic world.", ""]
+    for key in ("table2", "table3", "ablation"):
+        md += [f"Paper {key}:", "", markdown_table(paper_reported(key), index=True), ""]
+
+    md += ["## Settings", ""]
+    for (bench, v), m in sorted(metrics.items()):
+        if v == (variants[0] if variants else None):
+            proto = {k: m.get(k) for k in ("protocol", "scoring_mode", "n_items", "coverage", "judge") if k in m}
+            md += [f"- `{bench}`: `{json.dumps(proto, default=str)[:400]}`"]
+    md += [""]
+    times_file = run_dir / "run_times.json"
+    if times_file.is_file():
+        times = pd.DataFrame(json.loads(times_file.read_text()))
+        per_stage = times.groupby("stage", sort=False)["seconds"].agg(["count", "sum"]).rename(
+            columns={"count": "notebooks", "sum": "seconds"})
+        rep.tables["wall_times"] = per_stage
+        md += ["## Wall times", "", markdown_table(per_stage, "{:.1f}", index=True), "",
+               f"Total: {times['seconds'].sum():.1f} s over {len(times)} notebook executions.", ""]
+    rep.markdown = "\n".join(md)
+    atomic_write_text(P.report_file, rep.markdown)
+    return rep

@@ -1,0 +1,64 @@
+"""`make verify-reference`: rerun the tiny profile and compare its metrics with the committed reference run.
+
+Greedy decoding and fixed seeds make a run repeatable on one machine; across CPUs, floating-point
+summation order differs, which can flip a few near-tied decisions.  Hence a tolerance rather than equality:
+percent metrics within TOL_PERCENT points, 1-10 judge scores within TOL_SCORE.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from avere_utils import runner
+from avere_utils.paths import repo_path
+from avere_utils.report.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, load_metrics, metric
+
+TOL_PERCENT = 3.0
+TOL_SCORE = 0.3
+SCORE_KEYS = {"clue", "label", "spurious", "hallucination"}
+
+
+def compare(reference_dir: Path, run_dir: Path) -> list[dict]:
+    ref, new = load_metrics(reference_dir / "metrics"), load_metrics(run_dir / "metrics")
+    rows = []
+    for (bench, variant), m_ref in sorted(ref.items()):
+        m_new = new.get((bench, variant))
+        for _, b, key in TABLE2_COLUMNS + TABLE3_COLUMNS:
+            if b != bench:
+                continue
+            a, b_val = metric(m_ref, key), metric(m_new, key)
+            if a is None:
+                continue
+            tol = TOL_SCORE if key in SCORE_KEYS else TOL_PERCENT
+            ok = b_val is not None and abs(a - b_val) <= tol
+            rows.append({"benchmark": bench, "variant": variant, "metric": key, "reference": a, "rerun": b_val,
+                         "tolerance": tol, "ok": ok})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--profile", default="tiny")
+    p.add_argument("--out", default="outputs/verify")
+    p.add_argument("--reference", default="outputs/reference")
+    p.add_argument("--skip-run", action="store_true", help="compare an existing rerun without running again")
+    args = p.parse_args(argv)
+    ref_dir, out_dir = repo_path(args.reference), repo_path(args.out)
+    if not (ref_dir / "metrics").is_dir():
+        print(f"no committed reference metrics under {ref_dir}/metrics", file=sys.stderr)
+        return 2
+    if not args.skip_run:
+        runner.run(args.profile, out=str(out_dir))
+    rows = compare(ref_dir, out_dir)
+    bad = [r for r in rows if not r["ok"]]
+    for r in rows:
+        flag = "ok " if r["ok"] else "OFF"
+        print(f"{flag} {r['benchmark']:>9} {r['variant']:>10} {r['metric']:>24}  ref {r['reference']:8.2f}  "
+              f"rerun {r['rerun'] if r['rerun'] is None else round(r['rerun'], 2)!s:>8}  (tol {r['tolerance']})")
+    print(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
+    return 0 if rows and not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

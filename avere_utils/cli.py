@@ -23,11 +23,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from avere_utils import runner, sweep
 
     try:
-        table = sweep.sweep(args.profile, sweep.parse_grid(args.grid), variant=args.variant, out=args.out,
+        table = sweep.sweep(args.profile, sweep.parse_grid(args.grid), variants=[args.variant], out=args.out,
                             overrides=runner.parse_overrides(args.set))
     except runner.StageFailed:
         return 1
     print(table.to_string(index=False))
+    return 0
+
+
+def _cmd_seeds(args: argparse.Namespace) -> int:
+    from avere_utils import runner, sweep
+
+    variants = args.variants or config.load_run(args.profile).train_variants
+    try:
+        table = sweep.sweep(args.profile, {"seed": args.seeds}, variants=variants, out=args.out, folder="seeds")
+    except runner.StageFailed:
+        return 1
+    print(table.to_string(index=False))
+    print("rerun notebook 08 (avere-kit run --only 08_results_and_ablations) for mean ± spread per variant")
     return 0
 
 
@@ -69,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     s.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_cmd_sweep)
+
+    sd = sub.add_parser("seeds", help="repeat training + evaluation of every variant over several seeds")
+    sd.add_argument("--profile", default="tiny")
+    sd.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sd.add_argument("--variants", nargs="+", metavar="V")
+    sd.add_argument("--out", help="base run folder holding data, pairs and the reference model")
+    sd.set_defaults(func=_cmd_seeds)
 
     c = sub.add_parser("check-data", help="validate the configured datasets before any model is loaded")
     c.add_argument("--profile", default="tiny")

@@ -48,8 +48,9 @@ def _link_shared(base: Path, point_dir: Path) -> None:
             os.symlink(src, dst, target_is_directory=True)
 
 
-def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variant: str = "avem_dpo", out: str | None = None,
-          overrides: Mapping[str, Any] | None = None, echo=print) -> pd.DataFrame:
+def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variants: Sequence[str] = ("avem_dpo",),
+          out: str | None = None, folder: str = "sweep", overrides: Mapping[str, Any] | None = None,
+          echo=print) -> pd.DataFrame:
     run_cfg = config.load_run(profile)
     base = repo_path(out or run_cfg.run_dir)
     stages = [s for s in run_cfg.stages if s in run_cfg.per_train_variant or s in run_cfg.per_eval_variant]
@@ -61,7 +62,7 @@ def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variant: str = "av
     runner.check_overrides(stages, {**grid, **(overrides or {})})
     points = grid_points(grid)
     for i, point in enumerate(points, 1):
-        point_dir = base / "sweep" / point_name(point)
+        point_dir = base / folder / point_name(point)
         status = point_dir / "point.json"
         if status.is_file() and json.loads(status.read_text()).get("done"):
             echo(f"sweep point {i}/{len(points)} {point_name(point)}: done before, skipped")
@@ -69,21 +70,21 @@ def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variant: str = "av
         echo(f"sweep point {i}/{len(points)} {point_name(point)}")
         point_dir.mkdir(parents=True, exist_ok=True)
         _link_shared(base, point_dir)
-        runner.run(profile, only=stages, variants=[variant], out=str(point_dir),
+        runner.run(profile, only=stages, variants=list(variants), out=str(point_dir),
                    overrides={**(overrides or {}), **point}, echo=lambda s: echo("  " + s))
-        atomic_write_text(status, json.dumps({"point": point, "variant": variant, "done": True}, indent=1))
-    return aggregate(base, points, variant)
+        atomic_write_text(status, json.dumps({"point": point, "variants": list(variants), "done": True}, indent=1))
+    return aggregate(base / folder, points, variants[0])
 
 
-def aggregate(base: Path, points: Sequence[Mapping[str, Any]], variant: str) -> pd.DataFrame:
+def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str) -> pd.DataFrame:
+    """One row per grid point with the headline metrics of `variant`; summary.csv/.md/.png."""
     from avere_utils.report.tables import headline_row, markdown_table
 
     rows = []
     for point in points:
-        metrics_dir = base / "sweep" / point_name(point) / "metrics"
+        metrics_dir = sweep_dir / point_name(point) / "metrics"
         rows.append({**{k.rpartition(".")[2]: v for k, v in point.items()}, **headline_row(metrics_dir, variant)})
     table = pd.DataFrame(rows)
-    sweep_dir = base / "sweep"
     sweep_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(sweep_dir / "summary.csv", index=False)
     atomic_write_text(sweep_dir / "summary.md", markdown_table(table))

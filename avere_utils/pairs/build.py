@@ -1,0 +1,350 @@
+"""Building the preference pairs: clips -> samples -> checked, deduplicated, split, balanced rows.
+
+Steps (each counted in the stats, nothing dropped silently):
+1. read the training-source manifest; a clip whose media files are missing, or (template generator) that
+   has no cue record, is a counted skip;
+2. split by CLIP into train / validation (no clip in both; PMP donors come from the same split);
+3. per clip, `samples_per_clip` samples are planned: the family is the one furthest below its target share
+   (`family_weights`) among those the clip can support, preferring families not yet used for this clip
+   (modality-disagreement clips take modality_agreement first: they are its only "No" answers);
+4. the generator writes the three responses (LLM requests run `llm_workers` at a time); every sample is
+   checked against the cue record (`cues.check_sample`); invalid ones are counted by reason and kept out;
+5. exact duplicates (same clip, prompt, chosen and rejections) are counted and kept out;
+6. the PMP rejected input is drawn; `max_pairs` > 0 takes a family-balanced subsample.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from avere_utils.llm_client import ChatClient
+from avere_utils.pairs.cues import (RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record,
+                                    cited_cues)
+from avere_utils.pairs.inputs import ClipRef, RejectedInputPicker, media_ok, noise_seed
+from avere_utils.pairs.interop import export_released_json
+from avere_utils.pairs.llm import LLMGenerator
+from avere_utils.pairs.params import FAMILIES, FAMILY_MODALITY, PairParams
+from avere_utils.pairs.store import save_pairs
+from avere_utils.pairs.templates import PROMPTS, Draft, feasible_families, template_sample
+from avere_utils.records import Item
+
+log = logging.getLogger(__name__)
+
+MAX_INVALID_EXAMPLES = 20
+FAMILIES_WITHOUT_CUES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id")
+
+
+@dataclass
+class Clip:
+    item: Item
+    record: CueRecord | None
+    ref: ClipRef
+    split: str = "train"
+
+
+@dataclass
+class BuildResult:
+    rows: list[dict[str, str]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def read_items(manifest_file: str | Path) -> list[Item]:
+    """The manifest's Items, through the data layer's reader when it is installed."""
+    try:
+        from avere_utils.datasets import read_manifest  # the data layer's reader (validates more)
+    except ImportError:
+        read_manifest = None
+    if read_manifest is not None:
+        return list(read_manifest(manifest_file))
+    path = Path(manifest_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: training-source manifest not found; run notebook 01_data_preparation")
+    items = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    items.append(Item.from_dict(json.loads(line)))
+                except (ValueError, TypeError) as e:
+                    raise ValueError(f"{path}:{n}: not an Item record ({e})") from None
+    return items
+
+
+def _clip_seed(seed: int, clip_id: str) -> list[int]:
+    return [seed, int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "big")]
+
+
+def prepare_clips(items: Iterable[Item], generator: str, counts: Counter[str]) -> list[Clip]:
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    for it in items:
+        counts["clips_in_manifest"] += 1
+        if it.id in seen:
+            counts["skipped_duplicate_clip_id"] += 1
+            log.warning("clip %s appears twice in the manifest; the second is skipped", it.id)
+            continue
+        seen.add(it.id)
+        why = media_ok(it.video, it.audio)
+        if why:
+            counts["skipped_missing_media"] += 1
+            log.warning("clip %s skipped: %s", it.id, why)
+            continue
+        raw = (it.text or {}).get("cues")
+        record = CueRecord.from_dict(raw, where=f"clip {it.id} cue record") if raw else None
+        if record is None and generator == "template":
+            counts["skipped_no_cue_record"] += 1
+            continue
+        ve = record.video_emotion if record else it.label
+        ae = record.audio_emotion if record else it.label
+        if not ve:
+            counts["skipped_no_label"] += 1
+            continue
+        ref = ClipRef(it.id, str(it.video), str(it.audio or it.video), ve, ae)
+        clips.append(Clip(it, record, ref))
+    return clips
+
+
+def split_by_clip(clips: list[Clip], val_fraction: float, seed: int) -> None:
+    """Assign each clip to train or validation in place (a seeded shuffle of the sorted clip ids)."""
+    ids = sorted(c.ref.clip_id for c in clips)
+    n_val = int(round(len(ids) * val_fraction))
+    if val_fraction > 0 and len(ids) >= 2:
+        n_val = max(1, n_val)
+    val = set(np.random.default_rng(seed).permutation(ids)[:n_val].tolist()) if n_val else set()
+    for c in clips:
+        c.split = "validation" if c.ref.clip_id in val else "train"
+
+
+class FamilyBalancer:
+    """Picks the feasible family furthest below its target share (ties broken at random)."""
+
+    def __init__(self, weights: dict[str, float]):
+        total = sum(weights.values())
+        self.share = {f: weights.get(f, 0.0) / total for f in FAMILIES}
+        self.counts: Counter[str] = Counter()
+
+    def choose(self, candidates: list[str], rng: np.random.Generator) -> str | None:
+        cands = [f for f in candidates if self.share[f] > 0]
+        if not cands:
+            return None
+        n = sum(self.counts.values()) + 1
+        deficit = {f: self.share[f] * n - self.counts[f] for f in cands}
+        best = max(deficit.values())
+        top = [f for f in cands if deficit[f] >= best - 1e-9]
+        return top[int(rng.integers(len(top)))]
+
+    def add(self, family: str) -> None:
+        self.counts[family] += 1
+
+
+def _claimed_label(clip: Clip, family: str) -> str:
+    m = FAMILY_MODALITY[family]
+    return clip.ref.audio_emotion if m == "audio" else clip.ref.video_emotion
+
+
+def balanced_cap(rows: list[dict[str, str]], max_pairs: int, weights: dict[str, float]) -> list[dict[str, str]]:
+    """At most max_pairs rows, keeping each family's share close to its weight (order-stable)."""
+    if max_pairs <= 0 or len(rows) <= max_pairs:
+        return rows
+    rank: Counter[str] = Counter()
+    keyed = []
+    for i, r in enumerate(rows):
+        keyed.append(((rank[r["family"]] + 1) / max(weights.get(r["family"], 0.0), 1e-9), i))
+        rank[r["family"]] += 1
+    keep = sorted(i for _, i in sorted(keyed)[:max_pairs])
+    return [rows[i] for i in keep]
+
+
+def _make_client(params: PairParams) -> ChatClient:
+    return ChatClient(params.llm_base_url, params.llm_model, api_key_env=params.llm_api_key_env,
+                      cache_dir=params.llm_cache_dir or None, timeout_s=params.llm_timeout_s,
+                      max_retries=params.llm_max_retries)
+
+
+@dataclass
+class PlannedSample:
+    clip: Clip
+    index: int  # the sample's number within its clip
+    family: str
+    prompt_index: int
+    rng: np.random.Generator  # the clip's stream, shared by its samples in order
+
+
+def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) -> list[PlannedSample]:
+    """Which family (and prompt template) each sample of each clip gets, balanced across the run."""
+    balancer = FamilyBalancer(params.family_weights)
+    plans: list[PlannedSample] = []
+    for clip in sorted(clips, key=lambda c: c.ref.clip_id):
+        rng = np.random.default_rng(_clip_seed(params.seed, clip.ref.clip_id))
+        record = clip.record
+        feasible = feasible_families(record) if record else list(FAMILIES_WITHOUT_CUES)
+        if not any(params.family_weights.get(f, 0) > 0 for f in feasible):
+            counts["skipped_no_feasible_family"] += 1
+            continue
+        used: set[str] = set()
+        for s in range(params.samples_per_clip):
+            fresh = [f for f in feasible if f not in used] or feasible
+            if (record is not None and not record.agree and "modality_agreement" in fresh
+                    and params.family_weights.get("modality_agreement", 0) > 0):
+                family = "modality_agreement"
+            else:
+                family = balancer.choose(fresh, rng)
+            if family is None:
+                continue
+            used.add(family)
+            balancer.add(family)
+            plans.append(PlannedSample(clip, s, family, int(rng.integers(len(PROMPTS[family]))), rng))
+    counts["samples_planned"] = len(plans)
+    return plans
+
+
+def _ask_llm(llm: LLMGenerator, plans: list[PlannedSample], workers: int, progress: bool) -> list[Draft | None]:
+    """One request per planned sample, `workers` at a time (order kept; the on-disk cache makes reruns free)."""
+    def ask(plan: PlannedSample) -> Draft | None:
+        record = plan.clip.record
+        captions = (plan.clip.item.text or {}).get("captions")
+        return llm.generate(PROMPTS[plan.family][plan.prompt_index], plan.family, record,
+                            label=plan.clip.ref.video_emotion, captions=captions, template=f"p{plan.prompt_index}")
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(tqdm(pool.map(ask, plans), total=len(plans), desc="LLM samples", unit="sample",
+                         disable=not progress))
+
+
+def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client: ChatClient | None = None,
+                progress: bool = True) -> BuildResult:
+    """All preference rows for the profile (not yet saved); `items` default to the manifest's."""
+    t0 = time.perf_counter()
+    counts: Counter[str] = Counter()
+    invalid_reasons: Counter[str] = Counter()
+    invalid_examples: list[dict[str, Any]] = []
+    if items is None:
+        items = read_items(params.manifest_file)
+    clips = prepare_clips(items, params.generator, counts)
+    split_by_clip(clips, params.val_fraction, params.seed)
+    pickers = {s: RejectedInputPicker([c.ref for c in clips if c.split == s], params.pmp_video_source,
+                                      params.pmp_audio_source) for s in ("train", "validation")}
+    plans = plan_samples(clips, params, counts)
+    llm = None
+    llm_drafts: list[Draft | None] = []
+    if params.generator == "llm":
+        llm = LLMGenerator(client or _make_client(params), temperature=params.llm_temperature)
+        llm_drafts = _ask_llm(llm, plans, params.llm_workers, progress)
+    rows: list[dict[str, str]] = []
+    seen: set[tuple[str, ...]] = set()
+
+    for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
+        clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
+        if llm is None:
+            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index)
+        elif llm_drafts[i] is not None:
+            draft = llm_drafts[i]
+        elif params.llm_fallback_to_template and record is not None:
+            counts["llm_fallback_to_template"] += 1
+            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index)
+        else:
+            counts["skipped_llm_failed"] += 1
+            continue
+        texts = draft.texts()
+        problems = check_sample(texts, record, family) if record else check_sample_without_record(texts)
+        if problems:
+            counts["invalid"] += 1
+            for p in problems:  # group by reason, whatever the cue
+                invalid_reasons[re.sub(r"'[^']*'", "<cue>", p)] += 1
+            if len(invalid_examples) < MAX_INVALID_EXAMPLES:
+                invalid_examples.append({"clip_id": clip.ref.clip_id, "family": family, "problems": problems,
+                                         **texts})
+            continue
+        key = (clip.ref.clip_id, draft.prompt, *(texts[k] for k in RESPONSE_KINDS))
+        if key in seen:
+            counts["duplicates_dropped"] += 1
+            continue
+        seen.add(key)
+        sample_id = f"{clip.ref.clip_id}__{plan.index}"
+        modality = FAMILY_MODALITY[family]
+        rej = pickers[clip.split].pick(clip.ref, modality, rng, noise_seed(params.seed, sample_id))
+        rows.append({
+            "id": sample_id, "clip_id": clip.ref.clip_id, "family": family, "modality": modality,
+            "prompt": draft.prompt, **texts,
+            "video": clip.ref.video, "audio": clip.ref.audio, "video_l": rej.video_l, "audio_l": rej.audio_l,
+            "label": _claimed_label(clip, family), "split": clip.split,
+            "video_emotion": record.video_emotion if record else "",
+            "audio_emotion": record.audio_emotion if record else "",
+            "cues": json.dumps(cited_cues(texts)),
+            "cue_record": json.dumps(record.to_dict()) if record else "",
+            "generator": "llm" if draft.template.endswith("/llm") else "template",
+            "template": draft.template,
+            "rejected_clip_id": rej.rejected_clip_id, "rejected_clip_video": rej.rejected_clip_video,
+            "rejected_clip_audio": rej.rejected_clip_audio,
+        })
+    before_cap = len(rows)
+    rows = balanced_cap(rows, params.max_pairs, params.family_weights)
+    counts["dropped_by_max_pairs"] = before_cap - len(rows)
+    counts["pmp_fallback_to_noise"] = sum(p.fallbacks_to_noise for p in pickers.values())
+    stats = summarize(rows, counts, clips)
+    stats["invalid_reasons"] = dict(invalid_reasons)
+    stats["invalid_examples"] = invalid_examples
+    if llm is not None:
+        stats["llm"] = llm.stats()
+    stats["build_seconds"] = round(time.perf_counter() - t0, 3)
+    log.info("built %d pairs from %d clips (%d invalid, %d duplicates) in %.1f s", len(rows), len(clips),
+             counts["invalid"], counts["duplicates_dropped"], stats["build_seconds"])
+    return BuildResult(rows, stats)
+
+
+def summarize(rows: list[dict[str, str]], counts: Counter[str], clips: list[Clip]) -> dict[str, Any]:
+    by: dict[str, Counter[str]] = defaultdict(Counter)
+    lengths: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        for key in ("family", "modality", "split", "label"):
+            by[key][r[key]] += 1
+        if r["family"] == "modality_agreement":
+            by["agreement_answer"]["yes" if r["video_emotion"] == r["audio_emotion"] else "no"] += 1
+        by["pmp_source"][_pmp_kind(r)] += 1
+        for k in RESPONSE_KINDS:
+            lengths[k].append(len(r[k]))
+    train_clips = {r["clip_id"] for r in rows if r["split"] == "train"}
+    val_clips = {r["clip_id"] for r in rows if r["split"] == "validation"}
+    return {
+        "n_pairs": len(rows),
+        "n_clips_used": len(train_clips | val_clips),
+        "n_clips_usable": len(clips),
+        "clips_in_both_splits": len(train_clips & val_clips),
+        "counts": dict(counts),
+        **{f"by_{k}": dict(v) for k, v in by.items()},
+        "mean_chars": {k: round(float(np.mean(v)), 1) for k, v in lengths.items()},
+        "mean_abs_char_diff_vs_chosen": {
+            k: round(float(np.mean(np.abs(np.array(lengths[k]) - np.array(lengths["chosen"])))), 2)
+            for k in ("rejected_vr", "rejected_er") if lengths[k]},
+    }
+
+
+def _pmp_kind(row: dict[str, str]) -> str:
+    parts = []
+    for col, real in (("video_l", row["video"]), ("audio_l", row["audio"])):
+        if row[col] != real:
+            parts.append(f"{col[:5]}={'noise' if row[col].startswith('noise:') else 'clip'}")
+    return ",".join(parts)
+
+
+def build_and_save(params: PairParams, items: Iterable[Item] | None = None, client: ChatClient | None = None,
+                   progress: bool = True) -> BuildResult:
+    """build_pairs, then the HF dataset under pairs_dir, stats.json and the released-format JSON."""
+    result = build_pairs(params, items, client, progress)
+    result.stats["params"] = params.to_dict()
+    save_pairs(result.rows, params.pairs_dir, result.stats)
+    if params.released_json_file:
+        n = export_released_json(result.rows, params.released_json_file, params.released_media_dir)
+        log.info("wrote %d samples in the released JSON format to %s", n, params.released_json_file)
+    return result

@@ -1,0 +1,158 @@
+"""Cue records and the check every preference sample must pass.
+
+A sample is valid when each of its three responses cites the right *kind* of cue for the modalities its
+family targets (checked with `emotions.find_cues` against the clip's cue record):
+
+* chosen      - only PRESENT typical cues (relevant), each of the emotion the response claims for that
+                modality;
+* rejected_vr - only PRESENT context cues (irrelevant): a spurious association;
+* rejected_er - only ABSENT typical cues of the claimed emotion: a hallucination.
+
+All three claim the same emotion (and, for modality agreement, the same yes/no answer), so the cue is the
+only difference the model can learn from.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from avere_utils.emotions import EMOTIONS, cue_kind, find_cues
+from avere_utils.pairs.params import FAMILY_MODALITY
+
+RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
+
+# Words a response may use to name an emotion (the noun is the label; the adjective reads naturally).
+EMOTION_WORDS: dict[str, tuple[str, ...]] = {
+    "happiness": ("happiness", "happy"),
+    "sadness": ("sadness", "sad"),
+    "neutral": ("neutral", "calm"),
+    "anger": ("anger", "angry"),
+    "surprise": ("surprise", "surprised"),
+    "disgust": ("disgust", "disgusted"),
+    "fear": ("fear", "fearful", "afraid", "scared"),
+}
+
+
+@dataclass(frozen=True)
+class ModalityCues:
+    present: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CueRecord:
+    """The synthetic world's per-clip record (docs/ARCHITECTURE.md, "Cue record")."""
+
+    video_emotion: str
+    audio_emotion: str
+    visual: ModalityCues = field(default_factory=ModalityCues)
+    audio: ModalityCues = field(default_factory=ModalityCues)
+
+    @property
+    def agree(self) -> bool:
+        return self.video_emotion == self.audio_emotion
+
+    def of(self, modality: str) -> ModalityCues:
+        return self.visual if modality == "visual" else self.audio
+
+    def emotion_of(self, modality: str) -> str:
+        return self.video_emotion if modality == "visual" else self.audio_emotion
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "cue record") -> "CueRecord":
+        try:
+            ve, ae = d["video_emotion"], d["audio_emotion"]
+        except KeyError as e:
+            raise ValueError(f"{where}: missing key {e.args[0]!r}") from None
+        for name, emo in (("video_emotion", ve), ("audio_emotion", ae)):
+            if emo not in EMOTIONS:
+                raise ValueError(f"{where}: {name} {emo!r} is not one of {EMOTIONS}")
+
+        def part(key: str) -> ModalityCues:
+            m = d.get(key) or {}
+            return ModalityCues(*(tuple(m.get(k) or ()) for k in ("present", "absent", "context")))
+
+        return cls(ve, ae, part("visual"), part("audio"))
+
+    def to_dict(self) -> dict[str, Any]:
+        def part(m: ModalityCues) -> dict[str, list[str]]:
+            return {"present": list(m.present), "absent": list(m.absent), "context": list(m.context)}
+
+        return {"video_emotion": self.video_emotion, "audio_emotion": self.audio_emotion,
+                "visual": part(self.visual), "audio": part(self.audio)}
+
+
+def targeted_modalities(family: str) -> tuple[str, ...]:
+    m = FAMILY_MODALITY[family]
+    return ("visual", "audio") if m == "both" else (m,)
+
+
+def claimed_emotion(record: CueRecord, family: str, modality: str) -> str:
+    """The emotion a response of this family attributes to the cues of one modality."""
+    if family == "emotion_id":
+        return record.video_emotion  # the clip label; on a disagreement clip audio cues cannot support it
+    return record.emotion_of(modality)
+
+
+def mentions_emotion(text: str, emotion: str) -> bool:
+    return any(re.search(rf"\b{w}\b", text, re.IGNORECASE) for w in EMOTION_WORDS[emotion])
+
+
+def _check_response(kind: str, text: str, record: CueRecord, family: str) -> list[str]:
+    if not isinstance(text, str) or not text.strip():
+        return [f"{kind}: empty"]
+    problems: list[str] = []
+    cited = find_cues(text)
+    if not cited:
+        problems.append(f"{kind}: cites no lexicon cue")
+    targeted = targeted_modalities(family)
+    for cue in cited:
+        modality, emotion = cue_kind(cue)
+        if modality not in targeted:
+            problems.append(f"{kind}: cites {cue!r}, a {modality} cue, for a {'/'.join(targeted)} prompt")
+            continue
+        cues = record.of(modality)
+        want = claimed_emotion(record, family, modality)
+        if kind == "chosen":
+            if cue not in cues.present or emotion != want:
+                problems.append(f"{kind}: {cue!r} is not a present typical {modality} cue of {want}")
+        elif kind == "rejected_vr":
+            if cue not in cues.context:
+                problems.append(f"{kind}: {cue!r} is not a present irrelevant (context) {modality} cue")
+        else:
+            if cue not in cues.absent or emotion != want:
+                problems.append(f"{kind}: {cue!r} is not an absent typical {modality} cue of {want}")
+    for modality in targeted:
+        if family == "emotion_id" and modality == "audio" and not record.agree:
+            continue  # the label is the video emotion; audio is not required to support it
+        if not mentions_emotion(text, claimed_emotion(record, family, modality)):
+            problems.append(f"{kind}: does not name the emotion {claimed_emotion(record, family, modality)}")
+    if family == "modality_agreement":
+        answer = "yes" if record.agree else "no"
+        if not re.search(rf"\b{answer}\b", text, re.IGNORECASE):
+            problems.append(f"{kind}: does not answer {answer!r} to the agreement question")
+    return problems
+
+
+def check_sample(texts: Mapping[str, str], record: CueRecord, family: str) -> list[str]:
+    """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid."""
+    problems: list[str] = []
+    for kind in RESPONSE_KINDS:
+        problems += _check_response(kind, texts.get(kind, ""), record, family)
+    if len({texts.get(k, "").strip() for k in RESPONSE_KINDS}) < len(RESPONSE_KINDS):
+        problems.append("two of the three responses are identical")
+    return problems
+
+
+def check_sample_without_record(texts: Mapping[str, str]) -> list[str]:
+    """What can be checked when a clip has no cue record (real data): well-formed and distinct."""
+    problems = [f"{k}: empty" for k in RESPONSE_KINDS if not isinstance(texts.get(k), str) or not texts[k].strip()]
+    if not problems and len({texts[k].strip() for k in RESPONSE_KINDS}) < len(RESPONSE_KINDS):
+        problems.append("two of the three responses are identical")
+    return problems
+
+
+def cited_cues(texts: Mapping[str, str]) -> dict[str, list[str]]:
+    return {k: find_cues(texts.get(k, "")) for k in RESPONSE_KINDS}

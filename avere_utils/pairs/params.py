@@ -1,0 +1,70 @@
+"""Parameters of notebook 02_pair_construction (defaults = the tiny profile)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avere_utils.config import StageParams
+
+FAMILIES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id", "modality_agreement")
+FAMILY_MODALITY: dict[str, str] = {
+    "visual_reasoning": "visual",
+    "audio_reasoning": "audio",
+    "emotion_id": "both",
+    "modality_agreement": "both",
+}
+PMP_SOURCES: tuple[str, ...] = ("other_clip", "noise")
+GENERATORS: tuple[str, ...] = ("template", "llm")
+
+
+def _default_family_weights() -> dict[str, float]:
+    # The two joint families share the "both" modality, so half weight each gives the three modalities
+    # (visual, audio, both) equal shares.
+    return {"visual_reasoning": 1.0, "audio_reasoning": 1.0, "emotion_id": 0.5, "modality_agreement": 0.5}
+
+
+@dataclass
+class PairParams(StageParams):
+    # inputs / outputs
+    manifest_file: str = "${run_dir}/manifests/train_source.jsonl"
+    pairs_dir: str = "${run_dir}/pairs"
+    released_json_file: str = "${run_dir}/pairs/released_format.json"
+    released_media_dir: str = "${data_root}"  # paths in the released JSON are relative to this folder
+    figures_dir: str = "${run_dir}/figures"
+    # sampling
+    generator: str = "template"  # template | llm
+    samples_per_clip: int = 2
+    max_pairs: int = 0  # 0 = no cap; otherwise a family-balanced subsample
+    family_weights: dict[str, float] = field(default_factory=_default_family_weights)
+    val_fraction: float = 0.1
+    max_cues_per_response: int = 2
+    # PMP rejected input: "other_clip" (a clip with a different emotion in the targeted modality, as the
+    # paper's text says) or "noise" (uniform noise; the released loader does this for audio)
+    pmp_video_source: str = "other_clip"
+    pmp_audio_source: str = "other_clip"
+    # LLM generator (any OpenAI-compatible endpoint).  The key is read from the env var NAMED here.
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "gemini-2.5-flash"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_cache_dir: str = "${run_dir}/cache/llm"
+    llm_timeout_s: float = 30.0
+    llm_max_retries: int = 3
+    llm_temperature: float = 0.0
+    llm_fallback_to_template: bool = True  # an invalid LLM sample is replaced by a template one (counted)
+    llm_workers: int = 4  # requests in flight at once
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"PairParams.generator must be one of {GENERATORS}, got {self.generator!r}")
+        for key in ("pmp_video_source", "pmp_audio_source"):
+            if getattr(self, key) not in PMP_SOURCES:
+                raise ValueError(f"PairParams.{key} must be one of {PMP_SOURCES}, got {getattr(self, key)!r}")
+        unknown = set(self.family_weights) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"PairParams.family_weights: unknown families {sorted(unknown)}; known: {FAMILIES}")
+        if any(w < 0 for w in self.family_weights.values()) or not any(self.family_weights.values()):
+            raise ValueError(f"PairParams.family_weights must be >= 0 with at least one > 0: {self.family_weights}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"PairParams.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if min(self.samples_per_clip, self.max_cues_per_response, self.llm_workers) < 1 or self.max_pairs < 0:
+            raise ValueError("PairParams: samples_per_clip, max_cues_per_response and llm_workers must be >= 1, "
+                             "max_pairs >= 0")

@@ -1,0 +1,96 @@
+"""ChatClient against a stub OpenAI-compatible server on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from avere_utils.llm_client import ChatClient, ChatError, cache_key
+from chat_stub import StubChat, completion
+
+MESSAGES = [{"role": "user", "content": "Say hi"}]
+SECRET = "sk-test-0123456789-very-secret"
+
+
+def echo(body):
+    return 200, completion("hi: " + body["messages"][-1]["content"])
+
+
+def test_success_sends_model_params_and_key_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUB_KEY", SECRET)
+    with StubChat(echo) as stub:
+        client = ChatClient(stub.base_url, "stub-model", api_key_env="STUB_KEY", cache_dir=tmp_path)
+        assert client.chat(MESSAGES, temperature=0.0, max_tokens=5) == "hi: Say hi"
+    body = stub.requests[0]
+    assert body["model"] == "stub-model" and body["temperature"] == 0.0 and body["max_tokens"] == 5
+    assert stub.auth_headers == [f"Bearer {SECRET}"]
+    assert client.stats.as_dict() == {"requests": 1, "cache_hits": 0, "retries": 0, "failures": 0}
+    # The key is read from the environment at request time: never on the object, never in the cache.
+    assert SECRET not in repr(client) and SECRET not in json.dumps(vars(client), default=str)
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert SECRET not in f.read_text()
+
+
+def test_no_key_in_env_sends_no_authorization(monkeypatch):
+    monkeypatch.delenv("STUB_KEY_UNSET", raising=False)
+    with StubChat(echo) as stub:
+        ChatClient(stub.base_url, "m", api_key_env="STUB_KEY_UNSET").chat(MESSAGES)
+    assert stub.auth_headers == [None]
+
+
+def test_cache_hit_makes_no_request(tmp_path):
+    with StubChat(echo) as stub:
+        first = ChatClient(stub.base_url, "m", cache_dir=tmp_path)
+        assert first.chat(MESSAGES, temperature=0) == "hi: Say hi"
+        second = ChatClient(stub.base_url, "m", cache_dir=tmp_path)  # a rerun: a fresh client, same cache
+        assert second.chat(MESSAGES, temperature=0) == "hi: Say hi"
+        # Different params or model are different keys.
+        assert second.chat(MESSAGES, temperature=0.5) == "hi: Say hi"
+    assert len(stub.requests) == 2
+    assert second.stats.requests == 1 and second.stats.cache_hits == 1
+    assert cache_key("m", MESSAGES, {"temperature": 0}) != cache_key("m2", MESSAGES, {"temperature": 0})
+    assert (tmp_path / cache_key("m", MESSAGES, {"temperature": 0})[:2]).is_dir()
+
+
+def test_timeout_then_retry_succeeds(tmp_path):
+    with StubChat(echo) as stub:
+        stub.slow_next, stub.delay_s = 1, 1.0
+        client = ChatClient(stub.base_url, "m", timeout_s=0.2, max_retries=2, backoff_s=0.01)
+        assert client.chat(MESSAGES) == "hi: Say hi"
+    assert client.stats.requests == 2 and client.stats.retries == 1 and client.stats.failures == 0
+
+
+def test_gives_up_after_max_retries():
+    with StubChat(lambda body: (503, "busy")) as stub:
+        client = ChatClient(stub.base_url, "m", max_retries=2, backoff_s=0.01)
+        with pytest.raises(ChatError, match="gave up after 3 attempts.*503"):
+            client.chat(MESSAGES)
+    assert len(stub.requests) == 3 and client.stats.retries == 2 and client.stats.failures == 1
+
+
+def test_client_error_is_not_retried():
+    with StubChat(lambda body: (400, '{"error": "bad request"}')) as stub:
+        client = ChatClient(stub.base_url, "m", max_retries=3, backoff_s=0.01)
+        with pytest.raises(ChatError, match="HTTP 400"):
+            client.chat(MESSAGES)
+    assert len(stub.requests) == 1 and client.stats.failures == 1
+
+
+@pytest.mark.parametrize("body", ["not json at all", '{"choices": []}', '{"choices": [{"message": {"content": 3}}]}'])
+def test_malformed_reply_fails_and_is_not_cached(tmp_path, body):
+    with StubChat(lambda b: (200, body)) as stub:
+        client = ChatClient(stub.base_url, "m", cache_dir=tmp_path, backoff_s=0.01)
+        with pytest.raises(ChatError, match="malformed|not text"):
+            client.chat(MESSAGES)
+    assert client.stats.failures == 1 and not list(tmp_path.rglob("*.json"))
+
+
+def test_damaged_cache_entry_is_refetched(tmp_path):
+    with StubChat(echo) as stub:
+        client = ChatClient(stub.base_url, "m", cache_dir=tmp_path)
+        client.chat(MESSAGES)
+        (entry,) = tmp_path.rglob("*.json")
+        entry.write_text("{truncated")
+        assert client.chat(MESSAGES) == "hi: Say hi"
+    assert len(stub.requests) == 2

@@ -48,7 +48,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     from avere_utils import datacheck
 
     table, ok = datacheck.check_profile(args.profile)
-    print(table.to_string(index=False))
+    print(datacheck.format_table(table))
     print("data check: OK" if ok else "data check: FAILED (see the table above)")
     return 0 if ok else 1
 

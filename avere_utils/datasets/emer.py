@@ -1,0 +1,42 @@
+"""EMER references: the MER2025 track-3 OV-MERD csv (`name,reason`) and its clips (own audio track).
+
+Real OV-MERD rows carry open-vocabulary labels, not one of the 7 classes, so `label` is None there; in
+the synthetic world the side cue record gives the shown emotion."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from avere_utils.datasets.common import LoadResult, load_side_cues, read_csv_rows, require_dir
+from avere_utils.datasets.mer2023 import find_clip
+from avere_utils.records import Item
+
+
+def load_emer(reason_file: str | os.PathLike, clip_dir: str | os.PathLike) -> LoadResult:
+    reason_file, clip_dir = Path(reason_file), Path(clip_dir)
+    rows = read_csv_rows(reason_file, ("name", "reason"), "MER2025 OV-MERD reason csv")
+    require_dir(clip_dir, "MER2025 clip")
+    cues = load_side_cues(reason_file.parent)
+    res = LoadResult("emer", source=str(reason_file))
+    seen: set[str] = set()
+    for row in rows:
+        name, reason = row["name"], row["reason"]
+        if not reason:
+            res.skip("empty_reason", name)
+            continue
+        if name in seen:
+            res.skip("duplicate_id", name)
+            continue
+        seen.add(name)
+        clip = find_clip(clip_dir, name)
+        if clip is None:
+            res.skip("missing_video", name)
+            continue
+        text = {"reason": reason}
+        label = None
+        if name in cues:
+            text["cues"] = cues[name]
+            label = cues[name]["video_emotion"]
+        res.items.append(Item(id=name, dataset="emer", split="test", video=str(clip), audio=None, label=label,
+                              text=text))
+    return res

@@ -1,0 +1,111 @@
+"""Stage 01: (tiny) generate the synthetic world, then index every configured dataset into manifests."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from avere_utils.datasets.common import LoadResult, write_manifest
+from avere_utils.datasets.dfew import load_dfew
+from avere_utils.datasets.emer import load_emer
+from avere_utils.datasets.emorealm import load_emorealm
+from avere_utils.datasets.mafw import load_mafw_labels
+from avere_utils.datasets.mer2023 import load_mer2023
+from avere_utils.datasets.params import ALL_DATASETS, DataPrepParams
+from avere_utils.datasets.ravdess import load_ravdess
+from avere_utils.datasets.train_source import load_train_source
+from avere_utils.emotions import EMOTIONS, MER2023_LABELS
+from avere_utils.media import MediaSettings
+from avere_utils.paths import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def world_config(P: DataPrepParams):
+    from avere_utils.synth import WorldConfig  # the synthetic world is only needed for the tiny profile
+    return WorldConfig(n_train_source=P.n_train_source, n_dfew_test_per_class=P.n_dfew_test_per_class,
+                       n_dfew_train_per_class=P.n_dfew_train_per_class, n_ravdess_actors=P.n_ravdess_actors,
+                       n_mer2023=P.n_mer2023, n_mer2023_worried=P.n_mer2023_worried, n_emer=P.n_emer,
+                       n_emorealm_per_task=P.n_emorealm_per_task, spurious_rate=P.spurious_rate,
+                       text_prior_rate=P.text_prior_rate, context_reason_rate=P.context_reason_rate,
+                       disagreement_rate=P.disagreement_rate, clip_seconds=P.clip_seconds,
+                       video_size=P.video_size, workers=P.world_workers)
+
+
+def media_settings(P: DataPrepParams) -> MediaSettings:
+    return MediaSettings(n_frames=P.n_frames, frame_size=P.frame_size, sample_rate=P.sample_rate,
+                         max_audio_s=P.max_audio_s, stereo_to_mono=P.stereo_to_mono,
+                         on_missing_audio=P.on_missing_audio)
+
+
+def expected_counts(P: DataPrepParams) -> dict[str, int]:
+    """Item counts to expect: P.expected_counts, else (synthetic world) what the knobs produce."""
+    if P.expected_counts or not P.generate_world:
+        return dict(P.expected_counts)
+    n_mer_classes = len(MER2023_LABELS)
+    return {"dfew": P.n_dfew_test_per_class * len(EMOTIONS) if P.dfew_split == "test"
+            else P.n_dfew_train_per_class * len(EMOTIONS),
+            "ravdess": P.n_ravdess_actors * (52 if P.ravdess_calm_policy == "drop" else 60),
+            "mer2023": min(P.n_mer2023, -(-P.n_mer2023 // n_mer_classes) * n_mer_classes),
+            "emer": P.n_emer, "emorealm": 5 * P.n_emorealm_per_task, "train_source": P.n_train_source}
+
+
+def load_dataset(name: str, P: DataPrepParams) -> LoadResult:
+    """Index one dataset with the stage's parameters (no decoding)."""
+    if name == "dfew":
+        return load_dfew(P.dfew_root, P.dfew_fold, P.dfew_split, video_subdir=P.dfew_video_subdir,
+                         wav_subdir=P.dfew_wav_subdir, annotation_subdir=P.dfew_annotation_subdir,
+                         require_audio=P.require_audio)
+    if name == "ravdess":
+        return load_ravdess(P.ravdess_root, modality=P.ravdess_modality, vocal_channel=P.ravdess_vocal_channel,
+                            calm_policy=P.ravdess_calm_policy)
+    if name == "mer2023":
+        return load_mer2023(P.mer2023_label_file, P.mer2023_clip_dir)
+    if name == "emer":
+        return load_emer(P.emer_reason_file, P.emer_clip_dir)
+    if name == "emorealm":
+        return load_emorealm(P.emorealm_file, P.dfew_root, video_subdir=P.dfew_video_subdir,
+                             wav_subdir=P.dfew_wav_subdir, require_audio=P.require_audio, strict=P.strict)
+    if name == "train_source":
+        if P.train_source_format == "mafw":
+            return load_mafw_labels(P.train_source_file, P.mafw_clip_dir, P.mafw_wav_dir)
+        if P.train_source_format != "jsonl":
+            raise ValueError(f"train_source_format must be 'jsonl' or 'mafw', got {P.train_source_format!r}")
+        return load_train_source(P.train_source_file, require_audio=P.require_audio)
+    raise ValueError(f"unknown dataset {name!r}; datasets are {ALL_DATASETS}")
+
+
+def ensure_world(P: DataPrepParams):
+    """Generate the synthetic world into data_root unless it already holds this exact world."""
+    from avere_utils.synth import existing_world, generate_world
+    cfg = world_config(P)
+    if not P.regenerate_world:
+        found = existing_world(P.data_root, cfg, P.seed)
+        if found is not None:
+            log.info("reusing the synthetic world in %s (same knobs and seed)", P.data_root)
+            return found
+    return generate_world(P.data_root, cfg, P.seed)
+
+
+def prepare_data(P: DataPrepParams) -> dict[str, LoadResult]:
+    """(tiny) generate the world; index every dataset in P.datasets; write manifests/<name>.jsonl and
+    manifests/index.json (counts, skips, sources)."""
+    t0 = time.perf_counter()
+    world = ensure_world(P) if P.generate_world else None
+    results: dict[str, LoadResult] = {}
+    for name in P.datasets:
+        res = load_dataset(name, P)
+        write_manifest(Path(P.manifest_dir) / f"{name}.jsonl", res.items)
+        log.info("%s", res.report())
+        results[name] = res
+    index: dict[str, Any] = {
+        "profile": P.profile, "data_root": P.data_root, "seconds": round(time.perf_counter() - t0, 3),
+        "world": None if world is None else {"n_clips": world.n_clips, "seconds": world.seconds,
+                                             "clips_per_s": world.clips_per_s, "reused": world.reused},
+        "datasets": {n: {"items": len(r.items), "skipped": dict(r.skipped), "source": r.source,
+                         "classes": dict(r.class_counts())} for n, r in results.items()},
+    }
+    atomic_write_text(Path(P.manifest_dir) / "index.json", json.dumps(index, indent=1) + "\n")
+    return results

@@ -1,0 +1,210 @@
+"""Text about a synthetic clip, written from its cue record: noisy training captions, clean EMER-style
+reference descriptions, and EmoReAlM-style questions.
+
+Every cue is quoted with its exact lexicon phrase (so `emotions.find_cues` recovers it); the phrasing
+around it varies over several templates so that a model cannot key on one sentence shape.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from avere_utils.datasets.emorealm import STRESS_KINDS, TASKS  # one definition of the task keys
+from avere_utils.emotions import AUDIO_CUES, EMOTIONS, VISUAL_CUES
+
+ADJECTIVE: dict[str, str] = {"happiness": "happy", "sadness": "sad", "neutral": "neutral", "anger": "angry",
+                             "surprise": "surprised", "disgust": "disgusted", "fear": "fearful"}
+YES_NO: list[str] = ["(A) Yes", "(B) No"]
+
+
+def _pick(rng: np.random.Generator, options: list[str] | tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _join(cues: list[str]) -> str:
+    if len(cues) <= 1:
+        return "".join(cues)
+    return ", ".join(cues[:-1]) + " and " + cues[-1]
+
+
+# --- noisy training captions (text-prior and context knobs) -------------------------------------------
+VISUAL_TEMPLATES = (
+    "The person looks {adj}: {cues} can be seen on the face.",
+    "In the video, the person shows {cues}, a sign of {emo}.",
+    "The face shows {cues}, which points to {emo}.",
+    "Visually, the person appears {adj}, with {cues}.",
+)
+AUDIO_TEMPLATES = (
+    "The voice sounds {adj}, with {cues}.",
+    "In the audio, the voice has {cues}, a sign of {emo}.",
+    "The speaker has {cues}, which suggests {emo}.",
+    "Acoustically, the speaker is {adj}: listen to {cues}.",
+)
+CONTEXT_TEMPLATES = (
+    " {Ctx} also adds to the feeling of {emo}.",
+    " The {emo} is reinforced by {ctx}.",
+    " {Ctx} makes the scene feel {adj} as well.",
+)
+DESCRIPTION_TEMPLATES = (
+    "The person appears to feel {emo}. {visual} {audio}",
+    "{visual} {audio} Overall, the emotion is {emo}.",
+    "Overall the clip conveys {emo}. {visual} {audio}",
+)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def noisy_cited_cues(record_m: dict[str, list[str]], rng: np.random.Generator, text_prior_rate: float,
+                     ) -> tuple[list[str], bool]:
+    """Cues a noisy caption cites for one modality: mostly present ones; with text_prior_rate an ABSENT
+    typical cue (the hallucination the text prior causes).  Returns (cues, cited_absent)."""
+    present, absent = list(record_m["present"]), list(record_m["absent"])
+    k = min(len(present), 1 + int(rng.random() < 0.5))
+    cited = [present[i] for i in sorted(rng.choice(len(present), size=k, replace=False).tolist())] if present else []
+    cited_absent = False
+    if absent and rng.random() < text_prior_rate:
+        cited.append(_pick(rng, absent))
+        cited_absent = True
+    return cited, cited_absent
+
+
+def modality_caption(modality: str, emotion: str, record_m: dict[str, list[str]], rng: np.random.Generator,
+                     text_prior_rate: float, context_reason_rate: float) -> tuple[str, dict[str, Any]]:
+    cues, cited_absent = noisy_cited_cues(record_m, rng, text_prior_rate)
+    templates = VISUAL_TEMPLATES if modality == "visual" else AUDIO_TEMPLATES
+    text = _pick(rng, templates).format(adj=ADJECTIVE[emotion], emo=emotion, cues=_join(cues))
+    context_cited = None
+    if rng.random() < context_reason_rate:
+        context_cited = _pick(rng, record_m["context"])
+        text += _pick(rng, CONTEXT_TEMPLATES).format(ctx=context_cited, Ctx=_cap(context_cited), emo=emotion,
+                                                     adj=ADJECTIVE[emotion])
+    return _cap(text), {"cited": cues, "cited_absent": cited_absent, "cited_context": context_cited}
+
+
+def training_captions(record: dict[str, Any], rng: np.random.Generator, text_prior_rate: float,
+                      context_reason_rate: float) -> tuple[dict[str, str], dict[str, Any]]:
+    """The noisy source captions of a training clip, plus what noise was applied (for analysis)."""
+    visual, vnoise = modality_caption("visual", record["video_emotion"], record["visual"], rng,
+                                      text_prior_rate, context_reason_rate)
+    audio, anoise = modality_caption("audio", record["audio_emotion"], record["audio"], rng,
+                                     text_prior_rate, context_reason_rate)
+    description = _pick(rng, DESCRIPTION_TEMPLATES).format(emo=record["video_emotion"], visual=visual, audio=audio)
+    return {"visual": visual, "audio": audio, "description": description}, {"visual": vnoise, "audio": anoise}
+
+
+def reference_description(record: dict[str, Any], rng: np.random.Generator) -> str:
+    """A clean EMER-style reference (OV-MERD `reason`): all present cues, no context, no absent cue."""
+    ve, ae = record["video_emotion"], record["audio_emotion"]
+    v, a = record["visual"]["present"], record["audio"]["present"]
+    parts = [_pick(rng, ("In the video, the person shows {c}.", "Visually, there are {c}.",
+                         "The face displays {c}.")).format(c=_join(v))]
+    parts.append(_pick(rng, ("In the audio, the speaker has {c}.", "The voice carries {c}.",
+                             "Acoustically, there is {c}.")).format(c=_join(a)))
+    if ve == ae:
+        parts.append(_pick(rng, ("Together these cues indicate {e}.", "Therefore the person feels {e}.",
+                                 "These cues suggest {e}.")).format(e=ve))
+    else:
+        parts.append(f"The face indicates {ve} while the voice suggests {ae}; the visible emotion is {ve}.")
+    return " ".join(parts)
+
+
+# --- EmoReAlM-style questions -----------------------------------------------------------------------
+def _letter(choices: list[str]) -> list[str]:
+    return [f"({chr(65 + i)}) {c}" for i, c in enumerate(choices)]
+
+
+def _other_emotion_cues(emotion: str, modality: str) -> list[str]:
+    table = VISUAL_CUES if modality == "visual" else AUDIO_CUES
+    return [c for e in EMOTIONS if e != emotion for c in table[e].values()]
+
+
+def mcq_item(record: dict[str, Any], modality: str, rng: np.random.Generator) -> dict[str, Any] | None:
+    """4-option MCQ: which cue explains the emotion.  Answer: a present relevant cue.  Distractors: at
+    least one ABSENT typical cue and one PRESENT irrelevant context cue when the clip has them, filled up
+    with other emotions' cues (also absent)."""
+    rm = record[modality]
+    emotion = record["video_emotion" if modality == "visual" else "audio_emotion"]
+    if not rm["present"]:
+        return None
+    answer = _pick(rng, rm["present"])
+    distractors: list[str] = []
+    if rm["absent"]:
+        distractors.append(_pick(rng, rm["absent"]))
+    distractors.append(_pick(rng, rm["context"]))
+    pool = [c for c in rm["absent"] + rm["context"] + _other_emotion_cues(emotion, modality)
+            if c not in distractors and c != answer and c not in rm["present"]]
+    while len(distractors) < 3:
+        distractors.append(pool.pop(int(rng.integers(len(pool)))))
+    options = [answer] + distractors
+    order = rng.permutation(4).tolist()
+    options = [options[i] for i in order]
+    what = "visual" if modality == "visual" else "audio"
+    who = "the person" if modality == "visual" else "the speaker"
+    question = _pick(rng, (
+        f"Which {what} cue best explains why {who} seems {ADJECTIVE[emotion]}?",
+        f"Which {what} cue in the clip shows that {who} is {ADJECTIVE[emotion]}?",
+        f"What {what} evidence shows that {who} feels {emotion}?",
+    ))
+    return {"task": "reasoning_basic_video" if modality == "visual" else "reasoning_basic_audio",
+            "question": question, "choices": _letter(options), "answer": chr(65 + order.index(0))}
+
+
+def stress_item(record: dict[str, Any], modality: str, kind: str, rng: np.random.Generator) -> dict[str, Any] | None:
+    """Yes/No: does cue X contribute to emotion Y?  relevant (present typical) -> Yes; spurious (present
+    context) -> No; hallucination (typical but absent) -> No."""
+    rm = record[modality]
+    emotion = record["video_emotion" if modality == "visual" else "audio_emotion"]
+    pool = {"relevant": rm["present"], "spurious": rm["context"], "hallucination": rm["absent"]}[kind]
+    if not pool:
+        return None
+    cue = _pick(rng, pool)
+    where = "video" if modality == "visual" else "audio"
+    question = _pick(rng, (
+        f"Does {cue} in the {where} contribute to the person seeming {ADJECTIVE[emotion]}?",
+        f"In the {where}, is {cue} a reason why the person feels {emotion}?",
+        f"Does {cue} in the {where} show that the person is {ADJECTIVE[emotion]}?",
+    ))
+    return {"task": f"reasoning_stress_{'video' if modality == 'visual' else 'audio'}", "question": question,
+            "choices": list(YES_NO), "answer": "A" if kind == "relevant" else "B", "kind": kind}
+
+
+def agreement_item(record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    question = _pick(rng, ("Do the audio and the video convey the same emotion?",
+                           "Is the emotion in the voice the same as the emotion on the face?",
+                           "Do the face and the voice express the same emotion?"))
+    same = record["video_emotion"] == record["audio_emotion"]
+    return {"task": "modality_agreement", "question": question, "choices": list(YES_NO),
+            "answer": "A" if same else "B"}
+
+
+def make_item(record: dict[str, Any], task: str, rng: np.random.Generator, kind: str | None = None
+              ) -> dict[str, Any] | None:
+    """One EmoReAlM-style item of `task` about a clip, or None when the clip cannot support it."""
+    if task == "reasoning_basic_video":
+        return mcq_item(record, "visual", rng)
+    if task == "reasoning_basic_audio":
+        return mcq_item(record, "audio", rng)
+    if task == "modality_agreement":
+        return agreement_item(record, rng)
+    if task in ("reasoning_stress_video", "reasoning_stress_audio"):
+        modality = "visual" if task.endswith("video") else "audio"
+        return stress_item(record, modality, kind or _pick(rng, STRESS_KINDS), rng)
+    raise KeyError(f"unknown task {task!r}; tasks are {TASKS}")
+
+
+def clip_qa(record: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One item per task for a training clip (stress kind drawn at random, Yes half of the time)."""
+    out = []
+    for task in TASKS:
+        kind = None
+        if task.startswith("reasoning_stress"):
+            kind = "relevant" if rng.random() < 0.5 else _pick(rng, ("spurious", "hallucination"))
+        item = make_item(record, task, rng, kind)
+        if item is None and kind == "hallucination":  # every part rendered: nothing absent to ask about
+            item = make_item(record, task, rng, "spurious")
+        if item is not None:
+            out.append(item)
+    return out

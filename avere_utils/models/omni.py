@@ -1,0 +1,327 @@
+"""`OmniBackend`: the Backend interface over a Qwen2.5-Omni thinker (real weights or the tiny config).
+
+Every call builds `inputs_embeds` itself: token embeddings, with the audio/video encoder outputs scattered
+into the placeholder positions.  That lets a batch encode each *distinct* Media object once (examples
+that share the same Media object, e.g. chosen and rejected responses of one pair, reuse its features),
+and lets `score_choices` and `generate` run the language model with an explicit KV cache.  Position ids
+are the thinker's own TMRoPE (`get_rope_index`), computed per example so that a batch may mix text-only,
+audio-only and audio+video prompts.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+from transformers import DynamicCache
+
+from avere_utils.models.backend import Backend
+from avere_utils.models.processor import (
+    ENDOFTEXT, IM_END, AudioFeaturizer, EncodedMedia, ProcessorSettings, audio_output_length,
+    batch_media_features, encode_media, media_or_none, render_prompt,
+)
+from avere_utils.records import Example, Media
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    input_ids: torch.Tensor  # (B, L) left-padded
+    attention_mask: torch.Tensor  # (B, L)
+    response_mask: torch.Tensor  # (B, L) 1 on response tokens
+    encoded: list[EncodedMedia]  # distinct clips of the batch
+    media_of_row: list[int | None]  # index into `encoded` per row
+
+
+class OmniBackend(Backend):
+    def __init__(self, model: torch.nn.Module, thinker: torch.nn.Module, tokenizer: Any,
+                 settings: ProcessorSettings, device: torch.device, *, media_settings: Any = None,
+                 model_dir: str | None = None):
+        self.model = model  # the PeftModel when adapters are attached, else the thinker itself
+        self.thinker = thinker  # Qwen2_5OmniThinkerForConditionalGeneration (LoRA layers injected in place)
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.device = device
+        self.media_settings = media_settings
+        self.model_dir = model_dir
+        self.featurizer = AudioFeaturizer(settings)
+        self._encoded: dict[int, tuple[weakref.ref, EncodedMedia]] = {}
+        self.eos_ids = sorted({i for i in (tokenizer.convert_tokens_to_ids(IM_END),
+                                           tokenizer.convert_tokens_to_ids(ENDOFTEXT)) if i is not None})
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    # --- properties -----------------------------------------------------------------------------
+    @property
+    def has_adapters(self) -> bool:
+        return hasattr(self.model, "disable_adapter")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.thinker.lm_head.weight.dtype
+
+    def parameter_counts(self) -> dict[str, int]:
+        parts = {"audio_encoder": self.thinker.model.audio_tower, "vision_encoder": self.thinker.model.visual,
+                 "language_model": self.thinker.model.language_model, "lm_head": self.thinker.lm_head}
+        out = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+        out["total"] = sum(p.numel() for p in self.model.parameters())
+        out["trainable"] = sum(p.numel() for p in self.trainable_parameters())
+        return out
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def encode_media(self, media: Media) -> EncodedMedia:
+        """Encoder inputs of one clip, memoised per Media object (while that object lives)."""
+        key = id(media)
+        hit = self._encoded.get(key)
+        if hit is not None and hit[0]() is media:
+            return hit[1]
+        enc = encode_media(media, self.settings, self.featurizer)
+        self._encoded[key] = (weakref.ref(media, lambda _r, k=key: self._encoded.pop(k, None)), enc)
+        return enc
+
+    def _build(self, examples: Sequence[Example], *, with_response: bool) -> _Batch:
+        if not examples:
+            raise ValueError("empty list of examples")
+        encoded: list[EncodedMedia] = []
+        slot: dict[int, int] = {}
+        media_of_row: list[int | None] = []
+        rows: list[tuple[list[int], list[int]]] = []
+        for ex in examples:
+            media = media_or_none(ex.media)
+            enc = None
+            if media is not None:
+                if id(media) not in slot:
+                    slot[id(media)] = len(encoded)
+                    encoded.append(self.encode_media(media))
+                media_of_row.append(slot[id(media)])
+                enc = encoded[slot[id(media)]]
+            else:
+                media_of_row.append(None)
+            text = render_prompt(self.tokenizer, ex.prompt, enc, self.settings.system_prompt)
+            prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            resp_ids: list[int] = []
+            if with_response:
+                if ex.response is None:
+                    raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
+                resp_ids = self.response_ids(ex.response)
+            rows.append((prompt_ids, resp_ids))
+        length = max(len(p) + len(r) for p, r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        att = torch.zeros((len(rows), length), dtype=torch.long)
+        resp = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, (p, r) in enumerate(rows):
+            n = len(p) + len(r)
+            ids[i, length - n:] = torch.tensor(p + r, dtype=torch.long)
+            att[i, length - n:] = 1
+            resp[i, length - len(r):] = 1 if r else 0
+        return _Batch(ids, att, resp, encoded, media_of_row)
+
+    def response_ids(self, response: str) -> list[int]:
+        """Token ids of a response as the model would produce it: the text, then <|im_end|>."""
+        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.tokenizer.convert_tokens_to_ids(IM_END)]
+
+    def _embed(self, batch: _Batch) -> torch.Tensor:
+        """Token embeddings with each distinct clip's encoder output scattered into its placeholders."""
+        thinker = self.thinker
+        ids = batch.input_ids.to(self.device)
+        embeds = thinker.get_input_embeddings()(ids)
+        if not batch.encoded:
+            return embeds
+        feats = batch_media_features(batch.encoded)
+        video_per_clip: list[torch.Tensor | None] = [None] * len(batch.encoded)
+        audio_per_clip: list[torch.Tensor | None] = [None] * len(batch.encoded)
+        if "pixel_values_videos" in feats:
+            out = thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
+                                                   feats["video_grid_thw"].to(self.device), return_dict=True)
+            it = iter(out.pooler_output)
+            for k, e in enumerate(batch.encoded):
+                if e.pixel_values is not None:
+                    video_per_clip[k] = next(it)
+        if "input_features" in feats:
+            out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
+                                                   feats["feature_attention_mask"].to(self.device), return_dict=True)
+            lengths = [audio_output_length(e.n_audio_frames) for e in batch.encoded if e.audio_features is not None]
+            it = iter(torch.split(out.last_hidden_state, lengths))
+            for k, e in enumerate(batch.encoded):
+                if e.audio_features is not None:
+                    audio_per_clip[k] = next(it)
+        cfg = thinker.config
+        rows_v = [video_per_clip[k] for k in batch.media_of_row if k is not None and video_per_clip[k] is not None]
+        rows_a = [audio_per_clip[k] for k in batch.media_of_row if k is not None and audio_per_clip[k] is not None]
+        if rows_v:
+            mask = (ids == cfg.video_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(mask, torch.cat(rows_v).to(embeds.dtype))
+        if rows_a:
+            mask = (ids == cfg.audio_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(mask, torch.cat(rows_a).to(embeds.dtype))
+        return embeds
+
+    def _positions(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """TMRoPE position ids (3, B, L) and the next free position per row (B,)."""
+        b, length = batch.input_ids.shape
+        pos = torch.ones(3, b, length, dtype=torch.long)
+        nxt = torch.zeros(b, dtype=torch.long)
+        for i in range(b):
+            k = batch.media_of_row[i]
+            enc = batch.encoded[k] if k is not None else None
+            kwargs: dict[str, Any] = {}
+            if enc is not None and enc.grid_thw is not None:
+                kwargs["video_grid_thw"] = torch.tensor([enc.grid_thw])
+                kwargs["second_per_grids"] = torch.tensor([enc.second_per_grid])
+            if enc is not None and enc.audio_features is not None:
+                kwargs["audio_seqlens"] = torch.tensor([enc.n_audio_frames])
+            p, _ = self.thinker.model.get_rope_index(
+                batch.input_ids[i:i + 1], attention_mask=batch.attention_mask[i:i + 1],
+                use_audio_in_video=bool(enc is not None and enc.interleaved), **kwargs)
+            pos[:, i] = p[:, 0]
+            valid = batch.attention_mask[i].bool()
+            nxt[i] = pos[:, i][:, valid].max() + 1
+        return pos.to(self.device), nxt.to(self.device)
+
+    def _lm(self, embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+            cache: DynamicCache | None = None) -> tuple[torch.Tensor, DynamicCache | None]:
+        out = self.thinker.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask.to(self.device),
+                                                 position_ids=position_ids, cache=cache,
+                                                 use_cache=cache is not None)
+        return out.last_hidden_state, out.cache
+
+    # --- Backend API ----------------------------------------------------------------------------
+    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self._build(examples, with_response=True)
+        ctx = contextlib.nullcontext() if grad else torch.no_grad()
+        with ctx:
+            embeds = self._embed(batch)
+            pos, _ = self._positions(batch)
+            hidden, _ = self._lm(embeds, batch.attention_mask, pos)
+            target = batch.response_mask[:, 1:].bool().to(self.device)
+            h = hidden[:, :-1][target]  # the hidden state before each response token predicts it
+            logits = self.thinker.lm_head(h).float()
+            tok = batch.input_ids[:, 1:].to(self.device)[target]
+            lp = torch.log_softmax(logits, dim=-1).gather(-1, tok[:, None])[:, 0]
+            row = torch.arange(len(examples), device=self.device)[:, None].expand_as(target)[target]
+            logp = torch.zeros(len(examples), device=self.device, dtype=torch.float32).index_add(0, row, lp)
+        return logp, batch.response_mask.sum(1).to(self.device)
+
+    def generate(self, examples: Sequence[Example], *, max_new_tokens: int = 32, temperature: float = 0.0,
+                 seed: int | None = None, use_cache: bool = True) -> list[str]:
+        ids = self.generate_ids(examples, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                use_cache=use_cache)
+        return [self.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
+
+    @torch.no_grad()
+    def generate_ids(self, examples: Sequence[Example], *, max_new_tokens: int = 32, temperature: float = 0.0,
+                     seed: int | None = None, use_cache: bool = True, stop_at_eos: bool = True) -> list[list[int]]:
+        """New token ids per example (the end token included when reached).  Greedy when temperature == 0,
+        else sampling from softmax(logits / temperature) with a generator seeded by `seed`.  use_cache=False
+        recomputes the whole sequence at every step (the benchmark's baseline); stop_at_eos=False always
+        produces max_new_tokens (for throughput measurements)."""
+        batch = self._build(examples, with_response=False)
+        embeds = self._embed(batch)
+        pos, nxt = self._positions(batch)
+        att = batch.attention_mask.to(self.device)
+        gen = None
+        if temperature > 0:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(0 if seed is None else seed)
+        b = len(examples)
+        done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        out_ids: list[list[int]] = [[] for _ in range(b)]
+        eos = torch.tensor(self.eos_ids, device=self.device)
+        cache = DynamicCache(config=self.thinker.config.get_text_config()) if use_cache else None
+        hidden, cache = self._lm(embeds, att, pos, cache)
+        for _ in range(max_new_tokens):
+            logits = self.thinker.lm_head(hidden[:, -1]).float()
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                tok = torch.multinomial(probs, 1, generator=gen)[:, 0]
+            else:
+                tok = logits.argmax(-1)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            for i in range(b):
+                if not done[i]:
+                    out_ids[i].append(int(tok[i]))
+            if stop_at_eos:
+                done |= torch.isin(tok, eos)
+            if bool(done.all()):
+                break
+            new_embed = self.thinker.get_input_embeddings()(tok[:, None])
+            new_pos = nxt.view(1, b, 1).expand(3, b, 1)
+            nxt = nxt + 1
+            att = torch.cat([att, torch.ones(b, 1, dtype=att.dtype, device=self.device)], dim=1)
+            if use_cache:
+                hidden, cache = self._lm(new_embed, att, new_pos, cache)
+            else:  # recompute the whole sequence (benchmark baseline)
+                embeds = torch.cat([embeds, new_embed], dim=1)
+                pos = torch.cat([pos, new_pos], dim=2)
+                hidden, _ = self._lm(embeds, att, pos, None)
+        return out_ids
+
+    @torch.no_grad()
+    def score_choices(self, example: Example, choices: Sequence[str]) -> torch.Tensor:
+        if not choices:
+            raise ValueError("score_choices needs at least one choice")
+        batch = self._build([Example(example.prompt, example.media)], with_response=False)
+        embeds = self._embed(batch)
+        pos, nxt = self._positions(batch)
+        cache = DynamicCache(config=self.thinker.config.get_text_config())
+        hidden, cache = self._lm(embeds, batch.attention_mask, pos, cache)
+        first_lp = torch.log_softmax(self.thinker.lm_head(hidden[:, -1]).float(), dim=-1)[0]  # (V,)
+        ids = [self.response_ids(c) for c in choices]
+        k, n = len(ids), max(len(x) for x in ids)
+        tok = torch.full((k, n), self.pad_id, dtype=torch.long, device=self.device)
+        valid = torch.zeros((k, n), dtype=torch.bool, device=self.device)
+        for i, x in enumerate(ids):
+            tok[i, :len(x)] = torch.tensor(x, device=self.device)
+            valid[i, :len(x)] = True
+        scores = first_lp[tok[:, 0]]
+        if n > 1:
+            cache.batch_repeat_interleave(k)  # the prompt is encoded once; its KV cache serves all K choices
+            att = torch.cat([batch.attention_mask.to(self.device).expand(k, -1), valid[:, :-1].long()], dim=1)
+            p = (nxt.view(1, 1, 1) + torch.arange(n - 1, device=self.device).view(1, 1, -1)).expand(3, k, n - 1)
+            h, _ = self._lm(self.thinker.get_input_embeddings()(tok[:, :-1]), att, p, cache)
+            lp = torch.log_softmax(self.thinker.lm_head(h).float(), dim=-1).gather(-1, tok[:, 1:, None])[..., 0]
+            scores = scores + (lp * valid[:, 1:]).sum(1)
+        return scores
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        if self.has_adapters:
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()  # no adapters: the model IS the reference
+
+    def trainable_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """LoRA parameters when adapters are attached; all parameters of a plain model (full fine-tune)."""
+        return (p for p in self.model.parameters() if p.requires_grad)
+
+    def save_adapter(self, path: str) -> None:
+        if not self.has_adapters:
+            raise RuntimeError("this backend has no LoRA adapters to save (load it with lora=... or adapter_dir=...)")
+        self.model.save_pretrained(str(path))
+        log.info("saved LoRA adapter to %s", path)
+
+    def load_adapter(self, path: str) -> None:
+        from avere_utils.models.loading import attach_adapter
+
+        if self.has_adapters:
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            result = set_peft_model_state_dict(self.model, load_peft_weights(str(path), device=str(self.device)))
+            missing = [k for k in result.missing_keys if "lora_" in k]
+            if result.unexpected_keys or missing:
+                raise ValueError(f"adapter {path} does not fit this model: unexpected {result.unexpected_keys[:5]}, "
+                                 f"missing {missing[:5]}")
+        else:
+            self.model = attach_adapter(self.thinker, path)
+        log.info("loaded LoRA adapter from %s", path)
+
+    def save_pretrained(self, path: str) -> None:
+        """Save the full model (merged, no adapters), tokenizer and processor settings as a checkpoint folder."""
+        if self.has_adapters:
+            raise RuntimeError("save_pretrained saves a plain model; this one has adapters (use save_adapter)")
+        self.thinker.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        self.settings.save(path)

@@ -1,0 +1,188 @@
+"""The reference model of a run: built and warm-started (tiny) or linked from a local base (paper).
+
+Notebook 03 calls these; later stages only need the folder (`RunLayout.reference_model()`), which
+`load_backend` loads like any checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from avere_utils.emotions import find_cues
+from avere_utils.models.loading import load_backend
+from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
+from avere_utils.models.sft import (
+    CLASSIFICATION_PROMPT, EMER_PROMPT, SFTConfig, run_sft, tokenizer_corpus,
+)
+from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
+from avere_utils.records import Example, Item, Media
+
+log = logging.getLogger(__name__)
+
+
+def read_items(path: str | Path) -> list[Item]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path} (run notebook 01_data_preparation first)")
+    try:
+        from avere_utils.datasets import read_manifest
+    except ImportError:
+        read_manifest = None
+    if read_manifest is not None:
+        return list(read_manifest(path))
+    with open(path) as f:
+        return [Item.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str | Path | None) -> dict[str, Media]:
+    """Decoded Media per item id (one object per clip, so that the backend encodes each clip once)."""
+    from avere_utils.media import load_media
+
+    cache = None
+    if cache_dir:
+        from avere_utils.cache import FeatureCache
+
+        cache = FeatureCache(cache_dir)
+    return {it.id: load_media(it.video, it.audio, media_settings, cache)
+            for it in tqdm(items, desc="decoding clips", unit="clip")}
+
+
+def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item], dict[str, Media]]:
+    """Tiny profile: tokenizer + tiny thinker from the world's texts, SFT warm start, saved to reference_dir.
+
+    Returns (backend, SFT history, training items, their media)."""
+    manifests = Path(p.manifests_dir)
+    items = read_items(manifests / "train_source.jsonl")
+    if p.sft_max_items:
+        items = items[: p.sft_max_items]
+    corpus = tokenizer_corpus(sorted(manifests.glob("*.jsonl")), p.pairs_dir)
+    init_dir = Path(p.reference_dir).parent / "reference_init"
+    size = resolve_size(p.model_size)
+    size["media"].update(n_frames=p.n_frames, frame_size=p.frame_size)
+    build_tiny_checkpoint(init_dir, corpus, size=size, seed=p.seed)
+    _write_processor_settings(init_dir, p)
+    backend = load_backend(str(init_dir), device=p.device, dtype=p.dtype)
+    media = load_clip_media(items, backend.media_settings, p.cache_dir)
+    cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
+                    warmup_ratio=p.sft_warmup_ratio, max_seconds=p.sft_max_seconds, seed=p.seed)
+    history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
+                      qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats)
+    out = Path(p.reference_dir)
+    fresh, stale = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
+    for d in (fresh, stale):
+        if d.exists():
+            shutil.rmtree(d)
+    backend.save_pretrained(str(fresh))
+    # swap folders so that a reader never finds a half-written reference
+    if out.exists():
+        os.replace(out, stale)
+    os.replace(fresh, out)
+    for d in (stale, init_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    log.info("reference model saved to %s", out)
+    return backend, history, items, media
+
+
+def link_paper_reference(p: Any) -> Path:
+    """Paper profile: reference_dir = links to the base model's files + the kit's processor settings."""
+    base = Path(p.base_model_path)
+    if not base.is_dir() or not (base / "config.json").is_file():
+        raise FileNotFoundError(f"base_model_path {base} is not a model folder with config.json "
+                                "(download Qwen2.5-Omni-7B there first; nothing is downloaded by the kit)")
+    out = Path(p.reference_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in base.iterdir():
+        if f.name == PROCESSOR_FILE:
+            continue
+        link = out / f.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(f.resolve(), link)
+    _write_processor_settings(out, p, base=ProcessorSettings.load(base))
+    return out
+
+
+def _write_processor_settings(model_dir: Path, p: Any, base: ProcessorSettings | None = None) -> None:
+    s = base or ProcessorSettings.load(model_dir)
+    s.long_audio = p.long_audio
+    s.audio_in_video = p.audio_in_video
+    s.media = {**s.media, "n_frames": p.n_frames, "frame_size": p.frame_size}
+    s.save(model_dir)
+
+
+def generation_table(backend: Any, items: Sequence[Item], media: dict[str, Media], n: int,
+                     max_new_tokens: int = 48) -> pd.DataFrame:
+    """A few clips: the label, the one-word and detailed answers, and which cited cues the clip really
+    shows (present), does not show (absent: hallucinated) or shows but are irrelevant (context)."""
+    rows = []
+    chosen = list(items)[:n]
+    words = backend.generate([Example(CLASSIFICATION_PROMPT, media[it.id]) for it in chosen], max_new_tokens=6)
+    details = backend.generate([Example(EMER_PROMPT, media[it.id]) for it in chosen], max_new_tokens=max_new_tokens)
+    for it, w, d in zip(chosen, words, details):
+        cues = (it.text or {}).get("cues") or {}
+        present = set(cues.get("visual", {}).get("present", []) + cues.get("audio", {}).get("present", []))
+        absent = set(cues.get("visual", {}).get("absent", []) + cues.get("audio", {}).get("absent", []))
+        context = set(cues.get("visual", {}).get("context", []) + cues.get("audio", {}).get("context", []))
+        cited = find_cues(d)
+        rows.append({"id": it.id, "label": it.label, "audio_emotion": cues.get("audio_emotion"),
+                     "one_word": w, "detailed": d,
+                     "cited_present": [c for c in cited if c in present],
+                     "cited_absent": [c for c in cited if c in absent],
+                     "cited_context": [c for c in cited if c in context],
+                     "present": sorted(present), "context": sorted(context)})
+    return pd.DataFrame(rows)
+
+
+def background_emotion(item: Item) -> str | None:
+    """The emotion whose training-source background this clip shows (synthetic world only), else None."""
+    from avere_utils.emotions import SPURIOUS_BACKGROUND
+
+    by_background = {bg: e for e, bg in SPURIOUS_BACKGROUND.items()}
+    context = (((item.text or {}).get("cues") or {}).get("visual") or {}).get("context") or []
+    return next((by_background[c] for c in context if c in by_background), None)
+
+
+def heldout_check(backend: Any, items: Sequence[Item], media: dict[str, Media], *, describe: int = 40,
+                  max_new_tokens: int = 96) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Closed-set recognition (score_choices over EMOTIONS on the classification prompt) on every item,
+    and cue citations of detailed answers on the first `describe` items.
+
+    Returns per-item rows and a summary: accuracy, chance; `follows_background`: the share of predictions
+    equal to the emotion that the clip's background goes with in the training source (on held-out clips
+    the background is independent of the emotion, so a model free of that spurious association follows
+    it at about chance, plus the clips where it happens to be right); and the share of detailed answers
+    citing a present relevant cue, an absent typical cue (hallucination) or a context cue (spurious)."""
+    from avere_utils.emotions import EMOTIONS
+
+    rows = []
+    for it in tqdm(items, desc="recognition", unit="clip"):
+        scores = backend.score_choices(Example(CLASSIFICATION_PROMPT, media[it.id]), list(EMOTIONS))
+        rows.append({"id": it.id, "label": it.label, "pred": EMOTIONS[int(scores.argmax())],
+                     "background_emotion": background_emotion(it)})
+    df = pd.DataFrame(rows)
+    summary = {"n": len(df), "accuracy": float((df.label == df.pred).mean()) if len(df) else float("nan"),
+               "chance": 1 / len(EMOTIONS)}
+    known = df[df.background_emotion.notna() & (df.background_emotion != df.label)]
+    if len(known):  # clips whose background points to another emotion than the true one
+        summary["n_misleading_background"] = len(known)
+        summary["follows_background"] = float((known.pred == known.background_emotion).mean())
+        # what a background-blind model with this accuracy would show if its errors were spread evenly
+        summary["follows_background_if_blind"] = (1 - summary["accuracy"]) / (len(EMOTIONS) - 1)
+    with_cues = [it for it in items if (it.text or {}).get("cues")][:describe]
+    if with_cues:
+        table = generation_table(backend, with_cues, media, len(with_cues), max_new_tokens=max_new_tokens)
+        summary.update({
+            "n_described": len(table),
+            "cites_present": float(table.cited_present.map(bool).mean()),
+            "cites_absent": float(table.cited_absent.map(bool).mean()),
+            "cites_context": float(table.cited_context.map(bool).mean()),
+        })
+    return df, summary

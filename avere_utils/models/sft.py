@@ -1,0 +1,245 @@
+"""Supervised warm start of the tiny reference model on the synthetic training source.
+
+Three tasks per training clip, all as (user prompt about the clip, assistant answer):
+
+* label: the classification prompt -> the one-word emotion label ("happiness");
+* description: the EMER prompt -> the clip's *noisy* source description (`captions.description`), which
+  carries the training source's spurious context and text prior: that is what the reference absorbs;
+* qa: each EmoReAlM-style item -> question + " " + lettered choices, answered with the full correct
+  choice string, e.g. "(B) No" or "(C) furrowed brows".
+
+The loss is the token-level mean negative log-likelihood of the responses (`SFTConfig.loss_normalization`),
+computed through `Backend.sequence_logprobs`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cue_phrases
+from avere_utils.records import Example, Item, Media
+
+log = logging.getLogger(__name__)
+
+CLASSIFICATION_PROMPT = "Describe the emotion of the person in the video in one word."
+EMER_PROMPT = "Describe the emotion of the person in the video in detail."
+SFT_TASKS = ("label", "description", "qa")
+
+
+def qa_prompt(qa: dict[str, Any]) -> str:
+    """EmoReAlM prompt: the question, a space, the lettered choices joined by spaces."""
+    return qa["question"] + " " + " ".join(qa["choices"])
+
+
+def qa_answer(qa: dict[str, Any]) -> str:
+    """The answer format taught in SFT: the full correct choice string, e.g. "(B) No"."""
+    idx = ord(str(qa["answer"]).strip().upper()[:1]) - ord("A")
+    if not 0 <= idx < len(qa["choices"]):
+        raise ValueError(f"qa answer {qa['answer']!r} is not a letter of its {len(qa['choices'])} choices")
+    return qa["choices"][idx]
+
+
+@dataclass
+class SFTRecord:
+    item_id: str
+    task: str
+    prompt: str
+    response: str
+    group: str = ""  # records of one group share a batch (and the clip's encoding); default: the item id
+
+
+def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoch: int = 0,
+                qa_per_clip: int = 0, label_repeats: int = 1) -> list[SFTRecord]:
+    """The SFT examples of the training items for one epoch, in item order.
+
+    qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
+    (so that the one-word labels and descriptions are not outnumbered); 0 takes them all.  label_repeats
+    > 1 adds the label example that many times, each copy in its own batch group: the label is the most
+    direct perception signal, and without the repeats a tiny model settles on the spurious background
+    before it learns the faces and voices.  Items lacking a field a task needs are counted and skipped."""
+    unknown = [t for t in tasks if t not in SFT_TASKS]
+    if unknown:
+        raise ValueError(f"unknown SFT task(s) {unknown}; tasks are {SFT_TASKS}")
+    out: list[SFTRecord] = []
+    skipped: dict[str, int] = {t: 0 for t in tasks}
+    for it in items:
+        captions = (it.text or {}).get("captions") or {}
+        if "label" in tasks:
+            if it.label:
+                out.extend(SFTRecord(it.id, "label", CLASSIFICATION_PROMPT, it.label, group=f"{it.id}#{k}" if k else "")
+                           for k in range(label_repeats))
+            else:
+                skipped["label"] += 1
+        if "description" in tasks:
+            if captions.get("description"):
+                out.append(SFTRecord(it.id, "description", EMER_PROMPT, captions["description"]))
+            else:
+                skipped["description"] += 1
+        if "qa" in tasks:
+            qas = (it.text or {}).get("qa") or []
+            if not qas:
+                skipped["qa"] += 1
+                continue
+            if qa_per_clip:
+                qas = [qas[(epoch * qa_per_clip + j) % len(qas)] for j in range(min(qa_per_clip, len(qas)))]
+            for qa in qas:
+                out.append(SFTRecord(it.id, "qa", qa_prompt(qa), qa_answer(qa)))
+    if any(skipped.values()):
+        log.warning("SFT: items skipped per task for a missing field: %s", skipped)
+    return out
+
+
+def clip_grouped_batches(records: Sequence[SFTRecord], batch_size: int, rng: np.random.Generator
+                         ) -> list[list[SFTRecord]]:
+    """Batches of consecutive records after shuffling the clips: a clip's records mostly share a batch,
+    so its audio and video are encoded once for all of them."""
+    by_clip: dict[str, list[SFTRecord]] = {}
+    for r in records:
+        by_clip.setdefault(r.group or r.item_id, []).append(r)
+    clips = list(by_clip)
+    flat = [r for i in rng.permutation(len(clips)) for r in by_clip[clips[i]]]
+    return [flat[i:i + batch_size] for i in range(0, len(flat), batch_size)]
+
+
+def tokenizer_corpus(manifest_files: Iterable[str | Path], pairs_dir: str | Path | None = None) -> list[str]:
+    """Every text the tiny model will read or write: manifests' text fields, pair texts if present, the
+    evaluation prompts and the emotion lexicon."""
+    from avere_utils.synth.text import ADJECTIVE  # adjectives used by the captions
+
+    texts: list[str] = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS, *ADJECTIVE.values(), *all_cue_phrases(),
+                        *[c for v in VISUAL_CONTEXT.values() for c in v], *[c for v in AUDIO_CONTEXT.values() for c in v]]
+
+    def walk(x: Any) -> None:
+        if isinstance(x, str):
+            texts.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    for path in manifest_files:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    d = json.loads(line)
+                    walk(d.get("text"))
+                    if d.get("label"):
+                        texts.append(d["label"])
+    if pairs_dir is not None and Path(pairs_dir).is_dir():
+        try:
+            from datasets import load_from_disk
+
+            loaded = load_from_disk(str(pairs_dir))
+            splits = list(loaded.values()) if hasattr(loaded, "values") else [loaded]  # DatasetDict or Dataset
+            for ds in splits:
+                for col in ("prompt", "chosen", "rejected_vr", "rejected_er"):
+                    if col in ds.column_names:
+                        texts.extend(str(t) for t in ds[col])
+        except (FileNotFoundError, ValueError) as e:
+            log.info("no preference pairs read from %s (%s); tokenizer corpus without them", pairs_dir, e)
+    return texts
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    max_seconds: float = 120.0  # a safety cap: stopping early is logged, not silent
+    seed: int = 0
+    # "token": mean NLL over all response tokens of the batch (standard SFT; every token counts the same, so
+    # the first token of a long description, which tells the two prompts apart, is not drowned);
+    # "example": mean over examples of each response's mean token NLL (short labels weigh as much as
+    # long descriptions)
+    loss_normalization: str = "token"
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
+            log_file: str | Path, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
+            label_repeats: int = 1) -> list[dict[str, Any]]:
+    """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step."""
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    epochs = [clip_grouped_batches(sft_records(items, tasks, epoch=e, qa_per_clip=qa_per_clip,
+                                               label_repeats=label_repeats), cfg.batch_size, rng)
+              for e in range(cfg.epochs)]
+    total = sum(len(b) for b in epochs)
+    if total == 0:
+        raise ValueError("run_sft: no SFT records")
+    params = [p for p in backend.trainable_parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup_ratio * total)
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    backend.model.train()
+    step = 0
+    stopped = False
+    with open(log_file, "w") as flog, tqdm(total=total, desc="SFT", unit="step") as bar:
+        flog.write(json.dumps({"event": "config", **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
+                               "label_repeats": label_repeats,
+                               "n_items": len(items), "steps_planned": total}) + "\n")
+        for epoch, batches in enumerate(epochs):
+            for batch in batches:
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
+                examples = [Example(r.prompt, media_of(r.item_id), r.response) for r in batch]
+                logp, n = backend.sequence_logprobs(examples, grad=True)
+                nll = -logp / n.clamp(min=1)
+                if cfg.loss_normalization == "token":
+                    loss = -logp.sum() / n.sum().clamp(min=1)
+                elif cfg.loss_normalization == "example":
+                    loss = nll.mean()
+                else:
+                    raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                nll = nll.detach()
+                rec: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss.detach()),
+                                       "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
+                                       "seconds": time.perf_counter() - start}
+                for task in SFT_TASKS:
+                    sel = [i for i, r in enumerate(batch) if r.task == task]
+                    if sel:
+                        rec[f"loss_{task}"] = float(nll[sel].mean())
+                history.append(rec)
+                flog.write(json.dumps(rec) + "\n")
+                flog.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                step += 1
+                if rec["seconds"] > cfg.max_seconds:
+                    stopped = True
+                    break
+            if stopped:
+                log.warning("SFT stopped by the time cap (%.0f s) after %d of %d steps", cfg.max_seconds, step, total)
+                flog.write(json.dumps({"event": "stopped_by_time_cap", "step": step, "steps_planned": total}) + "\n")
+                break
+    backend.model.eval()
+    log.info("SFT: %d steps in %.1f s, final loss %.3f", step, time.perf_counter() - start, history[-1]["loss"])
+    return history

@@ -1,0 +1,395 @@
+"""The AVEm-DPO training loop: one readable loop over optimizer steps (cleanrl style) on accelerate.
+
+Why not trl's DPOTrainer: in trl 1.16 it replaces the model's forward with a fused head and can silently
+drop extra multimodal inputs, and its override point is private (DESIGN.md, Training).  Here the model is
+used only through the Backend interface, and tests/test_trainer.py proves that the audio and the video
+reach the LoRA gradients.
+
+Per micro-batch: ONE policy call `sequence_logprobs(grad=True)` over every sample's chosen and rejected
+responses on the real input (one shared Media per sample, encoded once) and the chosen response on the
+PMP input; the reference log-probs of the same sequences either precomputed once per sample (default,
+cached on disk and shared by the variants) or from a no-grad call with the adapters disabled; the
+text-only log-probs (TPD) precomputed once per sample.  Sequences a variant does not use are never run.
+
+Multi-process (accelerate launch, DDP): each process takes its slice of every global batch; after the
+micro-batches the LoRA gradients are averaged across processes with one all-reduce (the backend calls
+its own module, not a DDP wrapper, so DDP's hooks could not do it), which equals the large-batch update.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from avere_utils.models.backend import Backend
+from avere_utils.paths import atomic_write_text
+from avere_utils.training import checkpoint as ckpt
+from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
+from avere_utils.training.logp_cache import LogpCache, model_fingerprint
+from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize
+from avere_utils.training.params import TrainParams
+from avere_utils.training.step_log import StepLogger
+from avere_utils.training.variants import describe
+
+log = logging.getLogger(__name__)
+
+# Params that do not change what a run computes: a checkpoint written under other values may be resumed.
+RESUME_NEUTRAL = ("resume", "report_to", "save_steps", "save_total_limit", "device", "figures_dir",
+                  "precompute_reference", "media_cache_dir", "logp_cache_dir")
+PRECOMPUTE_SAMPLES_PER_CALL = 8
+TEXT_SEQUENCES_PER_CALL = 64
+
+
+class StopTraining(Exception):
+    """Raised by a hook to stop a run on purpose (tests simulate a kill with it)."""
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks.  on_before_optimizer_step(trainer, step) sees the averaged gradients;
+    on_step_end(trainer, step, record) runs after the step is logged and checkpointed (steps are 1-based)."""
+
+    on_before_optimizer_step: Callable[["Trainer", int], None] | None = None
+    on_step_end: Callable[["Trainer", int, dict[str, Any]], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    variant: str
+    output_dir: str
+    log_file: str
+    steps: int
+    resumed_from_step: int
+    seconds: float
+    loss_config: LossConfig
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_default_backend(params: TrainParams, device: str) -> Backend:
+    from avere_utils.models import load_backend
+    from avere_utils.models.loading import LoraSettings
+
+    return load_backend(params.reference_dir, lora=LoraSettings(r=params.lora_r, alpha=params.lora_alpha,
+                                                                dropout=params.lora_dropout), device=device)
+
+
+def load_default_pairs(params: TrainParams, backend: Backend) -> PairSource:
+    from avere_utils.cache import FeatureCache
+    from avere_utils.pairs import load_pair_media, load_pairs
+
+    rows = [dict(r) for r in load_pairs(params.pairs_dir, params.split)]
+    cache = FeatureCache(params.media_cache_dir)
+    settings = getattr(backend, "media_settings", None)
+    return PairSource(rows, lambda row: load_pair_media(row, settings, cache))
+
+
+def run_signature(params: TrainParams, rows: Sequence[Any], model_fp: str | None) -> dict[str, Any]:
+    """What defines a run (only the same run may be resumed): the params that change the computation, the
+    pairs (their ids, in order) and the reference checkpoint's fingerprint (a rebuilt reference is a new run)."""
+    d = {k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL}
+    d["pairs_sha1"] = hashlib.sha1("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()
+    d["reference_fingerprint"] = model_fp
+    return d
+
+
+class Trainer:
+    def __init__(self, params: TrainParams, *, backend: Backend | None = None, pairs: PairSource | None = None,
+                 accelerator=None, hooks: Hooks | None = None):
+        self.params = params
+        self.config = params.loss_config()
+        self.hooks = hooks or Hooks()
+        # cpu=True also when there is no GPU: under torchrun (accelerate launch --multi_gpu, cpu2.yaml)
+        # accelerate 1.15 only sets up the gloo process group (MULTI_CPU) when asked for the CPU.
+        on_cpu = params.device == "cpu" or (params.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = accelerator or Accelerator(mixed_precision=params.mixed_precision, cpu=on_cpu)
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            raise NotImplementedError(
+                "DeepSpeed launch detected: this trainer averages the LoRA gradients itself (DDP semantics); "
+                "see docs/training.md, 'Multi-GPU', for why ZeRO-2 brings nothing for LoRA-only training and "
+                "use configs/accelerate/ddp.yaml")
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+        device = params.device if params.device != "auto" else str(self.accelerator.device)
+        set_seed(params.seed)  # the fresh LoRA weights are drawn here: the same on every process and run
+        self.backend = backend if backend is not None else load_default_backend(params, device)
+        self.pairs = pairs if pairs is not None else load_default_pairs(params, self.backend)
+        rows = list(self.pairs.rows)
+        if params.max_samples > 0:
+            rows = rows[:params.max_samples]
+        check_rows(rows, params.pairs_dir)
+        self.rows = rows
+        self.order = DataOrder(len(rows), seed=params.seed, per_device_batch_size=params.per_device_batch_size,
+                               grad_accum_steps=params.grad_accum_steps, num_processes=self.world)
+        by_epochs = self.order.steps_per_epoch * params.num_epochs
+        self.total_steps = min(by_epochs, params.max_steps) if params.max_steps > 0 else by_epochs
+        self.trainable = list(self.backend.trainable_parameters())
+        if not self.trainable:
+            raise ValueError("the backend has no trainable parameters (was it loaded with LoRA settings?)")
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=params.learning_rate,
+                                           weight_decay=params.weight_decay)
+        self.scheduler = get_scheduler(params.lr_scheduler, self.optimizer,
+                                       num_warmup_steps=math.ceil(params.warmup_ratio * self.total_steps),
+                                       num_training_steps=self.total_steps)
+        media_key = getattr(getattr(self.backend, "media_settings", None), "key", lambda: "")()
+        self.model_fp = model_fingerprint(getattr(self.backend, "model_dir", None), media_key)
+        self.logps = LogpCache(params.logp_cache_dir, self.model_fp)
+
+    # --- sequences ------------------------------------------------------------------------------
+    def plan(self, index: int, with_media: bool = True) -> SamplePlan:
+        row = self.rows[index]
+        return plan_sample(index, row, self.config, self.pairs.load_media(row) if with_media else None)
+
+    def _score(self, examples: list, *, reference: bool, grad: bool) -> torch.Tensor:
+        with self.accelerator.autocast():
+            if reference:
+                with torch.no_grad(), self.backend.reference():
+                    return self.backend.sequence_logprobs(examples, grad=False)[0]
+            return self.backend.sequence_logprobs(examples, grad=grad)[0]
+
+    def visited_indices(self, start_step: int) -> list[int]:
+        out: dict[int, None] = {}
+        for step in range(start_step, self.total_steps):
+            for micro in self.order.micro_batches(step, self.rank):
+                out.update(dict.fromkeys(micro))
+        return list(out)
+
+    def precompute(self, indices: Sequence[int]) -> None:
+        """Fill the cache with the text-only (TPD) and, if `precompute_reference`, the reference log-probs
+        of every sequence these samples need; each process computes its own samples, the main one saves."""
+        need_text = self.config.needs_text
+        need_ref = self.params.precompute_reference
+        if not (need_text or need_ref):
+            return
+        key_plans = [self.plan(i, with_media=False) for i in indices]
+        new: dict[str, float] = {}
+        if need_text:
+            todo: dict[str, Any] = {}
+            for p in key_plans:
+                for name, ex in p.text:
+                    if p.keys[name] not in self.logps and p.keys[name] not in todo:
+                        todo[p.keys[name]] = ex
+            keys = list(todo)
+            for s in tqdm(range(0, len(keys), TEXT_SEQUENCES_PER_CALL), desc="text-only log-probs",
+                          disable=not self.is_main or not keys):
+                chunk = keys[s:s + TEXT_SEQUENCES_PER_CALL]
+                lp = self._score([todo[k] for k in chunk], reference=True, grad=False)
+                new.update(zip(chunk, lp.float().tolist()))
+        if need_ref:
+            pending = [p.row_index for p in key_plans
+                       if any(p.keys[n] not in self.logps for n, _ in p.policy)]
+            for s in tqdm(range(0, len(pending), PRECOMPUTE_SAMPLES_PER_CALL), desc="reference log-probs",
+                          disable=not self.is_main or not pending):
+                plans = [self.plan(i) for i in pending[s:s + PRECOMPUTE_SAMPLES_PER_CALL]]
+                named = [(p.keys[n], ex) for p in plans for n, ex in p.policy if p.keys[n] not in self.logps]
+                lp = self._score([ex for _, ex in named], reference=True, grad=False)
+                new.update(zip([k for k, _ in named], lp.float().tolist()))
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            merged: dict[str, float] = {}
+            for part in gather_object([new]):
+                merged.update(part)
+            new = merged
+        self.logps.update(new)
+        if self.is_main and new:
+            self.logps.save()
+        log.info("precomputed %d log-probs (cache now %d)", len(new), len(self.logps.values))
+
+    def micro_batch_loss(self, indices: Sequence[int]) -> LossOutput:
+        """The loss of one micro-batch: one policy call, cached or no-grad reference, cached text."""
+        plans = [self.plan(i) for i in indices]
+        self._fill_missing(plans)  # a no-op after precompute(); keeps a lone call (tests, notebooks) valid
+        named = [(j, n, ex) for j, p in enumerate(plans) for n, ex in p.policy]
+        examples = [ex for _, _, ex in named]
+        policy = self._score(examples, reference=False, grad=True).float()
+        if self.params.precompute_reference:
+            ref = torch.tensor([self.logps[plans[j].keys[n]] for j, n, _ in named], device=policy.device)
+        else:
+            ref = self._score(examples, reference=True, grad=False).float()
+        pos = {(j, n): k for k, (j, n, _) in enumerate(named)}
+        b = len(plans)
+
+        def column(name: str, values: torch.Tensor, fallback: str | None = None) -> torch.Tensor:
+            rows = [pos.get((j, name), pos.get((j, fallback))) for j in range(b)]
+            return values[torch.tensor(rows, device=values.device)]
+
+        kinds = list(self.config.rejection_weights())
+        inputs = LossInputs(policy_chosen=column("chosen", policy), ref_chosen=column("chosen", ref),
+                            policy_rejected={k: column(k, policy) for k in kinds},
+                            ref_rejected={k: column(k, ref) for k in kinds})
+        if self.config.needs_pmp:
+            # samples without a PMP input get the chosen log-probs as filler; pmp_mask removes them
+            inputs.policy_chosen_pmp = column("chosen_pmp", policy, fallback="chosen")
+            inputs.ref_chosen_pmp = column("chosen_pmp", ref, fallback="chosen")
+            inputs.pmp_mask = torch.tensor([p.has_pmp for p in plans], device=policy.device)
+        if self.config.needs_text:
+            def text(name: str) -> torch.Tensor:
+                return torch.tensor([self.logps[p.keys[f"text_{name}"]] for p in plans], device=policy.device)
+            inputs.text_chosen = text("chosen")
+            inputs.text_rejected = {k: text(k) for k in kinds}
+        return avem_dpo_loss(inputs, self.config)
+
+    def _fill_missing(self, plans: Sequence[SamplePlan]) -> None:
+        named = [(p.keys[n], ex) for p in plans for n, ex in p.text]
+        if self.params.precompute_reference:
+            named += [(p.keys[n], ex) for p in plans for n, ex in p.policy]
+        todo = {k: ex for k, ex in named if k not in self.logps}
+        if todo:
+            lp = self._score(list(todo.values()), reference=True, grad=False)
+            self.logps.update(dict(zip(todo, lp.float().tolist())))
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _average_gradients(self) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.trainable]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in self.trainable:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
+    def _broadcast_parameters(self) -> None:
+        """Every process starts from rank 0's adapter weights (what DDP does at wrap time)."""
+        if self.world > 1:
+            with torch.no_grad():
+                for p in self.trainable:
+                    torch.distributed.broadcast(p.data, src=0)
+
+    def _start(self) -> int:
+        """Resume from the latest checkpoint of the same run (returns its step), or start clean (returns 0).
+
+        A checkpoint written under other settings, other pairs or another reference checkpoint is not this
+        run: it is not resumed, a warning names what differs, and the run starts over (a rerun of the whole
+        pipeline after notebook 02 or 03 changed must not fail, nor continue a stale adapter)."""
+        p = self.params
+        cdir = Path(p.checkpoint_dir)
+        found = ckpt.latest(cdir) if p.resume else None
+        signature = run_signature(p, self.rows, self.model_fp)
+        if found is not None:
+            state = ckpt.read_state(found)
+            old = state.get("signature", {})
+            diff = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
+            if state.get("world") != self.world:
+                diff.append(f"num_processes ({state.get('world')} -> {self.world})")
+            if not diff:
+                state = ckpt.load(found, backend=self.backend, optimizer=self.optimizer,
+                                  scheduler=self.scheduler, rank=self.rank)
+                log.info("resumed %s from %s (step %d of %d)", p.variant, found, state["step"], self.total_steps)
+                return int(state["step"])
+            log.warning("%s was written by a different run (%s differ): starting %s over", found,
+                        ", ".join(diff), p.variant)
+        self.accelerator.wait_for_everyone()
+        if self.is_main and cdir.is_dir():
+            shutil.rmtree(cdir)  # a fresh run: stale checkpoints must never be resumed later
+        self.accelerator.wait_for_everyone()
+        return 0
+
+    def _state(self, step: int) -> dict[str, Any]:
+        order = hashlib.sha1(self.order.global_batch_indices(max(step - 1, 0)).tobytes()).hexdigest()
+        return {"step": step, "total_steps": self.total_steps, "variant": self.params.variant,
+                "world": self.world, "signature": run_signature(self.params, self.rows, self.model_fp),
+                "last_batch_sha1": order}
+
+    def train(self) -> TrainResult:
+        p = self.params
+        t0 = time.perf_counter()
+        start = self._start()
+        self._broadcast_parameters()
+        if self.is_main:
+            log.info("training %s: %d pairs, %d steps (global batch %d, %d dropped per epoch)\n%s", p.variant,
+                     len(self.rows), self.total_steps, self.order.global_batch, self.order.dropped_per_epoch,
+                     describe(self.config))
+        self.precompute(self.visited_indices(start))
+        logger = (StepLogger(p.log_file, keep_until_step=start, report_to=p.report_to,
+                             tensorboard_dir=Path(p.log_file).with_suffix(""))
+                  if self.is_main else None)
+        samples_per_step_local = self.order.per_device * self.order.accum
+        history: list[dict[str, Any]] = []
+        self.backend.model.train()
+        try:
+            bar = tqdm(range(start, self.total_steps), desc=f"train {p.variant}", disable=not self.is_main,
+                       initial=start, total=self.total_steps)
+            for step0 in bar:
+                step = step0 + 1
+                t_step = time.perf_counter()
+                self.optimizer.zero_grad(set_to_none=True)
+                per_sample: dict[str, list[torch.Tensor]] = {}
+                for micro in self.order.micro_batches(step0, self.rank):
+                    out = self.micro_batch_loss(micro)
+                    # sum / samples of the whole step: accumulation reproduces the large-batch mean exactly
+                    self.accelerator.backward(out.per_sample.sum() / samples_per_step_local)
+                    for k, v in out.metrics.items():
+                        per_sample.setdefault(k, []).append(v.float())
+                self._average_gradients()
+                if self.hooks.on_before_optimizer_step:
+                    self.hooks.on_before_optimizer_step(self, step)
+                if p.max_grad_norm > 0:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, p.max_grad_norm))
+                else:
+                    grad_norm = float(torch.linalg.vector_norm(
+                        torch.stack([g.grad.norm() for g in self.trainable if g.grad is not None])))
+                lr = self.scheduler.get_last_lr()[0]
+                self.optimizer.step()
+                self.scheduler.step()
+                metrics = {k: self.accelerator.gather(torch.cat(v)) for k, v in per_sample.items()}
+                record = {"step": step, "epoch": step0 // self.order.steps_per_epoch, "lr": lr,
+                          **summarize(metrics), "grad_norm": grad_norm,
+                          "samples": step * self.order.global_batch,
+                          "step_seconds": time.perf_counter() - t_step}
+                history.append(record)
+                if logger is not None:
+                    logger.log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}")
+                if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
+                    ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,
+                              scheduler=self.scheduler, state=self._state(step), is_main=self.is_main,
+                              rank=self.rank, keep=p.save_total_limit, barrier=self.accelerator.wait_for_everyone)
+                if self.hooks.on_step_end:
+                    self.hooks.on_step_end(self, step, record)
+        finally:
+            self.backend.model.eval()
+            if logger is not None:
+                logger.close()
+        seconds = time.perf_counter() - t0
+        if self.is_main:
+            self.save_final(seconds, start)
+        self.accelerator.wait_for_everyone()
+        return TrainResult(p.variant, p.output_dir, p.log_file, self.total_steps, start, seconds, self.config,
+                           history)
+
+    def save_final(self, seconds: float, resumed_from: int) -> None:
+        p = self.params
+        out = Path(p.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.backend.save_adapter(str(out))
+        summary = {"variant": p.variant, "steps": self.total_steps, "resumed_from_step": resumed_from,
+                   "seconds": round(seconds, 3), "n_pairs": len(self.rows),
+                   "global_batch": self.order.global_batch, "num_processes": self.world,
+                   "loss_config": dataclasses.asdict(self.config), "params": dataclasses.asdict(p),
+                   "logp_values_computed": self.logps.computed}
+        atomic_write_text(out / "training_summary.json", json.dumps(summary, indent=1))
+        log.info("saved the %s adapter to %s (%.1f s)", p.variant, out, seconds)
+
+
+def train(params: TrainParams, *, backend: Backend | None = None, pairs: PairSource | None = None,
+          hooks: Hooks | None = None) -> TrainResult:
+    """Train `params.variant` from the reference checkpoint and save its adapter to `params.output_dir`."""
+    return Trainer(params, backend=backend, pairs=pairs, hooks=hooks).train()

@@ -1,0 +1,63 @@
+"""Training variants: the paper's method, its baselines and its ablations, as named presets of the loss.
+
+The rule (so that a sweep over gamma_tpd / lambda_av is never silently undone by a preset): a preset only
+switches loss terms on or off (use_erp, use_tpd, use_pmp) and picks which modalities a PMP rejected
+input may replace.  Every number - beta, beta_vr, beta_er, gamma_tpd, lambda_av - and the single-rejection
+choice come from the parameters.  A switched-off term ignores its weight (and the trainer skips the
+forward passes it would need); the effective configuration is logged and printed by notebook 04.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avere_utils.training.loss import PMP_MODALITIES, LossConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    use_erp: bool = True
+    use_tpd: bool = True
+    use_pmp: bool = True
+    pmp_modalities: tuple[str, ...] = PMP_MODALITIES
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("avem_dpo", "AVEm-DPO: ERP (two weighted rejections) + TPD + PMP (prompt-targeted modality)"),
+    Variant("naive_dpo", "Naive-DPO: plain sigmoid DPO, one rejection per sample, no PMP, no TPD",
+            use_erp=False, use_tpd=False, use_pmp=False),
+    Variant("vista_dpo", "Vista-DPO style: response DPO (one rejection) + a video-only input preference, no TPD",
+            use_erp=False, use_tpd=False, use_pmp=True, pmp_modalities=("video",)),
+    Variant("no_pmp", "AVEm-DPO without PMP (ablation)", use_pmp=False),
+    Variant("no_erp", "AVEm-DPO without ERP: a single rejection per sample (ablation)", use_erp=False),
+    Variant("no_tpd", "AVEm-DPO without TPD (ablation)", use_tpd=False),
+)}
+
+
+def get_variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown training variant {name!r}; variants are: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def loss_config_for(variant: str, *, beta: float, beta_vr: float, beta_er: float, gamma_tpd: float,
+                    lambda_av: float, single_rejection: str = "alternate") -> LossConfig:
+    """The effective loss configuration: the variant's switches + the numeric weights from params."""
+    v = get_variant(variant)
+    return LossConfig(beta=beta, beta_vr=beta_vr, beta_er=beta_er, gamma_tpd=gamma_tpd, lambda_av=lambda_av,
+                      use_erp=v.use_erp, single_rejection=single_rejection,  # type: ignore[arg-type]
+                      use_tpd=v.use_tpd, use_pmp=v.use_pmp, pmp_modalities=v.pmp_modalities)
+
+
+def describe(config: LossConfig) -> str:
+    """One readable block: which terms are on, with which weights (what notebook 04 prints)."""
+    w = config.rejection_weights()
+    lines = [
+        f"beta = {config.beta}",
+        f"ERP  : {'on ' if config.use_erp else 'off'} rejections {w}",
+        f"TPD  : {'on ' if config.needs_text else 'off'} gamma_tpd = {config.gamma_tpd if config.use_tpd else 0.0}",
+        f"PMP  : {'on ' if config.needs_pmp else 'off'} lambda_av = {config.lambda_av if config.use_pmp else 0.0}"
+        + (f", rejected input replaces {'+'.join(config.pmp_modalities)}" if config.needs_pmp else ""),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""The model backend on a micro Qwen2.5-Omni thinker and clips decoded from the synthetic world's files."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from avere_utils.emotions import EMOTIONS
+from avere_utils.models import LoraSettings, load_backend
+from avere_utils.models.processor import (
+    AUDIO_TOKEN, VIDEO_TOKEN, VISION_BOS, AudioFeaturizer, ProcessorSettings, audio_output_length, patchify_video,
+)
+from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_answer, qa_prompt
+from avere_utils.models.tiny import build_tiny_checkpoint
+from avere_utils.records import Example, Media
+
+CORPUS = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS,
+          "The face shows a broad smile and crinkled eyes, which points to happiness.",
+          "The voice sounds sad, with a low falling pitch. A yellow background also adds to the feeling."] * 5
+
+
+def _clip(tmp_path, emotion: str, background: str, seed: int, seconds: float = 2.0) -> Media:
+    """A world clip written as mp4 + wav by the synth writers, then decoded by avere_utils.media."""
+    from avere_utils.media import MediaSettings, load_media
+    from avere_utils.synth.encode import write_mp4, write_wav
+    from avere_utils.synth.face import render_frames
+    from avere_utils.synth.voice import render_audio
+
+    rng = np.random.default_rng(seed)
+    frames = render_frames(56, int(24 * seconds), emotion, ("mouth", "brows", "eyes"), background, "a coffee mug", rng)
+    audio = render_audio(emotion, ("pitch", "energy", "tempo"), "rain noise", seconds, 16000, rng)
+    video_path, wav_path = tmp_path / f"{seed}.mp4", tmp_path / f"{seed}.wav"
+    write_mp4(video_path, frames, 24)
+    write_wav(wav_path, audio, 16000)
+    return load_media(str(video_path), str(wav_path), MediaSettings(n_frames=8, frame_size=56))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("micro"), CORPUS, size="micro", seed=0)
+
+
+@pytest.fixture(scope="module")
+def backend(ckpt):
+    return load_backend(str(ckpt), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return [_clip(d, "happiness", "a yellow background", 1), _clip(d, "anger", "a blue background", 2)]
+
+
+def test_decoded_clip_shapes_and_placeholder_counts(backend, clips):
+    m = clips[0]
+    assert m.frames.shape == (8, 56, 56, 3) and m.audio.dtype == np.float32
+    enc = backend.encode_media(m)
+    assert enc.grid_thw == (4, 4, 4)  # 8 frames / 2, 56 / 14
+    assert enc.n_video_tokens == 4 * 4 * 4 // 4
+    n_frames = math.ceil(len(m.audio) / 160)
+    assert enc.n_audio_frames == n_frames and enc.n_audio_tokens == audio_output_length(n_frames)
+    assert enc.placeholder.count(VIDEO_TOKEN) == enc.n_video_tokens
+    assert enc.placeholder.count(AUDIO_TOKEN) == enc.n_audio_tokens
+    assert enc.interleaved and enc.placeholder.startswith(VISION_BOS + "<|audio_bos|>")
+
+
+def test_forward_text_only_differs_from_audio_video(backend, clips):
+    resp = "The person looks happy."
+    lp, n = backend.sequence_logprobs([Example(EMER_PROMPT, clips[0], resp), Example(EMER_PROMPT, None, resp)])
+    assert torch.isfinite(lp).all() and n[0] == n[1] > 1
+    assert abs(float(lp[0] - lp[1])) > 1e-4
+    text = backend._build([Example(EMER_PROMPT, None, resp)], with_response=True)
+    ids = set(text.input_ids.flatten().tolist())
+    cfg = backend.thinker.config
+    assert not ids & {cfg.video_token_id, cfg.audio_token_id, cfg.audio_start_token_id, cfg.vision_start_token_id}
+
+
+def test_swapping_video_changes_logprobs(backend, clips):
+    a, b = clips
+    swapped = Media(frames=b.frames, audio=a.audio)
+    lp, _ = backend.sequence_logprobs([Example(CLASSIFICATION_PROMPT, a, "happiness"),
+                                       Example(CLASSIFICATION_PROMPT, swapped, "happiness")])
+    assert abs(float(lp[0] - lp[1])) > 1e-5
+
+
+def test_batch_equals_one_by_one_and_shared_media_encoded_once(backend, clips):
+    a, b = clips
+    exs = [Example(CLASSIFICATION_PROMPT, a, "happiness"), Example(EMER_PROMPT, a, "A broad smile."),
+           Example(CLASSIFICATION_PROMPT, None, "anger"), Example(CLASSIFICATION_PROMPT, Media(audio=b.audio), "anger"),
+           Example(CLASSIFICATION_PROMPT, Media(frames=b.frames), "anger")]
+    calls = {"video": 0}
+    orig = backend.thinker.model.get_video_features
+
+    def counting(*args, **kw):
+        calls["video"] += 1
+        return orig(*args, **kw)
+
+    backend.thinker.model.get_video_features = counting
+    try:
+        batched, _ = backend.sequence_logprobs(exs)
+        one = torch.cat([backend.sequence_logprobs([e])[0] for e in exs])
+    finally:
+        del backend.thinker.model.get_video_features
+    assert calls["video"] == 1 + 3  # one encoder call per batch; the batch's 2 distinct videos in that call
+    assert len(backend._build(exs, with_response=True).encoded) == 3  # a is shared: encoded once
+    torch.testing.assert_close(batched, one, atol=1e-4, rtol=1e-5)
+
+
+def test_gradients_reach_encoders(backend, clips):
+    backend.thinker.zero_grad(set_to_none=True)
+    lp, _ = backend.sequence_logprobs([Example(CLASSIFICATION_PROMPT, clips[0], "happiness")], grad=True)
+    lp.sum().backward()
+    vis = backend.thinker.model.visual.patch_embed.proj.weight.grad
+    aud = backend.thinker.model.audio_tower.conv1.weight.grad
+    assert vis is not None and vis.abs().sum() > 0 and aud is not None and aud.abs().sum() > 0
+    backend.thinker.zero_grad(set_to_none=True)
+
+
+def test_greedy_generation_is_deterministic_and_cache_matches_no_cache(backend, clips):
+    exs = [Example(EMER_PROMPT, clips[0]), Example(CLASSIFICATION_PROMPT, None)]
+    g1 = backend.generate(exs, max_new_tokens=8)
+    assert g1 == backend.generate(exs, max_new_tokens=8)
+    assert g1 == backend.generate(exs, max_new_tokens=8, use_cache=False)
+    s1 = backend.generate(exs, max_new_tokens=8, temperature=1.0, seed=3)
+    assert s1 == backend.generate(exs, max_new_tokens=8, temperature=1.0, seed=3)
+
+
+def test_score_choices_equals_sequence_logprobs(backend, clips):
+    ex = Example(CLASSIFICATION_PROMPT, clips[1])
+    choices = list(EMOTIONS) + ["(B) furrowed brows"]
+    scores = backend.score_choices(ex, choices)
+    one = torch.cat([backend.sequence_logprobs([Example(ex.prompt, ex.media, c)])[0] for c in choices])
+    torch.testing.assert_close(scores, one, atol=1e-4, rtol=1e-5)
+
+
+def test_lora_targets_llm_only_and_adapter_round_trip(ckpt, clips, tmp_path):
+    b = load_backend(str(ckpt), device="cpu", lora=LoraSettings(r=4, alpha=16))
+    names = [n for n, p in b.model.named_parameters() if p.requires_grad]
+    assert names and all("language_model.layers" in n and "lora_" in n for n in names)
+    hit = {n.split(".base_layer")[0] for n, _ in b.model.named_modules() if n.endswith("base_layer")}
+    assert not any("audio_tower" in n or "visual" in n for n in hit)
+    assert len(hit) == 7 * b.thinker.config.text_config.num_hidden_layers
+    ex = [Example(CLASSIFICATION_PROMPT, clips[0], "happiness")]
+    base_lp = b.sequence_logprobs(ex)[0]
+    with torch.no_grad():  # LoRA B starts at zero: perturb it so the adapter changes the model
+        for p in b.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned = b.sequence_logprobs(ex)[0]
+    assert abs(float(tuned - base_lp)) > 1e-4
+    with b.reference():
+        torch.testing.assert_close(b.sequence_logprobs(ex)[0], base_lp)
+    b.save_adapter(str(tmp_path / "adapter"))
+    b2 = load_backend(str(ckpt), device="cpu", adapter_dir=str(tmp_path / "adapter"))
+    torch.testing.assert_close(b2.sequence_logprobs(ex)[0], tuned)
+    b3 = load_backend(str(ckpt), device="cpu", lora=LoraSettings(r=4, alpha=16))
+    b3.load_adapter(str(tmp_path / "adapter"))
+    torch.testing.assert_close(b3.sequence_logprobs(ex)[0], tuned)
+    with b2.reference():
+        torch.testing.assert_close(b2.sequence_logprobs(ex)[0], base_lp)
+
+
+def test_checkpoint_round_trip(backend, clips, tmp_path):
+    ex = [Example(EMER_PROMPT, clips[0], "The person looks happy.")]
+    backend.save_pretrained(str(tmp_path / "copy"))
+    again = load_backend(str(tmp_path / "copy"), device="cpu")
+    torch.testing.assert_close(again.sequence_logprobs(ex)[0], backend.sequence_logprobs(ex)[0])
+    assert again.settings == backend.settings
+    assert again.media_settings == backend.media_settings
+
+
+def test_audio_features_match_whisper_and_long_audio_policy():
+    from transformers import WhisperFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(16000 * 3 + 77)).astype(np.float32)
+    official = WhisperFeatureExtractor(feature_size=128)(audio, sampling_rate=16000, return_attention_mask=True,
+                                                        padding="max_length", return_tensors="np")
+    n = int(official["attention_mask"].sum())
+    ours = AudioFeaturizer(ProcessorSettings())(audio, 16000)
+    assert ours.shape == (128, n)
+    np.testing.assert_allclose(ours, official["input_features"][0, :, :n], atol=1e-5)
+    long = np.zeros(16000 * 31, dtype=np.float32)
+    assert AudioFeaturizer(ProcessorSettings(long_audio="extend"))(long, 16000).shape[1] == 3100
+    assert AudioFeaturizer(ProcessorSettings(long_audio="cut"))(long, 16000).shape[1] == 3000
+
+
+def test_patchify_order_matches_official_layout():
+    """The official Qwen2-VL patch order: merge windows of 2x2 patches, channel-major, then time, then pixels."""
+    s = ProcessorSettings(min_pixels=28 * 28, max_pixels=56 * 56)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 56, 56, 3), dtype=np.uint8)
+    patches, grid = patchify_video(frames, s)
+    assert grid == (2, 4, 4) and patches.shape == (32, 3 * 2 * 14 * 14)
+    norm = (frames.astype(np.float32) / 255 - np.array([0.48145466, 0.4578275, 0.40821073])) / np.array(
+        [0.26862954, 0.26130258, 0.27577711])
+    norm = np.concatenate([norm, norm[-1:]])  # odd frame count: last frame repeated
+    # patch 3 = temporal block 0, merge window (0, 0), in-window position (1, 1) -> patch row 1, col 1
+    expected = norm[0:2, 14:28, 14:28, :].transpose(3, 0, 1, 2).reshape(-1)
+    np.testing.assert_allclose(patches[3].numpy(), expected, atol=1e-5)
+    # patch 4 = merge window (0, 1), first position -> patch row 0, col 2
+    expected = norm[0:2, 0:14, 28:42, :].transpose(3, 0, 1, 2).reshape(-1)
+    np.testing.assert_allclose(patches[4].numpy(), expected, atol=1e-5)
+
+
+def test_sft_answer_format():
+    qa = {"question": "Do the face and the voice express the same emotion?", "choices": ["(A) Yes", "(B) No"],
+          "answer": "B"}
+    assert qa_prompt(qa) == "Do the face and the voice express the same emotion? (A) Yes (B) No"
+    assert qa_answer(qa) == "(B) No"
+
+
+def test_matches_official_qwen2_5_omni_processor(backend, clips):
+    """Our inputs vs transformers' Qwen2_5OmniProcessor (needs torchvision, absent on the CPU machine)."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pytest.skip("torchvision is not installed: the official Qwen2_5OmniProcessor cannot be built here "
+                    "(run on a machine with torchvision)")
+    from avere_utils.models.processor_check import compare_with_official
+
+    report = compare_with_official(backend, clips[0], CLASSIFICATION_PROMPT)
+    assert report["input_ids_equal"], report
+    assert report["video_grid_equal"] and report["pixel_max_abs_diff"] < 1e-4, report
+    assert report["audio_frames_equal"] and report["audio_max_abs_diff"] < 1e-4, report
+    assert report["second_per_grid_equal"], report
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_bf16_matches_cpu(ckpt, clips):
+    """device/dtype auto on a GPU: bf16 log-probs close to fp32 CPU ones, score_choices consistent."""
+    gpu = load_backend(str(ckpt))
+    cpu = load_backend(str(ckpt), device="cpu")
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.bfloat16 and cpu.dtype == torch.float32
+    exs = [Example(EMER_PROMPT, clips[0], "The person looks happy."), Example(CLASSIFICATION_PROMPT, None, "anger")]
+    torch.testing.assert_close(gpu.sequence_logprobs(exs)[0].cpu(), cpu.sequence_logprobs(exs)[0], atol=0.5, rtol=0.05)
+    ex = Example(CLASSIFICATION_PROMPT, clips[1])
+    one = torch.cat([gpu.sequence_logprobs([Example(ex.prompt, ex.media, c)])[0] for c in EMOTIONS])
+    torch.testing.assert_close(gpu.score_choices(ex, list(EMOTIONS)).cpu(), one.cpu(), atol=0.1, rtol=0.02)
+    g = gpu.generate(exs, max_new_tokens=6)
+    assert g == gpu.generate(exs, max_new_tokens=6)
+
+
+def _train_item(i: int, media_dir) -> "Item":
+    from avere_utils.records import Item
+
+    qa = [{"task": "modality_agreement", "question": "Do the face and the voice express the same emotion?",
+           "choices": ["(A) Yes", "(B) No"], "answer": "A"},
+          {"task": "reasoning_basic_video", "question": "Which visual cue explains the emotion?",
+           "choices": ["(A) a broad smile", "(B) a blue background"], "answer": "A"}]
+    return Item(id=f"t{i}", dataset="train_source", split="train", label="happiness",
+                text={"captions": {"description": "The person looks happy: a broad smile can be seen on the face."},
+                      "qa": qa})
+
+
+def test_sft_records_rotation_repeats_and_grouping():
+    from avere_utils.models.sft import clip_grouped_batches, sft_records
+
+    items = [_train_item(i, None) for i in range(3)]
+    e0 = sft_records(items, epoch=0, qa_per_clip=1, label_repeats=2)
+    e1 = sft_records(items, epoch=1, qa_per_clip=1, label_repeats=2)
+    assert [r.task for r in e0[:4]] == ["label", "label", "description", "qa"]
+    assert e0[3].response == "(A) Yes" and e1[3].response == "(A) a broad smile"  # rotating qa items
+    assert len(sft_records(items)) == 3 * 4  # defaults: one label, the description, every qa item
+    batches = clip_grouped_batches(e0, 3, np.random.default_rng(0))
+    assert sum(len(b) for b in batches) == len(e0)
+    groups = {r.group or r.item_id for r in e0}
+    assert len(groups) == 6  # each label copy is its own group; the rest stays with its clip
+    with pytest.raises(ValueError, match="unknown SFT task"):
+        sft_records(items, ["caption"])
+
+
+def test_sft_reduces_loss_and_logs_every_step(ckpt, clips, tmp_path):
+    import json
+
+    from avere_utils.models.sft import SFTConfig, run_sft
+
+    b = load_backend(str(ckpt), device="cpu")
+    items = [_train_item(i, None) for i in range(2)]
+    media = {"t0": clips[0], "t1": clips[1]}
+    log_file = tmp_path / "reference.jsonl"
+    hist = run_sft(b, items, media.__getitem__, SFTConfig(epochs=15, batch_size=4, lr=5e-3, seed=0), log_file,
+                   qa_per_clip=1)
+    lines = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert lines[0]["event"] == "config" and len(lines) == 1 + len(hist) == 1 + lines[0]["steps_planned"]
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert {"loss_label", "loss_description", "loss_qa"} <= set().union(*hist)
+
+
+def test_full_omni_folder_loads_its_thinker(ckpt, backend, clips, tmp_path):
+    """A full Qwen2.5-Omni folder (model_type qwen2_5_omni, weights under `thinker.`) loads without the talker."""
+    import json
+    import shutil
+
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    full_dir = tmp_path / "omni"
+    config = Qwen2_5OmniConfig(thinker_config=backend.thinker.config.to_dict(), enable_audio_output=False)
+    full = Qwen2_5OmniForConditionalGeneration(config)
+    full.thinker.load_state_dict(backend.thinker.state_dict())
+    full.save_pretrained(full_dir)
+    cfg = json.loads((full_dir / "config.json").read_text())
+    cfg["enable_audio_output"] = True  # as released; the loader turns the talker off
+    (full_dir / "config.json").write_text(json.dumps(cfg))
+    torch.save({}, full_dir / "spk_dict.pt")
+    for f in ckpt.iterdir():
+        if f.name.startswith(("tokenizer", "chat_template", "avere_processor")):
+            shutil.copy(f, full_dir / f.name)
+    loaded = load_backend(str(full_dir), device="cpu")
+    assert not hasattr(loaded.model, "talker")
+    ex = [Example(CLASSIFICATION_PROMPT, clips[0], "happiness")]
+    torch.testing.assert_close(loaded.sequence_logprobs(ex)[0], backend.sequence_logprobs(ex)[0])
+    from avere_utils.config import load_stage
+    from avere_utils.models.reference import link_paper_reference
+
+    p = load_stage("paper", "03_reference_model", {"run_dir": str(tmp_path / "run"), "base_model_path": str(full_dir)})
+    ref_dir = link_paper_reference(p)
+    linked = load_backend(str(ref_dir), device="cpu")
+    assert (ref_dir / "config.json").is_symlink() and linked.settings.media["frame_size"] == p.frame_size
+    assert linked.media_settings.frame_size == p.frame_size

@@ -1,0 +1,113 @@
+"""Notebook 06: EMER, open-ended emotion descriptions judged 1-10 on Clue, Label, Spurious, Hallucination.
+
+The model describes each clip (resumable predictions, as everywhere); a judge chosen in params scores
+each description against the reference (`Item.text["reason"]`).  Failed judgements (no answer, an
+unparseable reply after re-asks, a failed request) are scored 1 and counted in the metrics file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from avere_utils.evaluation import common
+from avere_utils.evaluation.judges import (CueJudge, HFJudge, Judge, JudgeResult, OpenAIJudge,
+                                           summarize, write_batch_requests)
+from avere_utils.evaluation.params import EmerParams
+from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.paths import atomic_write_text
+from avere_utils.records import Item
+
+log = logging.getLogger(__name__)
+
+
+def make_judge(params: EmerParams) -> Judge:
+    if params.judge == "cue":
+        return CueJudge()
+    if params.judge == "openai":
+        return OpenAIJudge(params.judge_base_url, params.judge_model, api_key_env=params.judge_api_key_env,
+                           cache_dir=params.judge_cache_dir, timeout_s=params.judge_timeout_s,
+                           max_retries=params.judge_max_retries, parse_retries=params.judge_parse_retries)
+    if params.judge == "hf":
+        return HFJudge(params.hf_judge_path, device=params.device, max_new_tokens=params.judge_max_new_tokens,
+                       parse_retries=params.judge_parse_retries)
+    raise ValueError(f"unknown judge {params.judge!r}")
+
+
+def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None = None,
+             media_fn: MediaFn | None = None, media_settings: Any = None, judge: Judge | None = None
+             ) -> dict[str, Any]:
+    """Describe every clip, judge every description, write `metrics/emer-<variant>.json`, return it."""
+    t_start = time.perf_counter()
+    items = list(items) if items is not None else common.load_items(params, "emer")
+    no_ref = [it.id for it in items if not (it.text or {}).get("reason")]
+    if no_ref:
+        raise ValueError(f"EMER items without a reference 'reason': {no_ref[:5]} ({len(no_ref)} in all)")
+    if media_fn is None:
+        media_fn, media_settings = common.make_media_fn(params, backend)
+    task = PredictionTask(prompt_for=lambda it: params.prompt, generate=True)
+    settings = common.run_settings(params, media_settings, prompt=params.prompt)
+    run = run_predictions(backend, items, common.predictions_file(params, "emer"), task, common.decoding(params),
+                          settings=settings, media_fn=media_fn, batch_size=params.batch_size,
+                          stale_policy=params.stale_predictions, desc=f"emer-{params.variant}")
+    if not common.is_main_process():  # the other processes only predicted their shard
+        return {}
+    answers = {it.id: (run.records.get(it.id) or {}).get("generation") for it in items}
+
+    # The same rubric requests as a Batch-API file, for those who prefer batch pricing.
+    batch_file = write_batch_requests(params.judge_batch_file,
+                                      [(it.id, it.text["reason"], answers[it.id]) for it in items if answers[it.id]],
+                                      params.judge_model)
+    judge = judge or make_judge(params)
+    t_judge = time.perf_counter()
+    results: list[JudgeResult] = [judge.judge(it, answers[it.id])
+                                  for it in tqdm(items, desc=f"judge ({judge.name})", unit="item")]
+    judge_s = time.perf_counter() - t_judge
+    summary = summarize(results)
+    rows = [{"id": it.id, "answer": answers[it.id], "scores": r.scores, "rates": r.rates, "error": r.error,
+             "attempts": r.attempts} for it, r in zip(items, results)]
+    judged_file = common.predictions_file(params, "emer").with_suffix(".judged.jsonl")
+    atomic_write_text(judged_file, "".join(json.dumps(row) + "\n" for row in rows))
+
+    metrics: dict[str, Any] = {
+        "variant": params.variant, "scoring_mode": f"judge:{judge.name}",
+        **summary.means,
+        "n_items": summary.n_items, "n_scored": summary.n_judged,
+        "coverage": 100 * summary.n_judged / summary.n_items if summary.n_items else 0.0,
+        "n_no_answer": summary.n_no_answer, "n_judge_failed": summary.n_failed, "judge_errors": summary.errors,
+        "failed_items_scored_as": 1.0,
+        "judged_only": summary.judged_only,
+        "judge": judge.describe(),
+        "model": common.model_info(params),
+        "protocol": common.protocol(params, media_settings, prompt=params.prompt),
+        "timing": {"computed_items": run.n_computed, "generate_s": run.generate_s, "media_s": run.media_s,
+                   "judge_s": judge_s, "total_s": time.perf_counter() - t_start},
+        "predictions_file": run.files[0], "judged_file": str(judged_file), "judge_batch_file": str(batch_file),
+    }
+    rates = [r.rates for r in results if r.rates]
+    if rates:  # the cue judge's raw rates (percent), what the results notebook plots
+        metrics["cue_rates"] = {k: 100 * float(np.nanmean([r[k] for r in rates])) if not all(
+            math.isnan(r[k]) for r in rates) else None for k in ("clue_recall", "label_match", "spurious_rate",
+                                                                 "hallucination_rate")}
+        metrics["cue_rates"]["mean_cues_cited"] = float(np.mean([r["n_cited"] for r in rates]))
+        # An answer citing no cue has nothing spurious or hallucinated (10 on both) but recalls nothing
+        # (clue 1): how many such answers there are says how to read those two scores.
+        metrics["n_no_cues_cited"] = sum(r["n_cited"] == 0 for r in rates)
+        metrics["hallucination_rate"] = metrics["cue_rates"]["hallucination_rate"]
+        metrics["spurious_rate"] = metrics["cue_rates"]["spurious_rate"]
+    common.write_metrics(params, "emer", metrics)
+    return metrics
+
+
+def example_frame(metrics: dict[str, Any], n: int = 6) -> "pd.DataFrame":
+    """A few judged descriptions with their four scores (and the cue judge's rates when present)."""
+    import pandas as pd
+
+    rows = [json.loads(line) for line in open(metrics["judged_file"])][:n]
+    return pd.DataFrame([{"id": r["id"], "answer": r["answer"], **(r["scores"] or {}), "error": r["error"]}
+                         for r in rows])

@@ -1,0 +1,197 @@
+"""Notebook 07: EmoReAlM, the paper's audiovisual emotion-reasoning benchmark.
+
+Five tasks (two 4-option MCQs, three Yes/No); prompt = question + " " + the lettered choices.  Answers
+are read in three modes reported side by side: `paper` (the released letter rule, flaws included),
+`strict` (one chosen letter, or wrong) and `scoring` (the most likely choice, no parsing).  In the
+synthetic world every stress item also has a `kind` (relevant / spurious / hallucination), which turns
+the Yes/No accuracies into the two failure rates the paper is about.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from avere_utils.evaluation import common
+from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
+from avere_utils.evaluation.params import EMOREALM_TASKS, EmoRealmParams
+from avere_utils.evaluation.parsing import choice_letters, paper_letter_correct, split_choice, strict_letter, yes_no_choice
+from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.records import Item
+
+log = logging.getLogger(__name__)
+
+STRESS_TASKS = ("reasoning_stress_audio", "reasoning_stress_video")
+KINDS = ("relevant", "spurious", "hallucination")
+MODE_NOTES = {
+    "paper": common.PAPER_MODE_NOTE,
+    "strict": "one chosen letter (article 'a' is not option A; Yes/No text maps to its choice); "
+              "unparseable = wrong, counted",
+    "scoring": "highest log-likelihood choice (no parsing)",
+}
+
+
+def build_prompt(item: Item, template: str = "{question} {choices}") -> str:
+    return template.format(question=item.text["question"], choices=" ".join(item.text["choices"]))
+
+
+def candidate_answers(item: Item, template: str = "{choice}") -> list[str]:
+    """What `scoring` mode scores per choice, in the form the model was trained to answer."""
+    out = []
+    for choice in item.text["choices"]:
+        letter, text = split_choice(choice)
+        out.append(template.format(choice=choice, letter=letter, text=text))
+    return out
+
+
+def check_item(item: Item) -> None:
+    t = item.text
+    missing = [k for k in ("task", "question", "choices", "answer") if k not in t]
+    if missing:
+        raise ValueError(f"EmoReAlM item {item.id}: text lacks {missing}")
+    letters = choice_letters(t["choices"])
+    if t["answer"] not in letters:
+        raise ValueError(f"EmoReAlM item {item.id}: answer {t['answer']!r} is not one of its letters {letters}")
+
+
+def judge_item(mode: str, item: Item, rec: Mapping[str, Any] | None) -> tuple[bool | None, str | None]:
+    """(correct, chosen letter) of one item in one mode.  correct None = dropped (paper mode only);
+    chosen None = no single letter chosen (paper mode never names one)."""
+    t = item.text
+    rec = rec or {}
+    if mode == "paper":
+        return paper_letter_correct(rec.get("generation"), t["answer"], choice_letters(t["choices"])), None
+    if mode == "strict":
+        chosen = strict_letter(rec.get("generation"), t["choices"])
+    elif mode == "scoring":
+        scores = rec.get("scores")
+        chosen = choice_letters(t["choices"])[int(np.argmax(scores))] if scores else None
+    else:
+        raise ValueError(f"unknown scoring mode {mode!r}")
+    return chosen == t["answer"], chosen
+
+
+def score_mode(mode: str, items: Sequence[Item], records: Mapping[str, dict[str, Any]],
+               tasks: Sequence[str]) -> dict[str, Any]:
+    """Per-task accuracy (+ Yes/No breakdown), the unweighted average, and the stress items by kind."""
+    judged = [(it, *judge_item(mode, it, records.get(it.id))) for it in items]
+    out: dict[str, Any] = {"tasks": {}}
+    for task in tasks:
+        rows = [(it, c, ch) for it, c, ch in judged if it.text["task"] == task]
+        kept = [(it, c, ch) for it, c, ch in rows if c is not None]  # only paper mode drops anything
+        # No kept item = undefined accuracy (None), not 0: paper mode can drop a whole task.
+        entry: dict[str, Any] = {"accuracy": accuracy([c for _, c, _ in kept]) if kept else None,
+                                 "n_items": len(rows), "n_scored": len(kept)}
+        if rows and all(yes_no_choice(it.text["choices"]) is not None for it, _, _ in rows):
+            gold_yes = [it.text["answer"] == yes_no_choice(it.text["choices"])["yes"] for it, _, _ in kept]
+            entry.update(yes_no_metrics([c for _, c, _ in kept], gold_yes))
+        out["tasks"][task] = entry
+        out[task] = entry["accuracy"]
+    present = [out["tasks"][t]["accuracy"] for t in tasks if out["tasks"][t]["accuracy"] is not None]
+    out["average_accuracy"] = mean_or_nan(present)
+    out["tasks_missing"] = [t for t in tasks if not out["tasks"][t]["n_items"]]
+    out.update(by_kind(judged, mode))
+    n = len(items)
+    parsed = sum(c is not None and (mode == "paper" or ch is not None) for _, c, ch in judged)
+    out.update(n_items=n, n_scored=sum(c is not None for _, c, _ in judged), n_parsed=parsed,
+               coverage=100 * parsed / n if n else 0.0, note=MODE_NOTES[mode])
+    return out
+
+
+def by_kind(judged: Sequence[tuple[Item, bool | None, str | None]], mode: str) -> dict[str, Any]:
+    """Stress items split by kind: accuracy, and the share answered Yes (the failure rate for the
+    spurious and hallucination kinds, whose right answer is No).  Empty when items carry no kind."""
+    stress = [(it, c, ch) for it, c, ch in judged if it.text["task"] in STRESS_TASKS and it.text.get("kind")]
+    if not stress:
+        return {}
+    kinds: dict[str, Any] = {}
+    for kind in KINDS:
+        rows = [(it, c, ch) for it, c, ch in stress if it.text["kind"] == kind]
+        kept = [(it, c, ch) for it, c, ch in rows if c is not None]
+        yes_rate = None
+        if mode != "paper" and rows:  # the paper rule never names the chosen letter
+            said_yes = [ch is not None and ch == (yes_no_choice(it.text["choices"]) or {}).get("yes")
+                        for it, _, ch in rows]
+            yes_rate = 100 * sum(said_yes) / len(rows)
+        kinds[kind] = {"n_items": len(rows), "accuracy": accuracy([c for _, c, _ in kept]) if kept else None,
+                       "yes_rate": yes_rate}
+    return {"by_kind": kinds,
+            "hallucination_rate": kinds["hallucination"]["yes_rate"],
+            "spurious_rate": kinds["spurious"]["yes_rate"]}
+
+
+def evaluate(params: EmoRealmParams, backend: Any, *, items: Sequence[Item] | None = None,
+             media_fn: MediaFn | None = None, media_settings: Any = None) -> dict[str, Any]:
+    """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
+    t_start = time.perf_counter()
+    items = list(items) if items is not None else common.load_items(params, "emorealm")
+    for it in items:
+        check_item(it)
+    unknown = sorted({it.text["task"] for it in items} - set(EMOREALM_TASKS))
+    if unknown:
+        raise ValueError(f"EmoReAlM items with unknown task keys {unknown}; known: {list(EMOREALM_TASKS)}")
+    skipped = sum(it.text["task"] not in params.tasks for it in items)
+    items = [it for it in items if it.text["task"] in params.tasks]
+    if skipped:
+        log.info("EmoReAlM: %d items of tasks outside params.tasks left out", skipped)
+    if media_fn is None:
+        media_fn, media_settings = common.make_media_fn(params, backend)
+    task = PredictionTask(
+        prompt_for=lambda it: build_prompt(it, params.prompt_template),
+        generate=any(m in params.modes for m in ("paper", "strict")),
+        candidates_for=((lambda it: candidate_answers(it, params.choice_answer_template))
+                        if "scoring" in params.modes else None))
+    settings = common.run_settings(params, media_settings, prompt_template=params.prompt_template,
+                                   choice_answer_template=params.choice_answer_template)
+    run = run_predictions(backend, items, common.predictions_file(params, "emorealm"), task,
+                          common.decoding(params), settings=settings, media_fn=media_fn,
+                          batch_size=params.batch_size, stale_policy=params.stale_predictions,
+                          desc=f"emorealm-{params.variant}")
+    if not common.is_main_process():  # the other processes only predicted their shard
+        return {}
+    modes = {m: score_mode(m, items, run.records, params.tasks) for m in params.modes}
+    head = modes[params.headline_mode]
+    chosen = {m: [judge_item(m, it, run.records.get(it.id))[1] for it in items]
+              for m in params.modes if m != "paper"}
+    correct = {m: [judge_item(m, it, run.records.get(it.id))[0] for it in items] for m in params.modes}
+    metrics: dict[str, Any] = {
+        "variant": params.variant, "scoring_mode": params.headline_mode,
+        **{k: v for k, v in head.items() if k != "note"},
+        "n_skipped_other_tasks": skipped,
+        "modes": modes,
+        "disagreement": {"chosen_letter": disagreement(chosen) if len(chosen) > 1 else {},
+                         "correctness": disagreement(correct) if len(correct) > 1 else {}},
+        "model": common.model_info(params),
+        "protocol": common.protocol(params, media_settings, prompt_template=params.prompt_template,
+                                    choice_answer_template=params.choice_answer_template),
+        "timing": {"computed_items": run.n_computed, "generate_s": run.generate_s, "scoring_s": run.scoring_s,
+                   "media_s": run.media_s, "total_s": time.perf_counter() - t_start},
+        "predictions_file": run.files[0],
+    }
+    common.write_metrics(params, "emorealm", metrics)
+    return metrics
+
+
+def summary_frame(metrics: Mapping[str, Any]) -> "pd.DataFrame":
+    """One row per mode: accuracy per task, the average, and the stress-item failure rates."""
+    import pandas as pd
+
+    rows = []
+    for mode, m in metrics["modes"].items():
+        row = {"mode": mode, **{t: m["tasks"][t]["accuracy"] for t in m["tasks"]},
+               "average_accuracy": m["average_accuracy"], "coverage": m["coverage"], "n_scored": m["n_scored"]}
+        if "hallucination_rate" in m:
+            row.update(hallucination_rate=m["hallucination_rate"], spurious_rate=m["spurious_rate"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("mode").round(2)
+
+
+def yes_no_frame(metrics: Mapping[str, Any]) -> "pd.DataFrame":
+    """The Yes/No tasks: accuracy on Yes-items, on No-items and their harmonic mean, per mode."""
+    import pandas as pd
+
+    rows = [{"mode": mode, "task": t, **{k: e.get(k) for k in ("yes_accuracy", "no_accuracy", "f1", "n_yes", "n_no")}}
+            for mode, m in metrics["modes"].items() for t, e in m["tasks"].items() if "f1" in e]
+    return pd.DataFrame(rows).set_index(["task", "mode"]).round(2)

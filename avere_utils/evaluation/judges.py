@@ -1,0 +1,318 @@
+"""EMER judges: score an open-ended emotion description 1-10 on the paper's four criteria.
+
+* `OpenAIJudge` - any OpenAI-compatible chat endpoint through `avere_utils.llm_client.ChatClient` (key from
+  the environment only, timeouts, retries, a request/reply cache so that rescoring is free); the paper
+  used GPT-4o with this rubric.  `write_batch_requests` writes the same requests as a Batch-API file.
+* `HFJudge` - a local causal LM from a folder (transformers AutoModelForCausalLM + its chat template).
+* `CueJudge` - exact scoring from the synthetic world's cue records (no model): which cited cues are
+  present and relevant, present but irrelevant (spurious), or absent (hallucinated).
+
+An unparseable judge reply is asked again (`parse_retries`), then counted as a failure; the caller scores
+failures at the bottom of the scale and reports their number - they are never averaged away.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from avere_utils.emotions import find_cues
+from avere_utils.evaluation.parsing import strict_label
+from avere_utils.paths import atomic_write_text
+from avere_utils.records import Item
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("clue", "label", "spurious", "hallucination")
+SCALE_MIN, SCALE_MAX = 1.0, 10.0
+
+RUBRIC_SYSTEM = "You are a careful expert who evaluates explanations of human emotions in videos."
+RUBRIC_USER = """\
+Compare a model's description of the emotion of a person in a video with a reference description \
+written by human annotators. Score the model's description on four criteria, each an integer from 1 \
+(worst) to 10 (best):
+1. "clue" (cue overlap): how many of the emotional cues in the reference (facial expressions, voice, \
+words, gestures) the description also identifies.
+2. "label" (emotion-label consistency): how well the emotion the description concludes agrees with the \
+emotion of the reference.
+3. "spurious" (emotion-cue association), judged on the description alone: 10 when every cue it cites \
+plausibly expresses the emotion it claims; low when it ties the emotion to irrelevant cues such as \
+clothing, background, objects or ambient sounds.
+4. "hallucination" (hallucinated cues): 10 when the description cites no cue that the reference \
+contradicts or that is implausible for the clip; low when it invents cues, for example cues that are \
+typical of the emotion but not observed.
+
+Reference description:
+{reference}
+
+Model description:
+{answer}
+
+Reply with only a JSON object, for example {{"clue": 6, "label": 8, "spurious": 7, "hallucination": 5}}."""
+RUBRIC_VERSION = "emer-rubric-v1-" + hashlib.sha1((RUBRIC_SYSTEM + RUBRIC_USER).encode()).hexdigest()[:8]
+RETRY_PROMPT = ("Your reply could not be read. Reply with only the JSON object with the integer keys "
+                '"clue", "label", "spurious" and "hallucination" (1-10), nothing else.')
+
+
+@dataclass
+class JudgeResult:
+    scores: dict[str, float] | None  # None = no usable judgement (counted by the caller)
+    attempts: int = 0
+    error: str | None = None
+    raw: str | None = None
+    rates: dict[str, float] | None = None  # cue judge: the raw rates behind the scores
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(self, item: Item, answer: str | None) -> JudgeResult: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def rubric_messages(reference: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": RUBRIC_SYSTEM},
+            {"role": "user", "content": RUBRIC_USER.format(reference=reference.strip(), answer=answer.strip())}]
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def parse_judge_reply(text: str | None) -> dict[str, float]:
+    """The four scores of a judge reply (JSON, possibly inside prose or a code fence); ValueError when
+    the reply has no JSON object, misses a criterion, or a score is not a number in 1-10."""
+    if not text:
+        raise ValueError("empty judge reply")
+    m = _JSON_OBJECT.search(text)
+    if not m:
+        raise ValueError(f"no JSON object in judge reply {text[:120]!r}")
+    try:
+        obj = json.loads(m.group(0))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"judge reply is not valid JSON ({e}): {text[:120]!r}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"judge reply is not a JSON object: {text[:120]!r}")
+    out: dict[str, float] = {}
+    for key in CRITERIA:
+        value = obj.get(key)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"judge reply has no numeric {key!r}: {text[:120]!r}")
+        if not SCALE_MIN <= value <= SCALE_MAX:
+            raise ValueError(f"judge reply {key!r} = {value} is outside 1-10")
+        out[key] = float(value)
+    return out
+
+
+class ChatJudge:
+    """A rubric judge over any `chat(messages) -> str` function, with re-asks for unparseable replies."""
+
+    name = "chat"
+
+    def __init__(self, chat: Callable[[list[dict[str, str]]], str], *, parse_retries: int = 2,
+                 version: str = RUBRIC_VERSION, info: dict[str, Any] | None = None):
+        self.chat = chat
+        self.parse_retries = parse_retries
+        self.version = version
+        self.info = info or {}
+        self.n_failed = 0
+        self.n_reasked = 0
+
+    def judge(self, item: Item, answer: str | None) -> JudgeResult:
+        reference = (item.text or {}).get("reason")
+        if not reference:
+            return JudgeResult(None, error=f"item {item.id} has no reference 'reason'")
+        if not answer or not answer.strip():
+            return JudgeResult(None, error="no answer")
+        base = rubric_messages(reference, answer)
+        messages, reply = base, None
+        for attempt in range(self.parse_retries + 1):
+            try:
+                reply = self.chat(messages)
+            except Exception as e:  # noqa: BLE001 - transport failure after the client's own retries: counted
+                self.n_failed += 1
+                return JudgeResult(None, attempts=attempt + 1, error=f"request failed: {e}")
+            try:
+                return JudgeResult(parse_judge_reply(reply), attempts=attempt + 1, raw=reply)
+            except ValueError as e:
+                log.info("judge reply for %s unparseable (%s); attempt %d/%d", item.id, e, attempt + 1,
+                         self.parse_retries + 1)
+                self.n_reasked += attempt < self.parse_retries
+                # A different request (so the cache cannot hand back the same bad reply).
+                messages = base + [{"role": "assistant", "content": reply or ""}, {"role": "user", "content": RETRY_PROMPT}]
+        self.n_failed += 1
+        return JudgeResult(None, attempts=self.parse_retries + 1, error="unparseable reply", raw=reply)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, **self.info,
+                "parse_retries": self.parse_retries, "n_failed": self.n_failed, "n_reasked": self.n_reasked}
+
+
+class OpenAIJudge(ChatJudge):
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 cache_dir: str | None = None, timeout_s: float = 60.0, max_retries: int = 3,
+                 parse_retries: int = 2, backoff_s: float = 0.5, request_params: dict[str, Any] | None = None):
+        from avere_utils.llm_client import ChatClient
+
+        self.client = ChatClient(base_url, model, api_key_env=api_key_env, cache_dir=cache_dir,
+                                 timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s)
+        self.request_params = request_params or {"temperature": 0, "max_tokens": 200}
+        super().__init__(lambda messages: self.client.chat(messages, **self.request_params),
+                         parse_retries=parse_retries,
+                         info={"model": model, "base_url": base_url, "request_params": self.request_params})
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "client_stats": self.client.stats.as_dict()}
+
+
+class HFJudge(ChatJudge):
+    """A local judge: AutoModelForCausalLM + the tokenizer's chat template, greedy decoding."""
+
+    name = "hf"
+
+    def __init__(self, model_path: str, *, device: str = "auto", max_new_tokens: int = 256, parse_retries: int = 2):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"hf_judge_path {path} is not a model folder")
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{path}: the judge tokenizer has no chat template")
+        self.model = AutoModelForCausalLM.from_pretrained(str(path)).to(dev).eval()
+        self.max_new_tokens = max_new_tokens
+        stamp = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file())
+        super().__init__(self._chat, parse_retries=parse_retries,
+                         info={"model": str(path), "weights": hashlib.sha1(str(stamp).encode()).hexdigest()[:12]})
+
+    def _chat(self, messages: list[dict[str, str]]) -> str:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+        ids = {k: v.to(self.model.device) for k, v in ids.items()}
+        with torch.no_grad():
+            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+# --- exact scoring from cue records -------------------------------------------------------------------
+def to_scale(rate: float) -> float:
+    """[0, 1] -> [1, 10], linearly: 1 + 9 * rate (the documented cue-judge mapping)."""
+    return SCALE_MIN + (SCALE_MAX - SCALE_MIN) * rate
+
+
+def cue_rates(answer: str, cues: dict[str, Any], label: str | None, reference: str | None = None) -> dict[str, float]:
+    """The raw rates behind the cue judge, each in [0, 1] (NaN clue when nothing can be recalled).
+
+    clue_recall        = share of the reference's cues (those the reference text cites, else the clip's
+                         present relevant cues) that the answer cites;
+    label_match        = 1 when the answer's first non-negated emotion word is the item's label;
+    spurious_rate      = share of the cited cues that are present in the clip but emotion-irrelevant;
+    hallucination_rate = share of the cited cues that the clip does not show at all.
+    """
+    present = set(cues["visual"]["present"]) | set(cues["audio"]["present"])
+    context = set(cues["visual"]["context"]) | set(cues["audio"]["context"])
+    cited = find_cues(answer)
+    ref = find_cues(reference or "") or sorted(present)
+    n = len(cited)
+    return {
+        "clue_recall": len(set(cited) & set(ref)) / len(ref) if ref else math.nan,
+        "label_match": float(label is not None and strict_label(answer) == label),
+        "spurious_rate": sum(c in context for c in cited) / n if n else 0.0,
+        "hallucination_rate": sum(c not in present and c not in context for c in cited) / n if n else 0.0,
+        "n_cited": float(n),
+    }
+
+
+def rates_to_scores(rates: dict[str, float]) -> dict[str, float]:
+    """Higher is better for all four, as in the paper: spurious / hallucination use 1 - rate."""
+    return {"clue": to_scale(rates["clue_recall"]) if not math.isnan(rates["clue_recall"]) else math.nan,
+            "label": to_scale(rates["label_match"]),
+            "spurious": to_scale(1 - rates["spurious_rate"]),
+            "hallucination": to_scale(1 - rates["hallucination_rate"])}
+
+
+class CueJudge:
+    name = "cue"
+    version = "cue-v1: clue=1+9*recall, label=1+9*match, spurious=1+9*(1-rate), hallucination=1+9*(1-rate)"
+
+    def __init__(self) -> None:
+        self.n_failed = 0
+
+    def judge(self, item: Item, answer: str | None) -> JudgeResult:
+        cues = (item.text or {}).get("cues")
+        if not cues:
+            self.n_failed += 1
+            return JudgeResult(None, error=f"item {item.id} has no cue record (the cue judge needs the synthetic world)")
+        if not answer or not answer.strip():
+            return JudgeResult(None, error="no answer")
+        rates = cue_rates(answer, cues, item.label, (item.text or {}).get("reason"))
+        return JudgeResult(rates_to_scores(rates), attempts=1, rates=rates)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "n_failed": self.n_failed}
+
+
+def write_batch_requests(path: str | Path, rows: Sequence[tuple[str, str, str]], model: str,
+                         request_params: dict[str, Any] | None = None) -> Path:
+    """OpenAI Batch-API input: one POST /v1/chat/completions per (custom_id, reference, answer)."""
+    params = request_params or {"temperature": 0, "max_tokens": 200}
+    lines = [json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                         "body": {"model": model, "messages": rubric_messages(ref, ans), **params}})
+             for cid, ref, ans in rows]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    return Path(path)
+
+
+@dataclass
+class JudgeSummary:
+    """Aggregated judge scores; failures sit at the bottom of the scale and are counted."""
+
+    means: dict[str, float]
+    judged_only: dict[str, float]
+    n_items: int
+    n_judged: int
+    n_no_answer: int
+    n_failed: int
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(results: Sequence[JudgeResult]) -> JudgeSummary:
+    import numpy as np
+
+    per = {k: [] for k in CRITERIA}
+    judged = {k: [] for k in CRITERIA}
+    errors: dict[str, int] = {}
+    for r in results:
+        if r.scores is None:
+            errors[r.error or "unknown"] = errors.get(r.error or "unknown", 0) + 1
+        for k in CRITERIA:
+            v = r.scores[k] if r.scores is not None else SCALE_MIN
+            if r.scores is not None and math.isnan(v):
+                continue  # nothing to recall (cue judge): undefined, not zero; counted in n_undefined
+            per[k].append(v)
+            if r.scores is not None:
+                judged[k].append(v)
+    mean = lambda xs: float(np.mean(xs)) if xs else math.nan  # noqa: E731
+    n_no_answer = sum(r.error == "no answer" for r in results)
+    n_judged = sum(r.scores is not None for r in results)
+    return JudgeSummary(means={k: mean(per[k]) for k in CRITERIA}, judged_only={k: mean(judged[k]) for k in CRITERIA},
+                        n_items=len(results), n_judged=n_judged, n_no_answer=n_no_answer,
+                        n_failed=len(results) - n_judged - n_no_answer, errors=errors)

@@ -47,8 +47,13 @@ nbval: setup
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+# Figures go to outputs/bench/*.json.  The two-process training check needs a tiny run's reference model
+# and pairs (make reproduce first); it is skipped, saying so, when they are absent.
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@if [ -d outputs/tiny/models/reference ] && [ -d outputs/tiny/pairs ]; then \
+		echo "== bench/multiprocess_check.py"; $(BIN)/python bench/multiprocess_check.py; \
+	else echo "== bench/multiprocess_check.py skipped: run 'make reproduce' first (needs outputs/tiny)"; fi
 
 verify-reference: setup
 	$(BIN)/python -m avere_utils.verify --profile tiny --out outputs/verify --reference outputs/reference

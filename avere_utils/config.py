@@ -49,7 +49,7 @@ class StageParams:
 
     profile: str = "tiny"
     run_dir: str = "outputs/tiny"
-    data_root: str = "outputs/tiny/world"
+    data_root: str = "${run_dir}/world"
     seed: int = 0
     device: str = "auto"
 

@@ -21,6 +21,7 @@ from avere_utils import config
 from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
 
 log = logging.getLogger(__name__)
+logging.getLogger("papermill").setLevel(logging.WARNING)  # our progress line per notebook says the same
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
@@ -137,8 +138,10 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
 
     e.output.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # the kernel's own start-up chatter (e.g. its TCP transport warning) would bury the progress lines
         papermill.execute_notebook(str(notebooks_dir / f"{e.stage}.ipynb"), str(e.output), parameters=e.params,
-                                   kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False)
+                                   kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as err:
         raise StageFailed(e.output, err.cell_index, f"{err.ename}: {err.evalue}") from None
     except Exception as err:  # kernel died, timeout, ...: still name the notebook

@@ -261,6 +261,8 @@ def test_sft_records_rotation_repeats_and_grouping():
     e1 = sft_records(items, epoch=1, qa_per_clip=1, label_repeats=2)
     assert [r.task for r in e0[:4]] == ["label", "label", "description", "qa"]
     assert e0[3].response == "(A) Yes" and e1[3].response == "(A) a broad smile"  # rotating qa items
+    # the rotation is staggered over the clips, so every qa task is taught in every epoch
+    assert [r.response for r in e0 if r.task == "qa"] == ["(A) Yes", "(A) a broad smile", "(A) Yes"]
     assert len(sft_records(items)) == 3 * 4  # defaults: one label, the description, every qa item
     batches = clip_grouped_batches(e0, 3, np.random.default_rng(0))
     assert sum(len(b) for b in batches) == len(e0)

@@ -25,8 +25,9 @@ from avere_utils.pairs.cues import CueRecord
 from avere_utils.pairs.inputs import noise_audio, noise_frames
 from avere_utils.pairs.interop import MEDIA_TAGS, RELEASED_KEYS, from_released, to_released
 from avere_utils.pairs.store import COLUMNS, CONTRACT_COLUMNS
-from avere_utils.pairs.templates import (EVIDENCE_FRAGMENTS, PROMPTS, RESPONSES_AGREEMENT, RESPONSES_EMOTION_ID,
-                                         RESPONSES_SINGLE, feasible_families)
+from avere_utils.pairs.templates import (DESCRIPTION_FRAGMENTS, EVIDENCE_FRAGMENTS, PROMPTS, RESPONSES_AGREEMENT,
+                                         RESPONSES_DESCRIPTION, RESPONSES_EMOTION_ID, RESPONSES_SINGLE,
+                                         feasible_families)
 from avere_utils.records import Item
 from chat_stub import StubChat, completion
 
@@ -105,13 +106,15 @@ def world(tmp_path_factory):
 def test_every_template_recovers_exactly_the_inserted_cue():
     """No filler word of any template is (part of) a lexicon phrase, whatever cue is inserted."""
     templates = [t for ts in RESPONSES_SINGLE.values() for t in ts] + list(RESPONSES_EMOTION_ID) \
-        + list(RESPONSES_AGREEMENT) + [f for fs in EVIDENCE_FRAGMENTS.values() for f in fs]
+        + list(RESPONSES_AGREEMENT) + [f for fs in EVIDENCE_FRAGMENTS.values() for f in fs] \
+        + list(RESPONSES_DESCRIPTION) + [f for fs in DESCRIPTION_FRAGMENTS.values() for f in fs]
     for text in [t for ts in PROMPTS.values() for t in ts]:
         assert find_cues(text) == [], text
-    blank = {k: "" for k in ("emotion", "Emotion", "answer", "Answer", "link", "relation", "vemotion", "aemotion")}
+    blank = {k: "" for k in ("emotion", "Emotion", "answer", "Answer", "link", "relation", "vemotion", "aemotion",
+                             "adjective")}
     for cue in all_cue_phrases():
         for t in templates:
-            text = t.format(**{**blank, "cues": cue, "cue": cue, "evidence": cue, "vcue": cue, "acue": cue})
+            text = t.format(**{**blank, "cues": cue, "cue": cue, "Cue": cue[:1].upper() + cue[1:], "evidence": cue, "vcue": cue, "acue": cue})
             assert find_cues(text) == [cue.lower()], (t, cue)
 
 
@@ -229,7 +232,8 @@ def test_family_weights_and_max_pairs(world, tmp_path):
     capped = build_pairs(params_for(tmp_path, max_pairs=40), items, progress=False)
     assert len(capped.rows) == 40 and capped.stats["counts"]["dropped_by_max_pairs"] > 0
     counts = capped.stats["by_family"]
-    assert counts["visual_reasoning"] == pytest.approx(2 * counts["emotion_id"], abs=2)
+    w = PairParams().family_weights  # the cap keeps the families in the ratio of their weights
+    assert counts["visual_reasoning"] == pytest.approx(counts["emotion_id"] * w["visual_reasoning"] / w["emotion_id"], abs=2)
     rows = [{"family": f, "i": i} for i, f in enumerate(["a"] * 10 + ["b"] * 10)]
     assert [r["family"] for r in balanced_cap(rows, 4, {"a": 1.0, "b": 1.0})].count("a") == 2
 

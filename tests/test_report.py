@@ -95,6 +95,16 @@ def test_report_names_every_variant_and_separates_paper_numbers(run_dir):
     assert "emorealm:hallucination_rate" in rep.tables["error_rates"].columns
 
 
+def test_seed_summary_pools_base_run_and_seed_reruns(run_dir):
+    seed_metrics = run_dir / "seeds" / "seed-1" / "metrics"
+    for bench in ("dfew", "ravdess", "mer2023"):
+        _write(seed_metrics, bench, "avem_dpo", _classification(70.0, 71.0, 72.0))
+    P = build(ResultsParams, {"run_dir": str(run_dir)}, "test")
+    seeds = build_report(P).tables["seeds"]
+    assert seeds.loc["avem_dpo", "DFEW UAR"] == "65.00 ± 7.07 (n=2)"  # mean of 60 and 70, sample std
+    assert seeds.loc["reference", "DFEW UAR"] == "50.00 (n=1)"  # not retrained per seed
+
+
 def test_markdown_table_formats_missing_as_dash():
     text = markdown_table(pd.DataFrame({"a": [1.0, None]}, index=["x", "y"]), index=True)
     assert "| x | 1.00 |" in text and "| y | - |" in text

@@ -24,7 +24,7 @@ class DataPrepParams(StageParams):
     n_emorealm_per_task: int = 50
     spurious_rate: float = 0.8
     text_prior_rate: float = 0.3
-    context_reason_rate: float = 0.3
+    context_reason_rate: float = 0.6
     disagreement_rate: float = 0.15
     clip_seconds: float = 2.0
     video_size: int = 112

@@ -62,7 +62,10 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
     """The SFT examples of the training items for one epoch, in item order.
 
     qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
-    (so that the one-word labels and descriptions are not outnumbered); 0 takes them all.  label_repeats
+    (so that the one-word labels and descriptions are not outnumbered); 0 takes them all.  The rotation
+    starts at the clip's position in `items`, so every task is taught equally often over the clips: a
+    rotation from item 0 for every clip taught only the first tasks (with 1 per clip and 2 epochs, the two
+    MCQ tasks and never a Yes/No question).  label_repeats
     > 1 adds the label example that many times, each copy in its own batch group: the label is the most
     direct perception signal, and without the repeats a tiny model settles on the spurious background
     before it learns the faces and voices.  Items lacking a field a task needs are counted and skipped."""
@@ -71,7 +74,7 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
         raise ValueError(f"unknown SFT task(s) {unknown}; tasks are {SFT_TASKS}")
     out: list[SFTRecord] = []
     skipped: dict[str, int] = {t: 0 for t in tasks}
-    for it in items:
+    for pos, it in enumerate(items):
         captions = (it.text or {}).get("captions") or {}
         if "label" in tasks:
             if it.label:
@@ -90,7 +93,7 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
                 skipped["qa"] += 1
                 continue
             if qa_per_clip:
-                qas = [qas[(epoch * qa_per_clip + j) % len(qas)] for j in range(min(qa_per_clip, len(qas)))]
+                qas = [qas[(pos + epoch * qa_per_clip + j) % len(qas)] for j in range(min(qa_per_clip, len(qas)))]
             for qa in qas:
                 out.append(SFTRecord(it.id, "qa", qa_prompt(qa), qa_answer(qa)))
     if any(skipped.values()):

@@ -17,6 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from avere_utils.pairs.cues import CueRecord, ModalityCues
+from avere_utils.synth.text import ADJECTIVE
+
+# Emotion description prompts (the paper's preference data mixes "emotion description" and "reasoning"
+# prompts).  The first is the EMER evaluation prompt itself: without a description prompt among the pairs,
+# preference learning barely reaches the detailed answers EMER judges.  They belong to emotion_id (both
+# modalities) and are answered in the description style of the training captions (RESPONSES_DESCRIPTION).
+DESCRIPTION_PROMPTS: tuple[str, ...] = (
+    "Describe the emotion of the person in the video in detail.",
+    "Describe in detail how the person feels and what in the clip shows it.",
+    "What emotion does the person show? Describe the face and the voice in detail.",
+)
 
 PROMPTS: dict[str, tuple[str, ...]] = {
     "visual_reasoning": (
@@ -35,6 +46,7 @@ PROMPTS: dict[str, tuple[str, ...]] = {
         "What emotion is the person expressing? Explain using what you see and hear.",
         "Identify the person's emotion and the cues behind it.",
         "How does the person feel in this clip, and what gives it away?",
+        *DESCRIPTION_PROMPTS,
     ),
     "modality_agreement": (
         "Do the person's face and voice convey the same emotion? Explain.",
@@ -67,6 +79,22 @@ RESPONSES_EMOTION_ID: tuple[str, ...] = (
 EVIDENCE_FRAGMENTS: dict[str, tuple[str, ...]] = {
     "visual": ("the video shows {cue}", "I can see {cue}"),
     "audio": ("the audio has {cue}", "I can hear {cue}"),
+}
+# emotion_id under a description prompt: the shape of the training captions, one sentence per cited
+# modality ({evidence} joins DESCRIPTION_FRAGMENTS with a space).
+RESPONSES_DESCRIPTION: tuple[str, ...] = (
+    "The person appears to feel {emotion}. {evidence}",
+    "{evidence} Overall, the emotion is {emotion}.",
+)
+# The third style is the clause through which the noisy captions (synth/text.py CONTEXT_TEMPLATES) tie a
+# context cue to the emotion; the reference repeats it in its detailed answers ("The anger is reinforced by
+# a purple background."), so the rejection that looks like it must fill the same slot (with the relevant
+# cue in the chosen answer and an absent one in the hallucination).
+DESCRIPTION_FRAGMENTS: dict[str, tuple[str, ...]] = {
+    "visual": ("The face shows {cue}, which points to {emotion}.", "The person looks {adjective}: {cue} can be seen on the face.",
+               "The {emotion} is reinforced by {cue}."),
+    "audio": ("The voice sounds {adjective}, with {cue}.", "The speaker has {cue}, which suggests {emotion}.",
+              "{Cue} also adds to the feeling of {emotion}."),
 }
 # modality_agreement: {Answer} is Yes/No, {link} "and"/"while", {relation} "match"/"differ".
 RESPONSES_AGREEMENT: tuple[str, ...] = (
@@ -148,14 +176,23 @@ def template_sample(record: CueRecord, family: str, rng: np.random.Generator, ma
                  for kind, cues in cue_sets.items()}
     elif family == "emotion_id":
         mods = emotion_id_modalities(record)
-        r = int(rng.integers(len(RESPONSES_EMOTION_ID)))
-        style = int(rng.integers(2))
+        describe = prompt in DESCRIPTION_PROMPTS
+        r = int(rng.integers(len(RESPONSES_DESCRIPTION if describe else RESPONSES_EMOTION_ID)))
+        style = int(rng.integers(len(DESCRIPTION_FRAGMENTS["visual"]) if describe else 2))
         picks = {kind: {mod: _pick(rng, getattr(record.of(mod), src), 1)[0] for mod in mods}
                  for kind, src in (("chosen", "present"), ("rejected_vr", "context"), ("rejected_er", "absent"))}
         texts = {}
+        emotion = record.video_emotion
         for kind, by_mod in picks.items():
-            evidence = " and ".join(EVIDENCE_FRAGMENTS[mod][style].format(cue=cue) for mod, cue in by_mod.items())
-            texts[kind] = _fill(RESPONSES_EMOTION_ID[r], emotion=record.video_emotion, evidence=evidence)
+            if describe:
+                evidence = " ".join(DESCRIPTION_FRAGMENTS[mod][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:], emotion=emotion,
+                                                                             adjective=ADJECTIVE[emotion])
+                                    for mod, cue in by_mod.items())
+                texts[kind] = _fill(RESPONSES_DESCRIPTION[r], emotion=emotion,
+                                    evidence=evidence)
+            else:
+                evidence = " and ".join(EVIDENCE_FRAGMENTS[mod][style].format(cue=cue) for mod, cue in by_mod.items())
+                texts[kind] = _fill(RESPONSES_EMOTION_ID[r], emotion=emotion, evidence=evidence)
     elif family == "modality_agreement":
         r = int(rng.integers(len(RESPONSES_AGREEMENT)))
         yes = record.agree

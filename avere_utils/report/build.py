@@ -53,23 +53,28 @@ def error_rate_table(metrics: dict, variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None) -> pd.DataFrame | None:
-    """Mean and standard deviation over seeds/<point>/metrics of the headline numbers."""
+def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None,
+                 base_metrics: Path | None = None) -> pd.DataFrame | None:
+    """Mean and standard deviation of the headline numbers over the base run (its own seed) and the
+    reruns under seeds/<point>/metrics (`avere-kit seeds`)."""
     runs = sorted(p for p in seeds_dir.glob("*/metrics") if p.is_dir()) if seeds_dir.is_dir() else []
+    if base_metrics is not None and runs:
+        runs = [base_metrics, *runs]
     if len(runs) < 2:
         return None
     frames = []
     for r in runs:
         m = load_metrics(r)
         rows = {v: {col: metric(m.get((b, v)), k, mode) for col, b, k in TABLE2_COLUMNS + TABLE3_COLUMNS}
-                for v in variants}
+                for v in variants if any(key[1] == v for key in m)}
         frames.append(pd.DataFrame.from_dict(rows, orient="index").assign(seed_run=r.parent.name))
     allruns = pd.concat(frames).rename_axis("variant").reset_index()
     numeric = allruns.drop(columns="seed_run").groupby("variant", sort=False)
     mean, std, n = numeric.mean(), numeric.std(), numeric.count()
     out = mean.copy().astype(object)
     for c in mean.columns:
-        out[c] = [f"{m:.2f} ± {s:.2f} (n={k})" if pd.notna(m) else "-" for m, s, k in zip(mean[c], std[c], n[c])]
+        out[c] = [("-" if pd.isna(m) else f"{m:.2f} ± {s:.2f} (n={k})" if k > 1 else f"{m:.2f} (n=1)")
+                  for m, s, k in zip(mean[c], std[c], n[c])]
     return out.loc[[v for v in variants if v in out.index]]
 
 
@@ -115,12 +120,13 @@ def build_report(P: ResultsParams) -> Report:
         md += ["## Hallucination and spurious-association rates (this run; lower is better)", "",
                markdown_table(rates, "{:.3f}", index=True), ""]
 
-    seeds = seed_summary(Path(P.seeds_dir), P.variants, P.headline_mode)
+    seeds = seed_summary(Path(P.seeds_dir), P.variants, P.headline_mode, base_metrics=run_dir / "metrics")
     if seeds is not None:
         rep.tables["seeds"] = seeds
         md += [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
-               f"From `{P.seeds_dir}`: the same data, pairs and reference model, DPO training and evaluation "
-               f"repeated per seed.", "", markdown_table(seeds, index=True), ""]
+               f"This run (seed {P.seed}) and the reruns in `{P.seeds_dir}`: the same data, pairs and reference "
+               f"model; DPO training (LoRA init, data order) and evaluation repeated per seed. The reference "
+               f"model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 
     head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
     for name, table, title in (("bars_table2", head2, "Zero-shot benchmarks"), ("bars_table3", head3, "EmoReAlM")):

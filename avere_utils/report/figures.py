@@ -13,14 +13,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 
-def grouped_bars(table: pd.DataFrame, path: Path, title: str) -> Path | None:
-    """One group per benchmark column, one bar per variant (row)."""
-    long = table.rename_axis("variant").reset_index().melt(id_vars="variant", var_name="metric", value_name="value")
+def _bars_by_variant(table: pd.DataFrame, x: str, path: Path, title: str, width: float) -> Path | None:
+    long = table.rename_axis("variant").reset_index().melt(id_vars="variant", var_name=x, value_name="value")
     long = long.dropna()
     if long.empty:
         return None
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * long["metric"].nunique() * 2), 4.2))
-    sns.barplot(data=long, x="metric", y="value", hue="variant", ax=ax)
+    fig, ax = plt.subplots(figsize=(width, 4.2))
+    sns.barplot(data=long, x=x, y="value", hue="variant", ax=ax)
     ax.set_title(title)
     ax.set_xlabel("")
     ax.legend(fontsize=7, ncol=4)
@@ -28,6 +27,11 @@ def grouped_bars(table: pd.DataFrame, path: Path, title: str) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def grouped_bars(table: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """One group per benchmark column, one bar per variant (row)."""
+    return _bars_by_variant(table, "metric", path, title, max(7.0, 1.8 * table.shape[1]))
 
 
 def read_train_logs(log_dir: Path, variants: Sequence[str]) -> pd.DataFrame:
@@ -66,16 +70,5 @@ def training_curves(logs: pd.DataFrame, path: Path) -> Path | None:
 
 def error_rates(rates: pd.DataFrame, path: Path) -> Path | None:
     """Hallucination and spurious-association rates per variant (lower is better)."""
-    long = rates.rename_axis("variant").reset_index().melt(id_vars="variant", var_name="rate", value_name="value")
-    long = long.dropna()
-    if long.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 4))
-    sns.barplot(data=long, x="rate", y="value", hue="variant", ax=ax)
-    ax.set_title("Hallucination and spurious-association rates (lower is better)")
-    ax.set_xlabel("")
-    ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _bars_by_variant(rates, "rate", path, "Hallucination and spurious-association rates (lower is better)",
+                            max(8.0, 1.6 * rates.shape[1]))

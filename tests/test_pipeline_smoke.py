@@ -15,8 +15,8 @@ SMALLEST = {
     # 01: a world of ~250 clips instead of ~1,100
     "n_train_source": 84, "n_dfew_test_per_class": 2, "n_dfew_train_per_class": 1, "n_ravdess_actors": 1,
     "n_mer2023": 10, "n_mer2023_worried": 1, "n_emer": 7, "n_emorealm_per_task": 4,
-    # 03: a few seconds of SFT; 04: one optimizer step per variant
-    "sft_epochs": 1, "sft_max_seconds": 5.0, "n_check": 14, "n_show": 2,
+    # 03: six SFT steps (a step bound, never a time cap); 04: one optimizer step per variant
+    "sft_epochs": 1, "sft_max_steps": 6, "n_check": 14, "n_show": 2,
     "max_samples": 8, "assert_learning": False,
 }
 CLASSIFICATION_KEYS = {"uar", "war", "weighted_f1", "n_items", "n_scored", "coverage", "scoring_mode", "model", "modes"}

@@ -30,7 +30,8 @@ class ReferenceParams(StageParams):
     sft_lr: float = 3e-3
     sft_weight_decay: float = 0.01
     sft_warmup_ratio: float = 0.05
-    sft_max_seconds: float = 150.0
+    sft_max_steps: int = 0  # 0: every step of sft_epochs; > 0 a step bound (smoke runs). Never a time cap:
+    # the reference, and every number after it, must not depend on the machine's speed
     sft_tasks: list[str] = field(default_factory=lambda: ["label", "description", "qa"])
     sft_qa_per_clip: int = 1  # qa items per clip per epoch, rotating, staggered over clips (0: all of them every epoch)
     sft_label_repeats: int = 3  # label examples per clip per epoch (see sft.sft_records)

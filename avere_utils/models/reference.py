@@ -71,7 +71,7 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     backend = load_backend(str(init_dir), device=p.device, dtype=p.dtype)
     media = load_clip_media(items, backend.media_settings, p.cache_dir)
     cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
-                    warmup_ratio=p.sft_warmup_ratio, max_seconds=p.sft_max_seconds, seed=p.seed)
+                    warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed)
     history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
                       qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats)
     out = Path(p.reference_dir)

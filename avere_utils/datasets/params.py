@@ -15,13 +15,13 @@ class DataPrepParams(StageParams):
     regenerate_world: bool = False  # regenerate even when data_root already holds this exact world
     world_workers: int = 2
     n_train_source: int = 640
-    n_dfew_test_per_class: int = 20
+    n_dfew_test_per_class: int = 50
     n_dfew_train_per_class: int = 2
     n_ravdess_actors: int = 2
     n_mer2023: int = 100
     n_mer2023_worried: int = 6
-    n_emer: int = 50
-    n_emorealm_per_task: int = 50
+    n_emer: int = 100
+    n_emorealm_per_task: int = 240
     spurious_rate: float = 0.8
     text_prior_rate: float = 0.3
     context_reason_rate: float = 0.6
@@ -43,6 +43,9 @@ class DataPrepParams(StageParams):
     ravdess_modality: str = "01"
     ravdess_vocal_channel: str = "01"
     ravdess_calm_policy: str = "drop"
+    # speech: the paper's text (AV speech, `01-01-*`); released: the released loader (every `01-*`, song too)
+    ravdess_selection: str = "speech"
+    truncated_clips: str = "keep"  # a clip decoding fewer frames than it declares: keep (counted) | skip
     mer2023_label_file: str = "${data_root}/MER2023/test3_label.csv"
     mer2023_clip_dir: str = "${data_root}/MER2023/test3"
     emer_reason_file: str = "${data_root}/MER2025/track3_ovmerd.csv"

@@ -61,7 +61,7 @@ class FakeBackend(Backend):
             logits = logits + h @ m.lora_A @ m.lora_B
         return torch.log_softmax(logits, -1).gather(1, ids[:, None]).sum()
 
-    def sequence_logprobs(self, examples, *, grad=False):
+    def sequence_logprobs(self, examples, *, grad=False, share_prefix=False):  # nothing to share here
         self.calls.append((len(examples), grad, not self.adapters_on))
         with contextlib.nullcontext() if grad else torch.no_grad():
             lp = torch.stack([self._one(ex) for ex in examples])

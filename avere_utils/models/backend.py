@@ -21,12 +21,14 @@ class Backend(abc.ABC):
     device: torch.device
 
     @abc.abstractmethod
-    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False
+    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed log-probability of each example's `response` tokens given its prompt and media, and
         the number of response tokens.  Returns (logp [B] float32, n_tokens [B] long).  One padded
         forward for the whole list.  `grad=False` runs under torch.no_grad().  An Example whose
-        `media` is None or empty gets a text-only prompt (no media placeholders at all)."""
+        `media` is None or empty gets a text-only prompt (no media placeholders at all).
+        `share_prefix`: examples with the same prompt and the same Media object share one prompt pass
+        (same values up to floating-point order); a backend may ignore it."""
 
     @abc.abstractmethod
     def generate(self, examples: Sequence[Example], *, max_new_tokens: int = 32, temperature: float = 0.0,

@@ -23,6 +23,7 @@ from avere_utils.models.processor import (
     ENDOFTEXT, IM_END, AudioFeaturizer, EncodedMedia, ProcessorSettings, audio_output_length,
     batch_media_features, encode_media, media_or_none, render_prompt,
 )
+from avere_utils.models.shared_prefix import group_by_prefix, prefix_key
 from avere_utils.records import Example, Media
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,10 @@ class OmniBackend(Backend):
         return out.last_hidden_state, out.cache
 
     # --- Backend API ----------------------------------------------------------------------------
-    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False
+    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False
                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        if share_prefix:
+            return self._shared_prefix_logprobs(examples, grad=grad)
         batch = self._build(examples, with_response=True)
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
@@ -205,6 +208,49 @@ class OmniBackend(Backend):
             row = torch.arange(len(examples), device=self.device)[:, None].expand_as(target)[target]
             logp = torch.zeros(len(examples), device=self.device, dtype=torch.float32).index_add(0, row, lp)
         return logp, batch.response_mask.sum(1).to(self.device)
+
+    def _shared_prefix_logprobs(self, examples: Sequence[Example], *, grad: bool
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sequence_logprobs with one prompt pass per distinct (prompt, media object): the prompts run once
+        (left-padded, with a KV cache that stays in the autograd graph when grad=True), the cache rows are
+        gathered once per response, and the responses run in one batch after them (right-padded, their
+        positions continuing from each prompt's next free TMRoPE position, as in the unshared sequence)."""
+        if not examples:
+            raise ValueError("empty list of examples")
+        heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
+        resp_ids = []
+        for ex in examples:
+            if ex.response is None:
+                raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
+            resp_ids.append(self.response_ids(ex.response))
+        prompts = self._build([Example(examples[i].prompt, examples[i].media) for i in heads], with_response=False)
+        n, r = len(examples), max(len(x) for x in resp_ids)
+        tok = torch.full((n, r), self.pad_id, dtype=torch.long, device=self.device)
+        valid = torch.zeros((n, r), dtype=torch.bool, device=self.device)
+        for i, x in enumerate(resp_ids):
+            tok[i, :len(x)] = torch.tensor(x, device=self.device)
+            valid[i, :len(x)] = True
+        g = torch.tensor(group, device=self.device)
+        ctx = contextlib.nullcontext() if grad else torch.no_grad()
+        with ctx:
+            embeds = self._embed(prompts)
+            pos, nxt = self._positions(prompts)
+            cache = DynamicCache(config=self.thinker.config.get_text_config())
+            hidden, cache = self._lm(embeds, prompts.attention_mask, pos, cache)
+            # left padding: the last column is every prompt's last token, which predicts the first response token
+            first = torch.log_softmax(self.thinker.lm_head(hidden[:, -1]).float(), dim=-1)[g]
+            logp = first.gather(-1, tok[:, :1])[:, 0]
+            if r > 1:
+                cache.batch_select_indices(g)  # differentiable gather: each response row gets its prompt's KV
+                att = torch.cat([prompts.attention_mask.to(self.device)[g], valid[:, :-1].long()], dim=1)
+                p = (nxt[g].view(1, n, 1) + torch.arange(r - 1, device=self.device).view(1, 1, -1)).expand(3, n, r - 1)
+                h, _ = self._lm(self.thinker.get_input_embeddings()(tok[:, :-1]), att, p, cache)
+                target = valid[:, 1:]
+                lp = torch.log_softmax(self.thinker.lm_head(h[target]).float(), dim=-1)
+                lp = lp.gather(-1, tok[:, 1:][target][:, None])[:, 0]
+                row = torch.arange(n, device=self.device)[:, None].expand_as(target)[target]
+                logp = logp.index_add(0, row, lp)
+        return logp, valid.sum(1)
 
     def generate(self, examples: Sequence[Example], *, max_new_tokens: int = 32, temperature: float = 0.0,
                  seed: int | None = None, use_cache: bool = True) -> list[str]:

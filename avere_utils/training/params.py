@@ -54,6 +54,9 @@ class TrainParams(StageParams):
     grad_accum_steps: int = 2
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
     precompute_reference: bool = True  # reference log-probs once per sample before training, cached
+    # chosen, vr and er of a pair share one prompt pass (KV cache kept in the graph): same numbers up to
+    # floating-point order, about half the policy compute at paper geometry; false: one full sequence each
+    shared_prefix: bool = True
     # checkpoints and logs
     save_steps: int = 10  # 0 = only the final adapter
     save_total_limit: int = 2

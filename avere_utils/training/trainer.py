@@ -6,8 +6,8 @@ used only through the Backend interface, and tests/test_trainer.py proves that t
 reach the LoRA gradients.
 
 Per micro-batch: ONE policy call `sequence_logprobs(grad=True)` over every sample's chosen and rejected
-responses on the real input (one shared Media per sample, encoded once) and the chosen response on the
-PMP input; the reference log-probs of the same sequences either precomputed once per sample (default,
+responses on the real input (one shared Media per sample, encoded once; with `shared_prefix` its prompt
+is also run once for the three responses) and the chosen response on the PMP input; the reference log-probs of the same sequences either precomputed once per sample (default,
 cached on disk and shared by the variants) or from a no-grad call with the adapters disabled; the
 text-only log-probs (TPD) precomputed once per sample.  Sequences a variant does not use are never run.
 
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # Params that do not change what a run computes: a checkpoint written under other values may be resumed.
 RESUME_NEUTRAL = ("resume", "report_to", "save_steps", "save_total_limit", "device", "figures_dir",
-                  "precompute_reference", "media_cache_dir", "logp_cache_dir")
+                  "precompute_reference", "media_cache_dir", "logp_cache_dir", "shared_prefix")
 PRECOMPUTE_SAMPLES_PER_CALL = 8
 TEXT_SEQUENCES_PER_CALL = 64
 
@@ -154,11 +154,13 @@ class Trainer:
         return plan_sample(index, row, self.config, self.pairs.load_media(row) if with_media else None)
 
     def _score(self, examples: list, *, reference: bool, grad: bool) -> torch.Tensor:
+        # share_prefix only when on, so that a backend without the keyword still serves the unshared pass
+        kw = {"share_prefix": True} if self.params.shared_prefix else {}
         with self.accelerator.autocast():
             if reference:
                 with torch.no_grad(), self.backend.reference():
-                    return self.backend.sequence_logprobs(examples, grad=False)[0]
-            return self.backend.sequence_logprobs(examples, grad=grad)[0]
+                    return self.backend.sequence_logprobs(examples, grad=False, **kw)[0]
+            return self.backend.sequence_logprobs(examples, grad=grad, **kw)[0]
 
     def visited_indices(self, start_step: int) -> list[int]:
         out: dict[int, None] = {}

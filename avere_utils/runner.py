@@ -106,6 +106,12 @@ def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[
             raise config.ConfigError(f"--only {unknown[0]!r} is not a stage of profile {profile!r}: {', '.join(stages)}")
         stages = [s for s in stages if s in only]
     check_overrides(stages, overrides)
+    if variants is not None:  # a typo would otherwise run 0 notebooks and exit 0
+        known = list(dict.fromkeys(run.train_variants + run.eval_variants))
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            raise config.ConfigError(f"--variants {', '.join(map(repr, unknown))}: not a variant of profile "
+                                     f"{profile!r}; known variants: {', '.join(known)}")
 
     def pick(names: list[str]) -> list[str]:
         return [v for v in names if variants is None or v in variants]

@@ -1,4 +1,9 @@
-"""`avere-kit`: run a profile, sweep a grid, check the data, show the effective parameters."""
+"""`avere-kit`: run a profile, sweep a grid, check the data, show the effective parameters.
+
+Every command that reads a profile takes the same `--profile`, `--params-dir DIR` (profiles kept outside
+the repository) and `--set KEY=VALUE ...` (a parameter of any stage, or STAGE.KEY=VALUE; values are
+YAML: `--set "datasets=[dfew,emorealm]"`).  An override that matches no stage is an error.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +13,32 @@ import sys
 from avere_utils import config
 
 
+def add_profile_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a profile (also used by `score`)."""
+    p.add_argument("--profile", default="tiny")
+    p.add_argument("--params-dir", metavar="DIR", help="folder of profiles to read instead of params/")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override a parameter in every stage that has it (or STAGE.KEY=VALUE); values are YAML")
+
+
+def profile_overrides(args: argparse.Namespace, stages: list[str] | None = None) -> dict:
+    """Apply --params-dir, then parse --set and check every override reaches a stage of the profile."""
+    from avere_utils import runner
+
+    if getattr(args, "params_dir", None):
+        config.set_params_dir(args.params_dir)
+    overrides = runner.parse_overrides(args.set)
+    if overrides:
+        runner.check_overrides(stages or config.load_run(args.profile).stages, overrides)
+    return overrides
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from avere_utils import runner
 
+    overrides = profile_overrides(args)
     try:
-        runner.run(args.profile, only=args.only, variants=args.variants, out=args.out,
-                   overrides=runner.parse_overrides(args.set))
+        runner.run(args.profile, only=args.only, variants=args.variants, out=args.out, overrides=overrides)
     except runner.StageFailed:
         return 1
     return 0
@@ -22,9 +47,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from avere_utils import runner, sweep
 
+    overrides = profile_overrides(args)
     try:
         table = sweep.sweep(args.profile, sweep.parse_grid(args.grid), variants=[args.variant], out=args.out,
-                            overrides=runner.parse_overrides(args.set))
+                            overrides=overrides)
     except runner.StageFailed:
         return 1
     print(table.to_string(index=False))
@@ -34,9 +60,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_seeds(args: argparse.Namespace) -> int:
     from avere_utils import runner, sweep
 
+    overrides = profile_overrides(args)
     variants = args.variants or config.load_run(args.profile).train_variants
     try:
-        table = sweep.sweep(args.profile, {"seed": args.seeds}, variants=variants, out=args.out, folder="seeds")
+        table = sweep.sweep(args.profile, {"seed": args.seeds}, variants=variants, out=args.out, folder="seeds",
+                            overrides=overrides)
     except runner.StageFailed:
         return 1
     print(table.to_string(index=False))
@@ -45,18 +73,22 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from avere_utils import datacheck
+    from avere_utils import datacheck, runner
 
-    table, ok = datacheck.check_profile(args.profile)
-    print(datacheck.format_table(table))
-    print("data check: OK" if ok else "data check: FAILED (see the table above)")
-    return 0 if ok else 1
+    overrides = profile_overrides(args)
+    rep = datacheck.check_profile_report(args.profile, runner.overrides_for(datacheck.STAGE, overrides),
+                                         quick=args.quick)
+    print(datacheck.format_report(rep))
+    return 0 if rep.ok else 1
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from avere_utils import runner
+
+    overrides = profile_overrides(args)
     stages = args.stages or config.load_run(args.profile).stages
     for stage in stages:
-        config.print_params(config.load_stage(args.profile, stage))
+        config.print_params(config.load_stage(args.profile, stage, runner.overrides_for(stage, overrides)))
         print()
     return 0
 
@@ -66,38 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the notebooks of a profile in order (papermill)")
-    r.add_argument("--profile", default="tiny")
+    add_profile_args(r)
     r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (others' outputs untouched)")
     r.add_argument("--variants", nargs="+", metavar="V", help="restrict the per-variant stages to these variants")
     r.add_argument("--out", help="run folder (default: run.yaml's run_dir)")
-    r.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a parameter in every stage that has it (or STAGE.KEY=VALUE)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")
-    s.add_argument("--profile", default="tiny")
+    add_profile_args(s)
     s.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
                    help="e.g. gamma_tpd=0,0.1,0.2 lambda_av=0,1 (any parameter path)")
     s.add_argument("--variant", default="avem_dpo")
     s.add_argument("--out", help="base run folder holding data, pairs and the reference model")
-    s.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_cmd_sweep)
 
     sd = sub.add_parser("seeds", help="repeat training + evaluation of every variant over several seeds")
-    sd.add_argument("--profile", default="tiny")
+    add_profile_args(sd)
     sd.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sd.add_argument("--variants", nargs="+", metavar="V")
     sd.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     sd.set_defaults(func=_cmd_seeds)
 
-    c = sub.add_parser("check-data", help="validate the configured datasets before any model is loaded")
-    c.add_argument("--profile", default="tiny")
+    c = sub.add_parser("check-data", help="validate the configured datasets (every clip) before any model is loaded")
+    add_profile_args(c)
+    c.add_argument("--quick", type=int, metavar="N", help="check a sample of N clips per dataset instead of all")
     c.set_defaults(func=_cmd_check_data)
 
     sh = sub.add_parser("show", help="print the effective parameters of a profile's stages")
-    sh.add_argument("--profile", default="tiny")
+    add_profile_args(sh)
     sh.add_argument("stages", nargs="*")
     sh.set_defaults(func=_cmd_show)
+
+    from avere_utils.evaluation import score_cli  # `score`: text predictions -> metrics, no model
+
+    score_cli.add_parser(sub)
     return p
 
 

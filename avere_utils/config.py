@@ -43,6 +43,21 @@ class ConfigError(ValueError):
     """A parameter file or override that does not fit its schema."""
 
 
+# Keys naming the environment variable that holds an API key.  The value must be a variable NAME: papermill
+# writes every parameter into the executed notebook, so a pasted key would end up in outputs/.
+API_KEY_ENV_SUFFIX = "_api_key_env"
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+
+def check_env_name(value: str, what: str) -> str:
+    """`value` must look like an environment variable name (upper case, digits, underscores) or be empty
+    (no key: a local server).  The value itself is never echoed: it might be a pasted secret."""
+    if value and not ENV_NAME.match(value):
+        raise ConfigError(f"{what} must be the NAME of an environment variable (e.g. OPENAI_API_KEY), and its "
+                          f"value ({len(value)} characters, not shown) is not one; never put a key in params")
+    return value
+
+
 @dataclass
 class StageParams:
     """Keys every stage has.  Subclasses add their own (all with defaults equal to the tiny profile)."""
@@ -180,8 +195,11 @@ def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = Tru
         try:
             values[name] = _check(value, hints[name])
         except TypeError:
+            shown = "(not shown)" if name.endswith(API_KEY_ENV_SUFFIX) else repr(value)
             raise ConfigError(f"{source}: key {name!r} should be {_type_name(hints[name])}, "
-                              f"got {type(value).__name__} {value!r}") from None
+                              f"got {type(value).__name__} {shown}") from None
+        if name.endswith(API_KEY_ENV_SUFFIX):
+            check_env_name(values[name], f"{source}: key {name!r}")
     obj = cls(**values)
     if not resolve:
         return obj
@@ -196,15 +214,41 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameter file not found: {path}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {what}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
     return data
 
 
+def set_params_dir(folder: str | Path) -> Path:
+    """Read profiles from `folder` (e.g. kept outside the repository) instead of params/."""
+    global PARAMS_DIR
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"--params-dir {folder}: not a folder")
+    PARAMS_DIR = path
+    return path
+
+
+def profile_dir(profile: str) -> Path:
+    path = PARAMS_DIR / profile
+    if not path.is_dir():
+        known = sorted(p.name for p in PARAMS_DIR.iterdir() if p.is_dir()) if PARAMS_DIR.is_dir() else []
+        raise ConfigError(f"profile {profile!r} not found in {PARAMS_DIR}; profiles there: {', '.join(known) or 'none'}")
+    return path
+
+
 def stage_file(profile: str, stage: str) -> Path:
-    return PARAMS_DIR / profile / f"{stage}.yaml"
+    return profile_dir(profile) / f"{stage}.yaml"
 
 
 def load_stage(profile: str, stage: str, overrides: Mapping[str, Any] | None = None, *, resolve: bool = True):
@@ -214,7 +258,8 @@ def load_stage(profile: str, stage: str, overrides: Mapping[str, Any] | None = N
     obj = build(stage_class(stage), raw, str(path), resolve=False)  # check the file on its own first
     if overrides:
         raw = {**raw, **overrides}
-        obj = build(stage_class(stage), raw, f"{path} + overrides {dict(overrides)}", resolve=False)
+        shown = {k: ("(not shown)" if k.endswith(API_KEY_ENV_SUFFIX) else v) for k, v in overrides.items()}
+        obj = build(stage_class(stage), raw, f"{path} + overrides {shown}", resolve=False)
     return build(stage_class(stage), dataclasses.asdict(obj), str(path), resolve=resolve)
 
 
@@ -232,7 +277,7 @@ def notebook_params(stage: str, namespace: Mapping[str, Any]):
 
 
 def load_run(profile: str) -> RunConfig:
-    path = PARAMS_DIR / profile / "run.yaml"
+    path = profile_dir(profile) / "run.yaml"
     return build(RunConfig, load_yaml(path), str(path), resolve=False)
 
 

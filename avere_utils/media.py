@@ -116,6 +116,84 @@ def probe(path: str | os.PathLike) -> ProbeInfo:
         return ProbeInfo(v is not None, a is not None, _duration(c, v or a), fps, n)
 
 
+# --- clip check (check-data, stage 01): is the whole clip there, without decoding all of it ------------
+CLIP_PROBLEMS = ("missing_file", "empty_file", "unreadable", "no_video", "no_audio", "zero_duration",
+                 "first_frame_undecodable", "truncated")
+
+
+@dataclass(frozen=True)
+class ClipCheck:
+    problem: str | None  # one of CLIP_PROBLEMS, None when the clip is sound
+    detail: str = ""
+
+
+def _first_frame(c: av.container.InputContainer, stream: av.stream.Stream) -> bool:
+    try:
+        for _ in c.decode(stream):
+            return True
+    except av.error.FFmpegError:
+        return False
+    return False
+
+
+def _end_time(c: av.container.InputContainer, stream: av.stream.Stream, declared: float) -> float | None:
+    """Seconds (from the stream start) reached by the last frame that decodes, decoding only the tail:
+    seek to the key frame before the declared end, decode from there.  None when nothing decodes there."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
+    target = start + max(0.0, declared - 0.5)
+    last: float | None = None
+    try:
+        c.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+        for frame in c.decode(stream):
+            if frame.time is not None:
+                t = float(frame.time) - start
+                if frame.duration and frame.time_base is not None:
+                    t += float(frame.duration * frame.time_base)
+                elif stream.type == "audio" and frame.sample_rate:
+                    t += frame.samples / frame.sample_rate
+                last = t if last is None else max(last, t)
+    except av.error.FFmpegError:
+        pass  # a corrupt tail: what decoded before it is what the clip has
+    return last
+
+
+def check_clip(path: str | os.PathLike, *, need_video: bool, need_audio: bool) -> ClipCheck:
+    """Whether a clip opens, has the streams asked for, a duration, a decodable first frame and a last
+    frame at its declared end (a file cut short declares more than it holds: `truncated`)."""
+    p = Path(path)
+    if not p.is_file():
+        return ClipCheck("missing_file", f"{p}: file not found")
+    if p.stat().st_size == 0:
+        return ClipCheck("empty_file", f"{p}: empty file (0 bytes)")
+    try:
+        c = av.open(str(p))
+    except (av.error.FFmpegError, OSError) as e:
+        return ClipCheck("unreadable", f"{p}: unreadable container ({e})")
+    with c:
+        v = c.streams.video[0] if c.streams.video else None
+        a = c.streams.audio[0] if c.streams.audio else None
+        if need_video and v is None:
+            return ClipCheck("no_video", f"{p}: no video stream")
+        if need_audio and a is None:
+            return ClipCheck("no_audio", f"{p}: no audio stream")
+        for stream in (s for s in (v if need_video else None, a if need_audio else None) if s is not None):
+            declared = _duration(c, stream)
+            if declared <= 0:
+                return ClipCheck("zero_duration", f"{p}: {stream.type} stream declares no duration")
+            c.seek(0)
+            if not _first_frame(c, stream):
+                return ClipCheck("first_frame_undecodable", f"{p}: first {stream.type} frame does not decode")
+            reached = _end_time(c, stream, declared)
+            rate = float(stream.average_rate or 0) if stream.type == "video" else 0.0
+            # one video frame (the last frame's duration may be unset) or about one AAC packet of audio
+            slack = 1.0 / rate + 0.02 if rate else 0.1
+            if reached is None or reached < declared - slack:
+                got = "nothing" if reached is None else f"{reached:.2f} s"
+                return ClipCheck("truncated", f"{p}: {stream.type} declares {declared:.2f} s, decodes to {got}")
+    return ClipCheck(None)
+
+
 def frame_indices(total: int, n: int) -> np.ndarray:
     """The paper's sampling: n indices at linspace(0, total - 1, n), rounded (repeats when total < n)."""
     if total < 1:

@@ -292,7 +292,7 @@ def test_prepare_data_writes_manifests_with_expected_counts(small_world):
 def test_data_check_passes_on_the_world_and_names_what_is_missing(small_world, tmp_path):
     P, _ = small_world
     table, ok = check_params(P)
-    assert ok and list(table["dataset"]) == P.datasets and (table["first_clip"] == "ok").all()
+    assert ok and list(table["dataset"]) == P.datasets and (table["clip_problems"] == "none").all()
     victim = Path(read_manifest(Path(P.manifest_dir) / "dfew.jsonl")[0].audio)
     moved = victim.with_suffix(".bak")
     victim.rename(moved)

@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
@@ -33,6 +33,8 @@ class LoadResult:
     expected_skips: tuple[str, ...] = ()  # reasons that are the protocol, not a problem (calm, worried...)
     notes: list[str] = field(default_factory=list)
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> first few offending ids/files
+    flagged: Counter[str] = field(default_factory=Counter)  # kept items with a known defect (truncated)
+    flag_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def skip(self, reason: str, what: str) -> None:
         self.skipped[reason] += 1
@@ -40,6 +42,10 @@ class LoadResult:
         if len(ex) < 3:
             ex.append(what)
         log.debug("%s: skipped %s (%s)", self.dataset, what, reason)
+
+    def flag(self, kind: str, what: str) -> None:
+        self.flagged[kind] += 1
+        self.flag_examples.setdefault(kind, []).append(what)
 
     def unexpected_skips(self) -> Counter[str]:
         return Counter({r: n for r, n in self.skipped.items()
@@ -59,6 +65,8 @@ class LoadResult:
         for reason, n in sorted(self.skipped.items()):
             tag = "" if reason in self.expected_skips or reason.split(":")[0] in self.expected_skips else "  <-- check"
             lines.append(f"  skipped {n:5d} {reason} (e.g. {', '.join(self.examples.get(reason, []))}){tag}")
+        for kind, n in sorted(self.flagged.items()):
+            lines.append(f"  kept {n:5d} {kind} (e.g. {', '.join(self.flag_examples[kind][:3])})  <-- check")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -124,14 +132,66 @@ def require_dir(path: Path, what: str) -> None:
         raise DatasetError(f"{what} folder not found: {path}")
 
 
-def read_csv_rows(path: Path, required: tuple[str, ...], what: str = "csv file") -> list[dict[str, str]]:
-    """Rows of a small csv as dicts of stripped strings; checks the header has the required columns."""
+def read_csv_rows(path: Path, required: tuple[str, ...], what: str = "csv file",
+                  on_bad_row: Callable[[int, str], None] | None = None) -> list[dict[str, str]]:
+    """Rows of a small csv as dicts of stripped strings; checks the header has the required columns.
+
+    A row with more fields than the header (an unquoted comma inside a field) cannot be read without
+    guessing where the comma belongs: it goes to `on_bad_row(line, problem)` (a counted skip), or raises
+    DatasetError naming the file and line when no callback is given.  Empty extra fields (a trailing
+    comma) are harmless and ignored.
+    """
     import csv
     require_file(path, what)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DatasetError(f"{path}: missing column(s) {missing}; header is {header}")
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    rows: list[dict[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DatasetError(f"{path}: missing column(s) {missing}; header is {header}")
+            for row in reader:
+                extra = [v for v in (row.pop(None, None) or []) if (v or "").strip()]
+                if extra:
+                    problem = f"{len(extra)} field(s) more than the header ({extra[0][:40]!r}...)"
+                    if on_bad_row is None:
+                        raise DatasetError(f"{path}:{reader.line_num}: {problem}")
+                    on_bad_row(reader.line_num, problem)
+                    continue
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e})") from None
+    except csv.Error as e:
+        raise DatasetError(f"{path}: unreadable csv ({e})") from None
+    return rows
+
+
+def bad_row_counter(res: LoadResult, path: Path) -> Callable[[int, str], None]:
+    """The `on_bad_row` callback that counts a malformed row in `res` under `malformed_row`."""
+    def count(line: int, problem: str) -> None:
+        log.warning("%s:%d: row skipped: %s", path, line, problem)
+        res.skip("malformed_row", f"{path.name}:{line}")
+    return count
+
+
+def resolve_duplicates(rows: Iterable[tuple[str, Any, str]], res: LoadResult) -> dict[str, Any]:
+    """(id, label, what) rows -> {id: label} in first-seen order.
+
+    A repeated id with the same label is a `duplicate_id` skip (the first row is kept).  An id listed
+    with two different labels is dropped altogether, since which row is right cannot be told: each of
+    its rows is a `conflicting_label` skip.
+    """
+    groups: dict[str, list[tuple[Any, str]]] = {}
+    for iid, label, what in rows:
+        groups.setdefault(iid, []).append((label, what))
+    labels: dict[str, Any] = {}
+    for iid, group in groups.items():
+        if len({repr(label) for label, _ in group}) > 1:
+            for label, what in group:
+                res.skip("conflicting_label", f"{what} (label {label})")
+            continue
+        for _, what in group[1:]:
+            res.skip("duplicate_id", what)
+        labels[iid] = group[0][0]
+    return labels

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from avere_utils.datasets.common import LoadResult, load_side_cues, read_csv_rows, require_dir
+from avere_utils.datasets.common import (LoadResult, bad_row_counter, load_side_cues, read_csv_rows, require_dir,
+                                         resolve_duplicates)
 from avere_utils.emotions import DFEW_LABELS
 from avere_utils.records import Item
 
@@ -39,27 +40,26 @@ def load_dfew(root: str | os.PathLike, fold: int = 1, split: str = "test", *, vi
               wav_subdir: str = WAV_SUBDIR, annotation_subdir: str = ANNOTATION_SUBDIR,
               require_audio: bool = True) -> LoadResult:
     """Items of one DFEW fold/split.  A listed clip without its mp4 or (with require_audio) its wav is a
-    counted skip; a label outside 1-7 or a repeated id too."""
+    counted skip; so is a label outside 1-7, a malformed row, a repeated id, and (both rows) an id
+    listed with two different labels."""
     root = Path(root)
     csv_path = annotation_file(root, fold, split, annotation_subdir)
     video_dir, wav_dir = root / video_subdir, root / wav_subdir
-    rows = read_csv_rows(csv_path, ("video_name", "label"), f"DFEW annotation csv (fold {fold}, {split})")
+    res = LoadResult("dfew", source=str(csv_path))
+    rows = read_csv_rows(csv_path, ("video_name", "label"), f"DFEW annotation csv (fold {fold}, {split})",
+                         on_bad_row=bad_row_counter(res, csv_path))
     require_dir(video_dir, "DFEW clip")
     clips = index_clips(video_dir)
     cues = load_side_cues(root)
-    res = LoadResult("dfew", source=str(csv_path))
-    seen: set[str] = set()
-    for row in tqdm(rows, desc=f"dfew set_{fold} {split}", unit="clip", leave=False):
+    labelled = []
+    for row in rows:
         stem = clip_stem(row["video_name"])
         try:
-            label = DFEW_LABELS[int(row["label"])]
+            labelled.append((stem, DFEW_LABELS[int(row["label"])], stem))
         except (KeyError, ValueError):
             res.skip("bad_label", f"{stem} (label {row['label']!r})")
-            continue
-        if stem in seen:
-            res.skip("duplicate_id", stem)
-            continue
-        seen.add(stem)
+    for stem, label in tqdm(resolve_duplicates(labelled, res).items(), desc=f"dfew set_{fold} {split}",
+                            unit="clip", leave=False):
         video = clips.get(stem)
         if video is None:
             res.skip("missing_video", stem)

@@ -7,27 +7,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from avere_utils.datasets.common import LoadResult, load_side_cues, read_csv_rows, require_dir
+from avere_utils.datasets.common import (LoadResult, bad_row_counter, load_side_cues, read_csv_rows, require_dir,
+                                         resolve_duplicates)
 from avere_utils.datasets.mer2023 import find_clip
 from avere_utils.records import Item
 
 
 def load_emer(reason_file: str | os.PathLike, clip_dir: str | os.PathLike) -> LoadResult:
     reason_file, clip_dir = Path(reason_file), Path(clip_dir)
-    rows = read_csv_rows(reason_file, ("name", "reason"), "MER2025 OV-MERD reason csv")
+    res = LoadResult("emer", source=str(reason_file))
+    # An unquoted comma inside a reason gives the row an extra field: a counted malformed_row, not a
+    # reason silently cut at the comma.
+    rows = read_csv_rows(reason_file, ("name", "reason"), "MER2025 OV-MERD reason csv",
+                         on_bad_row=bad_row_counter(res, reason_file))
     require_dir(clip_dir, "MER2025 clip")
     cues = load_side_cues(reason_file.parent)
-    res = LoadResult("emer", source=str(reason_file))
-    seen: set[str] = set()
+    labelled = []
     for row in rows:
         name, reason = row["name"], row["reason"]
         if not reason:
             res.skip("empty_reason", name)
             continue
-        if name in seen:
-            res.skip("duplicate_id", name)
-            continue
-        seen.add(name)
+        labelled.append((name, reason, name))
+    # two different reference reasons for one clip: which one the judge should see cannot be told
+    for name, reason in resolve_duplicates(labelled, res).items():
         clip = find_clip(clip_dir, name)
         if clip is None:
             res.skip("missing_video", name)

@@ -34,9 +34,12 @@ def validate_qa(item: Any) -> str | None:
     """None when the question item is well formed, else the reason (a short snake_case key)."""
     if not isinstance(item, dict):
         return "not_an_object"
-    if item.get("task") not in TASKS:
+    if not isinstance(item.get("task"), str) or item["task"] not in TASKS:
         return "unknown_task"
-    if not str(item.get("question") or "").strip():
+    question = item.get("question")
+    if question is not None and not isinstance(question, str):
+        return "question_not_text"
+    if not (question or "").strip():
         return "empty_question"
     choices = item.get("choices")
     if not isinstance(choices, list) or len(choices) < 2:
@@ -49,12 +52,14 @@ def validate_qa(item: Any) -> str | None:
         letters.append(m.group(1))
     if letters != [chr(65 + i) for i in range(len(letters))]:
         return "choice_letters_out_of_order"
-    answer = str(item.get("answer") or "").strip().strip("()")
-    if answer not in letters:
+    answer = item.get("answer")
+    if not isinstance(answer, str):
+        return "answer_not_text"
+    if answer.strip().strip("()") not in letters:
         return "answer_not_in_choices"
     if item["task"] in YES_NO_TASKS and [c.split(")", 1)[1].strip().lower() for c in choices] != ["yes", "no"]:
         return "yes_no_choices_expected"
-    if "kind" in item and item["kind"] not in STRESS_KINDS:
+    if "kind" in item and (not isinstance(item["kind"], str) or item["kind"] not in STRESS_KINDS):
         return "unknown_kind"
     return None
 
@@ -83,7 +88,7 @@ def load_emorealm(emorealm_file: str | os.PathLike, dfew_root: str | os.PathLike
 
     seen: set[str] = set()
     for n, raw in enumerate(data):
-        iid = str(raw.get("id", f"#{n}")) if isinstance(raw, dict) else f"#{n}"
+        iid = str(raw.get("id", f"#{n}"))[:80] if isinstance(raw, dict) else f"#{n}"
         reason = validate_qa(raw)
         if reason:
             bad(reason, iid)
@@ -92,7 +97,10 @@ def load_emorealm(emorealm_file: str | os.PathLike, dfew_root: str | os.PathLike
             bad("duplicate_id", iid)
             continue
         seen.add(iid)
-        rel = str(raw.get("video") or "")
+        rel = raw.get("video")
+        if not isinstance(rel, str):
+            bad("video_not_text", iid)
+            continue
         video = resolve_inside(video_dir, rel)
         if video is None:
             bad("path_escapes_root", f"{iid} ({rel!r})")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from avere_utils.datasets.common import LoadResult, load_side_cues, read_csv_rows, require_dir
+from avere_utils.datasets.common import (LoadResult, bad_row_counter, load_side_cues, read_csv_rows, require_dir,
+                                         resolve_duplicates)
 from avere_utils.emotions import MER2023_LABELS
 from avere_utils.records import Item
 
@@ -23,11 +24,12 @@ def find_clip(clip_dir: Path, name: str) -> Path | None:
 def load_mer2023(label_file: str | os.PathLike, clip_dir: str | os.PathLike, *,
                  drop_labels: tuple[str, ...] = ("worried",)) -> LoadResult:
     label_file, clip_dir = Path(label_file), Path(clip_dir)
-    rows = read_csv_rows(label_file, ("name", "discrete"), "MER2023 test3 label csv")
+    res = LoadResult("mer2023", source=str(label_file), expected_skips=("dropped_label",))
+    rows = read_csv_rows(label_file, ("name", "discrete"), "MER2023 test3 label csv",
+                         on_bad_row=bad_row_counter(res, label_file))
     require_dir(clip_dir, "MER2023 clip")
     cues = load_side_cues(label_file.parent)
-    res = LoadResult("mer2023", source=str(label_file), expected_skips=("dropped_label",))
-    seen: set[str] = set()
+    labelled = []
     for row in rows:
         name, discrete = row["name"], row["discrete"].lower()
         if discrete in drop_labels:
@@ -37,10 +39,8 @@ def load_mer2023(label_file: str | os.PathLike, clip_dir: str | os.PathLike, *,
         if label is None:
             res.skip("bad_label", f"{name} ({discrete!r})")
             continue
-        if name in seen:
-            res.skip("duplicate_id", name)
-            continue
-        seen.add(name)
+        labelled.append((name, label, name))
+    for name, label in resolve_duplicates(labelled, res).items():
         clip = find_clip(clip_dir, name)
         if clip is None:
             res.skip("missing_video", name)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from avere_utils.datasets.clipcheck import apply_probe, probe_items
 from avere_utils.datasets.common import LoadResult, write_manifest
 from avere_utils.datasets.dfew import load_dfew
 from avere_utils.datasets.emer import load_emer
@@ -47,7 +48,10 @@ def expected_counts(P: DataPrepParams) -> dict[str, int]:
     n_mer_classes = len(MER2023_LABELS)
     return {"dfew": P.n_dfew_test_per_class * len(EMOTIONS) if P.dfew_split == "test"
             else P.n_dfew_train_per_class * len(EMOTIONS),
-            "ravdess": P.n_ravdess_actors * (52 if P.ravdess_calm_policy == "drop" else 60),
+            # per actor: 52 speech AV clips without calm (60 with), plus the world's 2 song AV clips when
+            # the released selection keeps song
+            "ravdess": P.n_ravdess_actors * ((52 if P.ravdess_calm_policy == "drop" else 60)
+                                             + (2 if P.ravdess_selection == "released" else 0)),
             "mer2023": min(P.n_mer2023, -(-P.n_mer2023 // n_mer_classes) * n_mer_classes),
             "emer": P.n_emer, "emorealm": 5 * P.n_emorealm_per_task, "train_source": P.n_train_source}
 
@@ -60,7 +64,7 @@ def load_dataset(name: str, P: DataPrepParams) -> LoadResult:
                          require_audio=P.require_audio)
     if name == "ravdess":
         return load_ravdess(P.ravdess_root, modality=P.ravdess_modality, vocal_channel=P.ravdess_vocal_channel,
-                            calm_policy=P.ravdess_calm_policy)
+                            calm_policy=P.ravdess_calm_policy, selection=P.ravdess_selection)
     if name == "mer2023":
         return load_mer2023(P.mer2023_label_file, P.mer2023_clip_dir)
     if name == "emer":
@@ -95,8 +99,15 @@ def prepare_data(P: DataPrepParams) -> dict[str, LoadResult]:
     t0 = time.perf_counter()
     world = ensure_world(P) if P.generate_world else None
     results: dict[str, LoadResult] = {}
+    probes: dict[str, Any] = {}
     for name in P.datasets:
         res = load_dataset(name, P)
+        # every clip is checked here, once, so that a broken one is a counted skip now rather than a
+        # failure (or 8 frames from its first half second) during evaluation
+        summary = probe_items(res.items, on_missing_audio=P.on_missing_audio, desc=f"check {name} clips")
+        apply_probe(res, summary, P.truncated_clips)
+        probes[name] = {"files": summary.n_files, "seconds": round(summary.seconds, 3),
+                        "problems": len(summary.problems)}
         write_manifest(Path(P.manifest_dir) / f"{name}.jsonl", res.items)
         log.info("%s", res.report())
         results[name] = res
@@ -104,8 +115,10 @@ def prepare_data(P: DataPrepParams) -> dict[str, LoadResult]:
         "profile": P.profile, "data_root": P.data_root, "seconds": round(time.perf_counter() - t0, 3),
         "world": None if world is None else {"n_clips": world.n_clips, "seconds": world.seconds,
                                              "clips_per_s": world.clips_per_s, "reused": world.reused},
-        "datasets": {n: {"items": len(r.items), "skipped": dict(r.skipped), "source": r.source,
-                         "classes": dict(r.class_counts())} for n, r in results.items()},
+        "datasets": {n: {"items": len(r.items), "skipped": dict(r.skipped), "flagged": dict(r.flagged),
+                         "source": r.source, "classes": dict(r.class_counts()), "clip_check": probes[n]}
+                     for n, r in results.items()},
+        "truncated_clips": P.truncated_clips,
     }
     atomic_write_text(Path(P.manifest_dir) / "index.json", json.dumps(index, indent=1) + "\n")
     return results

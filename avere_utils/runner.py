@@ -3,9 +3,15 @@
 One execution per stage, or one per model variant for the stages listed in run.yaml's
 per_train_variant / per_eval_variant.  Executed notebooks go to <run_dir>/notebooks/, wall times to
 <run_dir>/run.log (human) and <run_dir>/run_times.json (read by the results notebook).
+
+The executions of one stage share one kernel (`StageKernel`): starting a kernel and importing torch,
+transformers and the library costs about 5 s, paid once per stage instead of once per variant.  Between
+two executions the kernel's namespace is wiped, so each notebook sees only its own parameters; pass
+`reuse_kernels=False` (CLI: `--fresh-kernels`) for one fresh kernel per notebook.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -138,16 +144,82 @@ def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[
     return repo_path(run_dir), execs
 
 
-def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+# Run in the shared kernel before each execution but the first: the previous notebook's variables,
+# figures and execution counter go; imported modules stay (that is the point of sharing).
+RESET_CODE = """\
+get_ipython().run_line_magic("reset", "-f")
+import gc as _gc, sys as _sys
+if "matplotlib.pyplot" in _sys.modules:
+    _sys.modules["matplotlib.pyplot"].close("all")
+_gc.collect()
+del _gc, _sys
+get_ipython().execution_count = 1
+"""
+
+
+class StageKernel:
+    """One kernel for the executions of one stage.  papermill starts it on the first execution (with
+    the usual arguments) and, since the manager is ours, leaves it running for the next one."""
+
+    def __init__(self, kernel_name: str = "python3", reset_timeout_s: float = 120.0):
+        self.kernel_name, self.reset_timeout_s = kernel_name, reset_timeout_s
+        self.km: Any = None
+        self.used = 0
+
+    def manager(self) -> Any:
+        """The kernel manager to hand to papermill; the namespace is wiped if a notebook ran before."""
+        from jupyter_client.manager import AsyncKernelManager
+
+        if self.km is not None and self.used and not self._reset():
+            self.close()  # a dead or stuck kernel: the next execution starts a fresh one
+        if self.km is None:
+            self.km, self.used = AsyncKernelManager(kernel_name=self.kernel_name), 0
+        self.used += 1
+        return self.km
+
+    def _reset(self) -> bool:
+        from jupyter_client.blocking import BlockingKernelClient
+
+        if not self.km.has_kernel:
+            return False
+        kc = BlockingKernelClient()
+        kc.load_connection_info(self.km.get_connection_info())
+        kc.start_channels()
+        try:
+            reply = kc.execute_interactive(RESET_CODE, store_history=False, silent=False,
+                                           timeout=self.reset_timeout_s, output_hook=lambda msg: None)
+            ok = reply["content"]["status"] == "ok"
+        except Exception as err:  # timeout, dead kernel: not fatal, a new kernel takes over
+            log.warning("could not reset the shared kernel (%s); starting a fresh one", err)
+            ok = False
+        finally:
+            kc.stop_channels()
+        return ok
+
+    def close(self) -> None:
+        if self.km is None:
+            return
+        from jupyter_core.utils import run_sync
+
+        try:
+            if self.km.has_kernel:
+                run_sync(self.km.shutdown_kernel)(now=False)
+        except Exception as err:  # the kernel may already be gone; nothing is left to clean up then
+            log.debug("shutting down the shared kernel: %s", err)
+        self.km = None
+
+
+def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKernel | None = None) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     e.output.parent.mkdir(parents=True, exist_ok=True)
+    shared = {"km": kernel.manager()} if kernel is not None else {}
     try:
         # the kernel's own start-up chatter (e.g. its TCP transport warning) would bury the progress lines
         papermill.execute_notebook(str(notebooks_dir / f"{e.stage}.ipynb"), str(e.output), parameters=e.params,
                                    kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False,
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"], **shared)
     except PapermillExecutionError as err:
         raise StageFailed(e.output, err.cell_index, f"{err.ename}: {err.evalue}") from None
     except Exception as err:  # kernel died, timeout, ...: still name the notebook
@@ -156,7 +228,8 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
 
 def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,
         out: str | None = None, overrides: Mapping[str, Any] | None = None,
-        notebooks_dir: Path = NOTEBOOKS_DIR, echo: Callable[[str], None] = print) -> RunResult:
+        notebooks_dir: Path = NOTEBOOKS_DIR, echo: Callable[[str], None] = print,
+        reuse_kernels: bool = True) -> RunResult:
     run_dir, execs = plan(profile, only=only, variants=variants, out=out, overrides=overrides,
                           notebooks_dir=notebooks_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,13 +241,19 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
     kept = [t for t in previous if (t["stage"], t.get("variant")) not in rerun]
     width = max((len(e.label) for e in execs), default=0)
     start = time.perf_counter()
-    with open(run_dir / "run.log", "a") as logf:
+    kernel: StageKernel | None = None
+    with open(run_dir / "run.log", "a") as logf, contextlib.ExitStack() as stack:
+        stack.callback(lambda: kernel and kernel.close())
         logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks)\n")
         for i, e in enumerate(execs, 1):
             echo(f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ...")
             t0 = time.perf_counter()
+            if reuse_kernels and (i == 1 or execs[i - 2].stage != e.stage):
+                if kernel is not None:
+                    kernel.close()
+                kernel = StageKernel()
             try:
-                execute(e, notebooks_dir)
+                execute(e, notebooks_dir, kernel if reuse_kernels else None)
             except StageFailed as err:
                 secs = time.perf_counter() - t0
                 logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")

@@ -1,5 +1,6 @@
 """The papermill runner on a two-notebook fixture: success, a failing cell reported with its notebook
-path, --only, per-variant executions, and overrides that reach no stage."""
+path, --only, per-variant executions, overrides that reach no stage, and one kernel per stage whose
+namespace is wiped between variants."""
 from __future__ import annotations
 
 import json
@@ -26,7 +27,11 @@ class BParams(StageParams):
 A_CODE = "from pathlib import Path\nPath(run_dir, 'a.txt').write_text(message)\n"
 B_CODE = ("from pathlib import Path\n"
           "if fail:\n    raise ValueError('boom in ' + variant)\n"
-          "Path(run_dir, f'b-{variant}.txt').write_text(variant)\n")
+          "Path(run_dir, f'b-{variant}.txt').write_text(variant)\n"
+          "import os\n"
+          "Path(run_dir, f'pid-{variant}.txt').write_text(str(os.getpid()))\n"
+          "Path(run_dir, f'leak-{variant}.txt').write_text(str('left_by_earlier' in globals()))\n"
+          "left_by_earlier = variant\n")
 
 
 def _notebook(path, params: dict, code: str) -> None:
@@ -110,3 +115,25 @@ def test_parse_overrides_reads_yaml_values():
         "a": 0.1, "b": True, "c": "x", "04_avem_dpo_training.gamma_tpd": 0}
     with pytest.raises(config.ConfigError):
         runner.parse_overrides(["novalue"])
+
+
+def _pids(out):
+    return {p.stem.partition("-")[2]: p.read_text() for p in out.glob("pid-*.txt")}
+
+
+def test_variants_of_a_stage_share_a_kernel_with_a_wiped_namespace(fixture_profile):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None)
+    pids = _pids(out)
+    assert pids["v1"] == pids["v2"]  # one kernel for the stage's two variants
+    assert (out / "leak-v2.txt").read_text() == "False"  # v1's variables did not reach v2
+    nb = nbformat.read(str(out / "notebooks" / "02_b-v2.ipynb"), as_version=4)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))  # numbered as in a fresh kernel
+
+
+def test_fresh_kernels_give_each_execution_its_own_process(fixture_profile):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, reuse_kernels=False)
+    pids = _pids(out)
+    assert pids["v1"] != pids["v2"]

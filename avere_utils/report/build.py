@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from avere_utils.paths import REPO_ROOT, atomic_write_text
-from avere_utils.report import figures
+from avere_utils.report import figures, story
 from avere_utils.report.params import ResultsParams
 from avere_utils.report.tables import (ablation_table, load_metrics, markdown_table, paper_reported,
                                        relative_gain, table2, table3, TABLE2_COLUMNS, TABLE3_COLUMNS, metric)
@@ -78,6 +78,37 @@ def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None,
     return out.loc[[v for v in variants if v in out.index]]
 
 
+def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
+    """The story of issue 11 item 4, from this run and its seeds/ reruns: the table (mean ± sd), each
+    claim with its verdict, which error each ablation costs most, and the Yes-rate figure."""
+    values, table = story.load_story(P.run_dir, P.seeds_dir, P.variants, P.story_mode)
+    if table.empty:
+        return []
+    rep.tables["story"], rep.tables["story_values"] = table, values
+    checks = story.story_checks(table, reference=P.baseline)
+    rep.tables["story_checks"] = pd.DataFrame(
+        [{"group": g, "claim": c.claim, "measured": c.measured, "verdict": c.verdict}
+         for g, items in checks.items() for c in items])
+    costs = story.ablation_costs(table)
+    rep.tables["ablation_costs"] = costs
+    n_runs = int(table["n"].max())
+    md = [f"## The story, measured (mode `{P.story_mode}`, {n_runs} run(s) per trained variant)", "",
+          f"Mean ± sample sd over this run and the reruns in `{P.seeds_dir}` (`avere-kit seeds`); the reference "
+          f"is not retrained by the seeds, so it has one run. Yes-rates: share of EmoReAlM stress items of each "
+          f"kind answered Yes (right answer: Yes for relevant, No for spurious and hallucination). EMER scores "
+          f"1-10 (higher = fewer such errors). Every verdict below is computed from these numbers.", "",
+          markdown_table(story.wide_table(table, P.variants), index=True), ""]
+    md += story.markdown_lines(checks)
+    if not costs.empty:
+        md += ["Which error each ablation costs most (extra error in points over the full method: relevant = "
+               "wrongly No, spurious / hallucination = wrongly Yes):", "",
+               markdown_table(costs, "{:+.1f}", index=True), ""]
+    f = figures.story_yes_rates(table, fig_dir / "story_yes_rates.png", P.variants, P.story_mode)
+    if f:
+        rep.figures["story_yes_rates"] = f
+    return md
+
+
 def build_report(P: ResultsParams) -> Report:
     run_dir = Path(P.run_dir)
     metrics = load_metrics(run_dir / "metrics")
@@ -128,6 +159,8 @@ def build_report(P: ResultsParams) -> Report:
                f"model; DPO training (LoRA init, data order) and evaluation repeated per seed. The reference "
                f"model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 
+    md += story_section(P, rep, fig_dir)
+
     head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
     for name, table, title in (("bars_table2", head2, "Zero-shot benchmarks"), ("bars_table3", head3, "EmoReAlM")):
         if table is not None:
@@ -138,6 +171,9 @@ def build_report(P: ResultsParams) -> Report:
     f = figures.training_curves(logs, fig_dir / "training_curves.png")
     if f:
         rep.figures["training_curves"] = f
+    f = figures.margin_curves(logs, fig_dir / "margins.png", [v for v in P.variants if v != "reference"])
+    if f:
+        rep.figures["margins"] = f
     f = figures.error_rates(rates, fig_dir / "error_rates.png")
     if f:
         rep.figures["error_rates"] = f

@@ -57,8 +57,12 @@ def training_curves(logs: pd.DataFrame, path: Path) -> Path | None:
     ncols = min(3, n)
     nrows = (n + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3 * nrows), squeeze=False)
+    # fixed colours: a variant that lacks a column must not shift the colours of the others
+    variants = list(dict.fromkeys(logs["variant"]))
+    palette = variant_palette(variants)
     for ax, col in zip(axes.flat, cols):
-        sns.lineplot(data=logs.dropna(subset=[col]), x="step", y=col, hue="variant", ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(data=logs.dropna(subset=[col]), x="step", y=col, hue="variant", hue_order=variants,
+                     palette=palette, ax=ax, legend=ax is axes.flat[0])
         ax.set_title(col)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
@@ -72,3 +76,93 @@ def error_rates(rates: pd.DataFrame, path: Path) -> Path | None:
     """Hallucination and spurious-association rates per variant (lower is better)."""
     return _bars_by_variant(rates, "rate", path, "Hallucination and spurious-association rates (lower is better)",
                             max(8.0, 1.6 * rates.shape[1]))
+
+
+# What each logged margin compares (the chosen response's reward minus ...), for panel titles.
+MARGINS = {
+    "margins/vr": "chosen − spurious rejection (vr)",
+    "margins/er": "chosen − hallucinated rejection (er)",
+    "margins/pmp": "PMP: real − swapped-modality input",
+    "margins/response": "response margin (all rejections, before TPD)",
+}
+
+
+def variant_palette(variants: Sequence[str]) -> dict[str, tuple]:
+    """One colour per variant, the same in every panel and figure of a report."""
+    colours = sns.color_palette("tab10", n_colors=max(len(variants), 1))
+    return dict(zip(variants, colours))
+
+
+def margin_curves(logs: pd.DataFrame, path: Path, variants: Sequence[str] | None = None,
+                  smooth: int = 5) -> Path | None:
+    """The margin against each rejection kind and the PMP margin over steps, one line per variant
+    (rolling mean of `smooth` steps).  A margin a variant does not train (e.g. Naive-DPO has one
+    rejection, no PMP) is named in its panel instead of silently missing."""
+    if logs.empty or "step" not in logs:
+        return None
+    keys = [k for k in MARGINS if k in logs and logs[k].notna().any()]
+    if not keys:
+        return None
+    variants = [v for v in (variants or logs["variant"].unique()) if v in set(logs["variant"])]
+    palette = variant_palette(variants)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        absent = []
+        for v in variants:
+            d = logs[logs["variant"] == v].dropna(subset=[key]).sort_values("step")
+            if d.empty:
+                absent.append(v)
+                continue
+            ax.plot(d["step"], d[key], color=palette[v], alpha=0.18, lw=0.8)
+            ax.plot(d["step"], d[key].rolling(smooth, min_periods=1).mean(), color=palette[v], lw=1.6, label=v)
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_title(MARGINS[key] + ("\nnot trained by: " + ", ".join(absent) if absent else ""), fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(key)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Reward margins per variant (> 0: the chosen response is preferred); "
+                 f"lines = {smooth}-step mean", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def story_yes_rates(table: pd.DataFrame, path: Path, variants: Sequence[str], mode: str | None,
+                    kinds: Sequence[tuple[str, str]] = (("relevant", "Yes relevant"), ("spurious", "Yes spurious"),
+                                                        ("hallucination", "Yes halluc"))) -> Path | None:
+    """EmoReAlM stress items answered Yes, per kind and variant (bars: mean over runs; error bars: sd
+    over training seeds where there are several).  Relevant should stay high, the other two fall."""
+    rows = table[table["quantity"].isin([q for _, q in kinds])]
+    variants = [v for v in variants if v in set(rows["variant"])]
+    if rows.empty or not variants:
+        return None
+    palette = variant_palette(variants)
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(variants) * len(kinds) * 0.5 + 3), 4.2))
+    for j, v in enumerate(variants):
+        xs, means, sds, ns = [], [], [], []
+        for i, (_, q) in enumerate(kinds):
+            r = rows[(rows["variant"] == v) & (rows["quantity"] == q)]
+            if r.empty:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            means.append(float(r["mean"].iloc[0]))
+            sd = float(r["sd"].iloc[0])
+            sds.append(sd if sd == sd else 0.0)  # NaN (one run): no error bar
+            ns.append(int(r["n"].iloc[0]))
+        label = f"{v} (n={max(ns)})" if ns else v
+        ax.bar(xs, means, width=width * 0.95, color=palette[v], label=label,
+               yerr=sds, capsize=2.5, error_kw={"lw": 0.9})
+    ax.set_xticks(range(len(kinds)))
+    ax.set_xticklabels([f"{k}\n(right answer: {'Yes' if k == 'relevant' else 'No'})" for k, _ in kinds])
+    ax.set_ylabel("answered Yes (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"EmoReAlM stress items answered Yes (mode {mode}); error bars: sd over training seeds",
+                 fontsize=10)
+    ax.legend(fontsize=7, ncol=min(4, len(variants)), loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -17,3 +17,5 @@ class ResultsParams(StageParams):
     report_file: str = "${run_dir}/report.md"
     # seeds/<k>/ runs (see `avere-kit seeds`) are summarised as mean and spread when present
     seeds_dir: str = "${run_dir}/seeds"
+    # the mode whose EmoReAlM Yes-rates and accuracies (and UAR) the story section and figure read
+    story_mode: str = "scoring"

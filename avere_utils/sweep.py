@@ -83,7 +83,8 @@ def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str
     rows = []
     for point in points:
         metrics_dir = sweep_dir / point_name(point) / "metrics"
-        rows.append({**{k.rpartition(".")[2]: v for k, v in point.items()}, **headline_row(metrics_dir, variant)})
+        rows.append({**{k.rpartition(".")[2]: v for k, v in point.items()}, **headline_row(metrics_dir, variant),
+                     **yes_rate_row(metrics_dir, variant)})
     table = pd.DataFrame(rows)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(sweep_dir / "summary.csv", index=False)
@@ -92,22 +93,58 @@ def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str
     return table
 
 
+def yes_rate_row(metrics_dir: Path, variant: str, mode: str | None = None) -> dict[str, float | None]:
+    """EmoReAlM stress items answered Yes, per kind (the headline mode's unless `mode` is given)."""
+    from avere_utils.report.story import KINDS, yes_rate
+    from avere_utils.report.tables import load_metrics
+
+    m = load_metrics(metrics_dir).get(("emorealm", variant))
+    return {f"Yes {kind}": yes_rate(m, kind, mode) for kind in KINDS}
+
+
+def panel_layout(n: int, max_cols: int = 4) -> tuple[int, int]:
+    """(rows, cols) of a grid holding n panels, at most max_cols wide."""
+    cols = max(1, min(max_cols, n))
+    return (n + cols - 1) // cols, cols
+
+
 def _plot(table: pd.DataFrame, keys: list[str], path: Path) -> None:
+    """One panel per metric on its own y scale, against the swept value (a line over a numeric single
+    key; one point per grid point, labelled, otherwise).  EMER scores (1-10) and percentages never
+    share an axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     keys = [k.rpartition(".")[2] for k in keys]
     metrics = [c for c in table.columns if c not in keys and table[c].notna().any()]
     if table.empty or not metrics or not keys:
         return
-    long = table.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
-    long["point"] = long[keys].astype(str).agg(", ".join, axis=1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(metrics)), 4))
-    sns.barplot(data=long, x="metric", y="value", hue="point", ax=ax)
-    ax.set_title("Sweep: headline metrics per grid point")
-    ax.tick_params(axis="x", rotation=30)
+    numeric = len(keys) == 1 and pd.api.types.is_numeric_dtype(table[keys[0]])
+    if numeric:
+        order = table.sort_values(keys[0])
+        x, xlabel, ticks = order[keys[0]].to_numpy(), keys[0], None
+    else:
+        order = table
+        x = list(range(len(table)))
+        xlabel, ticks = ", ".join(keys), order[keys].astype(str).agg(", ".join, axis=1).tolist()
+    nrows, ncols = panel_layout(len(metrics))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, metrics):
+        ax.plot(x, order[col].to_numpy(dtype=float), marker="o", lw=1.4)
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        if ticks is not None:
+            ax.set_xticks(x)
+            ax.set_xticklabels(ticks, rotation=30, fontsize=7)
+        elif len(x) <= 8:
+            ax.set_xticks(x)
+        ax.tick_params(labelsize=7)
+        ax.margins(y=0.15)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle("Sweep: each headline metric and Yes-rate against the swept value (own scale per panel)",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -116,3 +116,148 @@ def test_sweep_grid_parsing_and_point_names():
     points = sweep.grid_points(grid)
     assert len(points) == 4 and points[1] == {"gamma_tpd": 0, "lambda_av": 1}
     assert sweep.point_name(points[3]) == "gamma_tpd-0.1_lambda_av-1"
+
+
+# --- the story (issue 11 item 4): table, checks, ablation costs, figures -----------------------------
+from avere_utils.report import story  # noqa: E402
+
+
+def _emorealm_with_kinds(yes: dict, avg: float, stress: tuple[float, float] = (60.0, 60.0)) -> dict:
+    block = {"reasoning_stress_audio": stress[0], "reasoning_stress_video": stress[1], "average_accuracy": avg,
+             "by_kind": {k: {"n_items": 60, "yes_rate": v} for k, v in yes.items()}}
+    return {**block, "modes": {"scoring": block, "strict": {**block, "average_accuracy": avg - 10}}}
+
+
+def _story_run(metrics_dir, variant, yes, avg, stress=(60.0, 60.0), emer=(8.0, 6.0), uar=(60.0, 60.0)):
+    _write(metrics_dir, "emorealm", variant, _emorealm_with_kinds(yes, avg, stress))
+    _write(metrics_dir, "emer", variant, {"spurious": emer[0], "hallucination": emer[1]})
+    _write(metrics_dir, "dfew", variant, {"uar": uar[0], "modes": {"scoring": {"uar": uar[0]}}})
+    _write(metrics_dir, "ravdess", variant, {"uar": uar[1], "modes": {"scoring": {"uar": uar[1]}}})
+
+
+@pytest.fixture
+def story_run(tmp_path):
+    """A run where every bullet holds: the reference says Yes to everything, AVEm-DPO discriminates."""
+    run = tmp_path / "run"
+    _story_run(run / "metrics", "reference", {"relevant": 85, "spurious": 70, "hallucination": 65}, 50.0,
+               stress=(50, 50), emer=(7.0, 5.0))
+    for i, seed_dir in enumerate([run / "metrics", run / "seeds" / "seed-1" / "metrics",
+                                  run / "seeds" / "seed-2" / "metrics"]):
+        d = i - 1  # -1, 0, +1: sample sd 1 over the three runs
+        _story_run(seed_dir, "avem_dpo", {"relevant": 80 + d, "spurious": 30 + d, "hallucination": 25 + d},
+                   70.0 + d, stress=(65, 66), emer=(8.0, 7.0), uar=(59.0, 61.0))
+        _story_run(seed_dir, "naive_dpo", {"relevant": 60, "spurious": 50, "hallucination": 60}, 60.0 + d)
+        for v, yes in (("no_pmp", {"relevant": 80, "spurious": 32, "hallucination": 45}),
+                       ("no_erp", {"relevant": 80, "spurious": 50, "hallucination": 26}),
+                       ("no_tpd", {"relevant": 70, "spurious": 31, "hallucination": 26})):
+            _story_run(seed_dir, v, yes, 65.0 + d)
+    return run
+
+
+VARIANTS = ["reference", "avem_dpo", "naive_dpo", "no_pmp", "no_erp", "no_tpd"]
+
+
+def test_story_table_pools_base_and_seed_runs(story_run):
+    values, table = story.load_story(story_run, story_run / "seeds", VARIANTS, "scoring")
+    assert set(values["run"]) == {"base", "seed-1", "seed-2"}
+    avg = story.stat(table, "avem_dpo", "Avg")
+    assert (avg.mean, avg.sd, avg.n) == (pytest.approx(70.0), pytest.approx(1.0), 3)
+    ref = story.stat(table, "reference", "Yes spurious")
+    assert ref.n == 1 and ref.mean == 70.0 and pd.isna(ref.sd)  # the reference is not retrained per seed
+    # the mode matters: strict's average is 10 points lower in the fixture
+    _, strict = story.load_story(story_run, story_run / "seeds", VARIANTS, "strict")
+    assert story.stat(strict, "avem_dpo", "Avg").mean == pytest.approx(60.0)
+
+
+def test_pooled_sd_weights_by_degrees_of_freedom():
+    a, b = story.Stat(0.0, 1.0, 3), story.Stat(0.0, 3.0, 3)
+    assert story.pooled_sd(a, b) == pytest.approx((5.0) ** 0.5)  # (2*1 + 2*9) / 4
+    assert story.pooled_sd(story.Stat(0, 2.0, 5), story.Stat(0, float("nan"), 1)) == pytest.approx(2.0)
+    assert pd.isna(story.pooled_sd(story.Stat(0, float("nan"), 1), story.Stat(0, float("nan"), 1)))
+
+
+def test_every_bullet_holds_on_a_run_built_to_satisfy_them(story_run):
+    _, table = story.load_story(story_run, story_run / "seeds", VARIANTS, "scoring")
+    checks = [c for group in story.story_checks(table).values() for c in group]
+    assert len(checks) == 3 + 7 + 1 + 3 + 2
+    assert all(c.holds for c in checks), [c.claim for c in checks if not c.holds]
+
+
+def test_each_bullet_fails_when_its_number_misses_the_bar(story_run):
+    _, table = story.load_story(story_run, story_run / "seeds", VARIANTS, "scoring")
+
+    def with_value(variant, quantity, mean=None, sd=None):
+        t = table.copy()
+        row = (t["variant"] == variant) & (t["quantity"] == quantity)
+        if mean is not None:
+            t.loc[row, "mean"] = mean
+        if sd is not None:
+            t.loc[row, "sd"] = sd
+        return t
+
+    assert not story.check_reference_errors(with_value("reference", "Yes spurious", 39.0))[0].holds
+    # saying No to everything is not a fix: the relevant Yes-rate may drop by at most 10 points
+    fix = story.check_fix(with_value("avem_dpo", "Yes relevant", 74.0))
+    assert [c.holds for c in fix[:3]] == [True, True, False]
+    assert not story.check_fix(with_value("avem_dpo", "Yes halluc", 51.0))[1].holds  # a 14-point drop
+    # gap 10 over pooled sd 1 holds; with naive's sd 8 (pooled sqrt((2 + 128) / 4) = 5.7) it is under 2 sd
+    assert story.check_naive_gap(table).holds
+    assert not story.check_naive_gap(with_value("naive_dpo", "Avg", sd=8.0)).holds
+    assert not story.check_ablations(with_value("no_tpd", "Avg", 71.0))[2].holds
+    assert not story.check_recognition(with_value("avem_dpo", "DFEW UAR", 57.9))[0].holds
+
+
+def test_undecidable_bullets_say_so_instead_of_passing(story_run):
+    _, table = story.load_story(story_run, None, VARIANTS, "scoring")  # no seeds: one run each
+    gap = story.check_naive_gap(table)
+    assert gap.holds is None and "two or more seeds" in gap.measured
+    no_naive = story.check_naive_gap(table[table["variant"] != "naive_dpo"])
+    assert no_naive.holds is None and no_naive.verdict == "undecided"
+
+
+def test_ablation_costs_name_the_stress_kind_each_loses_most(story_run):
+    _, table = story.load_story(story_run, story_run / "seeds", VARIANTS, "scoring")
+    costs = story.ablation_costs(table)
+    assert costs.loc["- PMP", "costs most"] == "hallucination"  # 45 vs 25 Yes on hallucinated cues
+    assert costs.loc["- ERP", "costs most"] == "spurious"  # 50 vs 30
+    assert costs.loc["- TPD", "costs most"] == "relevant"  # wrongly No: 30 vs 20
+    assert costs.loc["- PMP", "+err hallucination"] == pytest.approx(20.0)
+
+
+def test_report_states_the_story_with_spread_and_verdicts(story_run):
+    P = build(ResultsParams, {"run_dir": str(story_run), "variants": VARIANTS}, "test")
+    rep = build_report(P)
+    text = (story_run / "report.md").read_text()
+    assert "## The story, measured (mode `scoring`" in text
+    assert "| avem_dpo | 3 | 80.0 ± 1.0 |" in text
+    assert "**holds**" in text and "costs most" in text
+    assert set(rep.tables["story_checks"]["verdict"]) == {"holds"}
+    assert rep.figures["story_yes_rates"] == story_run / "figures" / "story_yes_rates.png"
+    assert rep.figures["story_yes_rates"].is_file()
+
+
+def test_margin_figures_from_training_logs(tmp_path):
+    from avere_utils.report.figures import margin_curves, read_train_logs
+    from avere_utils.training.plots import margin_keys, plot_margins
+
+    logs = tmp_path / "train_logs"
+    logs.mkdir()
+    two = [{"step": s, "margins/vr": s / 10, "margins/er": 0.0, "margins/pmp": s / 20,
+            "accuracies/vr": 1.0, "accuracies/er": 0.5, "accuracies/pmp": 0.7} for s in range(1, 6)]
+    one = [{"step": s, "margins/rejected": s / 10, "margins/pmp": None} for s in range(1, 6)]
+    (logs / "avem_dpo.jsonl").write_text("\n".join(json.dumps(r) for r in two))
+    (logs / "naive_dpo.jsonl").write_text("\n".join(json.dumps(r) for r in one))
+    assert margin_keys(pd.DataFrame(two)) == ["margins/vr", "margins/er", "margins/pmp"]
+    assert margin_keys(pd.DataFrame(one)) == ["margins/rejected"]
+    assert plot_margins(logs / "naive_dpo.jsonl", tmp_path / "m.png").is_file()
+    frame = read_train_logs(logs, ["avem_dpo", "naive_dpo"])
+    assert margin_curves(frame, tmp_path / "all.png").is_file()
+
+
+def test_sweep_summary_has_one_panel_per_metric_and_yes_rates(tmp_path):
+    assert sweep.panel_layout(9) == (3, 4) and sweep.panel_layout(2) == (1, 2)
+    m = tmp_path / "metrics"
+    _write(m, "emorealm", "avem_dpo", _emorealm_with_kinds({"relevant": 80, "spurious": 30, "hallucination": 20}, 70))
+    assert sweep.yes_rate_row(m, "avem_dpo", "scoring") == {"Yes relevant": 80, "Yes spurious": 30,
+                                                            "Yes hallucination": 20}
+    assert sweep.yes_rate_row(tmp_path / "none", "avem_dpo") == {f"Yes {k}": None for k in story.KINDS}

@@ -115,7 +115,8 @@ def plot_margins(log_file: str | Path, out_png: str | Path, title: str = "", smo
     ax_a.set_title("share of pairs with margin > 0")
     for ax, where in ((ax_m, "upper left"), (ax_a, "lower right")):
         ax.set_xlabel("optimizer step")
-        ax.legend(fontsize=8, loc=where)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc=where)
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)

@@ -1,8 +1,7 @@
-"""Answer extraction: the corrected (strict) rules on tricky answers, and the paper rules' flaws."""
+"""Answer extraction: the corrected (strict) rules on tricky answers (the released rules: test_paper_mode.py)."""
 import pytest
 
-from avere_utils.evaluation.parsing import (paper_label, paper_letter_correct, split_choice, strict_label,
-                                            strict_letter, yes_no_choice)
+from avere_utils.evaluation.parsing import split_choice, strict_label, strict_letter, yes_no_choice
 
 # --- classification: strict -------------------------------------------------------------------------
 STRICT_TABLE = [
@@ -33,38 +32,6 @@ STRICT_TABLE = [
 @pytest.mark.parametrize("answer,label", STRICT_TABLE)
 def test_strict_label_table(answer, label):
     assert strict_label(answer) == label
-
-
-# --- classification: paper flaws --------------------------------------------------------------------
-def test_paper_lexicon_lacks_adjectives_and_defaults_to_happiness():
-    # documented flaw: "sad", "angry", "scared", "afraid", "upset" are not in the released lexicon,
-    # and unmatched text becomes happiness
-    for word in ("sad", "angry", "scared", "afraid", "upset", "I'd say sad."):
-        assert paper_label(word) == "happiness", word
-        assert strict_label(word) != "happiness", word
-    assert paper_label("completely unrelated text") == "happiness"
-
-
-def test_paper_substring_negation():
-    # "no" inside "normal" / "know" negates the following emotion noun
-    assert paper_label("Normal, neutral face") == "happiness"
-    assert strict_label("Normal, neutral face") == "neutral"
-    assert paper_label("You know, disgust") == "happiness"
-    assert paper_label("disgust") == "disgust"
-    # a real negation is also (correctly) applied
-    assert paper_label("not happy, rather angry") == "happiness"  # happy negated, angry unknown -> default
-
-
-def test_paper_substring_matching_and_order():
-    assert paper_label("unhappy") == "happiness"  # "happy" is a substring of "unhappy"
-    assert paper_label("sadness and fear") == "sadness"
-    assert paper_label("fear, then sadness") == "sadness"  # class order, not text order
-
-
-def test_paper_drops_empty_answers():
-    assert paper_label("") is None
-    assert paper_label("   ") is None
-    assert paper_label(None) is None
 
 
 # --- EmoReAlM letters ------------------------------------------------------------------------------
@@ -100,20 +67,6 @@ STRICT_LETTER_TABLE = [
 @pytest.mark.parametrize("answer,choices,letter", STRICT_LETTER_TABLE)
 def test_strict_letter_table(answer, choices, letter):
     assert strict_letter(answer, choices) == letter
-
-
-def test_paper_letter_flaws():
-    letters = "ABCD"
-    # the article "a" counts as option A
-    assert paper_letter_correct("It shows a smile", "A", letters) is True
-    assert strict_letter("It shows a smile", MCQ) != "A"
-    # any mention of the right letter counts, even next to wrong ones
-    assert paper_letter_correct("A or B or C or D", "C", letters) is True
-    assert paper_letter_correct("(B)", "C", letters) is False
-    # empty and letter-less answers are dropped (None), not wrong
-    assert paper_letter_correct("", "A", letters) is None
-    assert paper_letter_correct("Yes.", "A", "AB") is None
-    assert paper_letter_correct(None, "A", letters) is None
 
 
 def test_choice_helpers():

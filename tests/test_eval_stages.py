@@ -62,12 +62,16 @@ def test_classification_modes_side_by_side(tmp_path):
     # strict: c0 c1 c2 c3 c5 right, c4 (empty) wrong but counted
     assert strict["war"] == pytest.approx(100 * 5 / 6) and strict["n_scored"] == 6
     assert strict["coverage"] == pytest.approx(100 * 5 / 6)
-    # paper: c4 dropped; "sad" -> happiness (lexicon lacks adjectives); "Normal, neutral" -> happiness
-    assert paper["n_scored"] == 5 and paper["war"] == pytest.approx(100 * 3 / 5)
+    # paper (released rules): c4 empty -> dropped by error; "sad" -> happiness (not in the word lists);
+    # "Normal, neutral face": its only sentence holds "no" (in "normal"), nothing is left, so the whole
+    # text decides -> neutral
+    assert paper["n_scored"] == 5 and paper["war"] == pytest.approx(100 * 4 / 5)
+    assert (paper["n_dropped_missing"], paper["n_dropped_error"]) == (0, 1)
+    assert (m["n_dropped_missing"], m["n_dropped_error"]) == (0, 0)  # headline = strict keeps every clip
     assert "flaws" in paper["note"]
     assert scoring["war"] == 100.0
     assert m["uar"] == strict["uar"] and m["n_items"] == 6 and m["coverage"] == strict["coverage"]
-    assert m["disagreement"]["paper_vs_strict"] == pytest.approx(100 * 2 / 6)  # c1, c3
+    assert m["disagreement"]["paper_vs_strict"] == pytest.approx(100 * 1 / 6)  # c1
     assert m["model"] == {"path": p.reference_dir, "adapter": None, "variant": "reference"}
     assert m["protocol"]["prompt"] == p.prompt and m["protocol"]["decoding"]["strategy"] == "greedy"
     assert on_disk["confusion"]["columns"][-1] == "<other>"
@@ -101,7 +105,7 @@ def _realm_items():
         ("q1", "reasoning_basic_video", MCQ, "A", None, "It shows a smile"),   # paper right (article), strict wrong
         ("q2", "reasoning_basic_video", MCQ, "B", None, "(B)"),
         ("q3", "reasoning_basic_audio", MCQ, "D", None, "The answer is D"),
-        ("q4", "modality_agreement", YN, "A", None, "Yes."),                   # paper drops (no letter token)
+        ("q4", "modality_agreement", YN, "A", None, "Yes."),                   # paper: kept, wrong (no letter)
         ("q5", "modality_agreement", YN, "B", None, "(A) Yes"),
         ("q6", "reasoning_stress_video", YN, "A", "relevant", "Yes"),
         ("q7", "reasoning_stress_video", YN, "B", "hallucination", "Yes"),
@@ -129,7 +133,10 @@ def test_emorealm_tasks_modes_and_kinds(tmp_path):
     assert strict["reasoning_basic_video"] == 50.0 and paper["reasoning_basic_video"] == 100.0
     assert strict["reasoning_basic_audio"] == 100.0
     assert strict["modality_agreement"] == 50.0
-    assert paper["tasks"]["modality_agreement"]["n_scored"] == 1 and paper["modality_agreement"] == 0.0
+    assert paper["tasks"]["modality_agreement"]["n_scored"] == 2 and paper["modality_agreement"] == 0.0
+    assert paper["reasoning_basic_audio"] == 100.0  # "The answer is D": the letter between word boundaries
+    assert paper["average_accuracy"] == pytest.approx((100 + 100 + 0 + 0 + 0) / 5)
+    assert paper["n_scored"] == 9 and paper["n_dropped_missing"] == 0  # nothing is missing, nothing dropped
     ma = strict["tasks"]["modality_agreement"]
     assert (ma["yes_accuracy"], ma["no_accuracy"], ma["f1"]) == (100.0, 0.0, 0.0)
     sv = strict["tasks"]["reasoning_stress_video"]
@@ -188,13 +195,14 @@ def test_emer_cue_judge_end_to_end(tmp_path):
     assert plots.emer_figure(m, tmp_path / "e.png").is_file()
 
 
-def test_emorealm_paper_mode_dropping_a_whole_task_is_undefined_not_zero(tmp_path):
+def test_emorealm_paper_mode_yes_no_in_words_is_wrong_not_dropped(tmp_path):
     items, _ = _realm_items()
     p = _params(EmoRealmParams, tmp_path, modes=["paper", "strict"])
     m = emorealm.evaluate(p, FakeBackend(items, answer=lambda it: "Yes"), items=items, media_fn=fake_media_fn(items))
     paper = m["modes"]["paper"]
-    assert paper["tasks"]["modality_agreement"]["n_scored"] == 0
-    assert paper["modality_agreement"] is None  # nothing left to score: undefined, and out of the average
+    assert paper["tasks"]["modality_agreement"]["n_scored"] == 2
+    assert paper["modality_agreement"] == 0.0  # the released rule never maps "Yes" to its choice
+    assert paper["tasks"]["modality_agreement"]["yes_rate"] == 50.0  # wrong on the No-item = "said Yes"
     assert "yes_accuracy" not in paper["tasks"]["reasoning_basic_video"]  # MCQ tasks have no Yes/No split
     assert m["modes"]["strict"]["modality_agreement"] == 50.0
 

@@ -4,9 +4,24 @@
     backend = common.open_backend(P)
     classification.evaluate_benchmark(P, "dfew", backend)   # -> metrics dict, also written to disk
 """
-from avere_utils.evaluation import classification, common, emer, emorealm, metrics, parsing, plots
-from avere_utils.evaluation.common import open_backend
-from avere_utils.evaluation.params import ClassificationParams, EmerParams, EmoRealmParams
+import importlib
+from typing import Any
+
+# Submodules load on first use, so that `avere-kit score` (and every other command, whose parser
+# registers it) does not pay for plotting and model imports.
+_LAZY = ("classification", "common", "emer", "emorealm", "metrics", "parsing", "plots", "released")
+_FROM_PARAMS = ("ClassificationParams", "EmerParams", "EmoRealmParams")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FROM_PARAMS:
+        return getattr(importlib.import_module(f"{__name__}.params"), name)
+    if name == "open_backend":
+        return importlib.import_module(f"{__name__}.common").open_backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ClassificationParams", "EmerParams", "EmoRealmParams", "classification", "common", "emer",
-           "emorealm", "metrics", "open_backend", "parsing", "plots"]
+           "emorealm", "metrics", "open_backend", "parsing", "plots", "released"]

@@ -19,14 +19,16 @@ from avere_utils.emotions import EMOTIONS, MER2023_CLASSES
 from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import classification_metrics, disagreement
 from avere_utils.evaluation.params import ClassificationParams
-from avere_utils.evaluation.parsing import paper_label, strict_label
+from avere_utils.evaluation.parsing import strict_label
+from avere_utils.evaluation.released import Outcome, paper_classify, record_text, released_classification_metrics
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
 MODE_NOTES = {
-    "paper": common.PAPER_MODE_NOTE,
+    "paper": common.PAPER_MODE_NOTE + "; released word lists, negated sentences removed, missing and "
+             "unmappable answers dropped, sklearn UAR over true+predicted labels",
     "strict": "corrected lexicon (adjectives, inflections, word-boundary negation); unmatched = wrong, counted",
     "scoring": "highest log-likelihood class name after the prompt (no parsing)",
 }
@@ -40,12 +42,12 @@ def classes_for(benchmark: str) -> tuple[str, ...]:
 def predicted_labels(mode: str, items: Sequence[Item], records: Mapping[str, dict[str, Any]],
                      classes: Sequence[str]) -> list[str | None]:
     """One label per item (None = no answer usable by this mode)."""
+    if mode == "paper":
+        return [o.value for o in paper_outcomes(items, records, classes)]
     out: list[str | None] = []
     for it in items:
         rec = records.get(it.id) or {}
-        if mode == "paper":
-            out.append(paper_label(rec.get("generation")))
-        elif mode == "strict":
+        if mode == "strict":
             out.append(strict_label(rec.get("generation")))
         elif mode == "scoring":
             scores = rec.get("scores")
@@ -55,22 +57,35 @@ def predicted_labels(mode: str, items: Sequence[Item], records: Mapping[str, dic
     return out
 
 
+def paper_outcomes(items: Sequence[Item], records: Mapping[str, dict[str, Any]],
+                   classes: Sequence[str]) -> list[Outcome]:
+    """The released mapping per item: a label, or dropped as "missing" / "error"."""
+    return [paper_classify(record_text(records.get(it.id)), classes) for it in items]
+
+
 def score_mode(mode: str, items: Sequence[Item], labels: Sequence[str | None],
                records: Mapping[str, dict[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
-    """Metrics of one mode.  `paper` drops items without a label from the denominators (as released);
-    the other modes count them as wrong."""
+    """Metrics of one mode.  `paper` drops items without a prediction or on which the released mapping
+    fails from the denominators, and takes UAR / macro F1 over true + predicted labels (as released);
+    the other modes keep every item and count an unusable answer as wrong."""
     y_true = [it.label for it in items]
     answered = sum(bool((records.get(it.id) or {}).get("generation" if mode != "scoring" else "scores"))
                    for it in items)
     parsed = sum(lab is not None for lab in labels)
+    n = len(items)
     if mode == "paper":
-        kept = [(t, p) for t, p in zip(y_true, labels) if p is not None]
+        outcomes = paper_outcomes(items, records, classes)
+        kept = [(t, o.value) for t, o in zip(y_true, outcomes) if o.dropped is None]
         y_t, y_p = [t for t, _ in kept], [p for _, p in kept]
+        out = classification_metrics(y_t, y_p, classes)
+        out.update(released_classification_metrics(y_t, y_p))
+        dropped = {"n_dropped_missing": sum(o.dropped == "missing" for o in outcomes),
+                   "n_dropped_error": sum(o.dropped == "error" for o in outcomes)}
     else:
         y_t, y_p = y_true, list(labels)
-    out = classification_metrics(y_t, y_p, classes)
-    n = len(items)
-    out.update(n_items=n, n_scored=len(y_t), n_answered=answered, n_parsed=parsed,
+        out = classification_metrics(y_t, y_p, classes)
+        dropped = {"n_dropped_missing": 0, "n_dropped_error": 0}
+    out.update(n_items=n, n_scored=len(y_t), **dropped, n_answered=answered, n_parsed=parsed,
                coverage=100 * parsed / n if n else 0.0, note=MODE_NOTES[mode])
     return out
 
@@ -109,7 +124,7 @@ def evaluate_benchmark(params: ClassificationParams, benchmark: str, backend: An
     metrics: dict[str, Any] = {
         "variant": params.variant, "scoring_mode": params.headline_mode, "classes": list(classes),
         **{k: head[k] for k in ("uar", "war", "macro_f1", "weighted_f1", "per_class", "confusion",
-                                "n_items", "n_scored", "coverage")},
+                                "n_items", "n_scored", "n_dropped_missing", "n_dropped_error", "coverage")},
         "n_missing": sum(it.id not in run.records or "error" in run.records[it.id] for it in items),
         "modes": modes,
         "disagreement": disagreement(labels) if len(labels) > 1 else {},

@@ -17,7 +17,9 @@ import numpy as np
 from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
 from avere_utils.evaluation.params import EMOREALM_TASKS, EmoRealmParams
-from avere_utils.evaluation.parsing import choice_letters, paper_letter_correct, split_choice, strict_letter, yes_no_choice
+from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
+from avere_utils.evaluation.released import (RELEASED_YES_NO_TASKS, paper_letter, record_text, released_answer_kind,
+                                             released_average, released_task_metrics)
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
 from avere_utils.records import Item
 
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 STRESS_TASKS = ("reasoning_stress_audio", "reasoning_stress_video")
 KINDS = ("relevant", "spurious", "hallucination")
 MODE_NOTES = {
-    "paper": common.PAPER_MODE_NOTE,
+    "paper": common.PAPER_MODE_NOTE + "; right letter anywhere (regex), missing predictions dropped, empty "
+             "answers wrong, yes_rate = released model_yes_percentage",
     "strict": "one chosen letter (article 'a' is not option A; Yes/No text maps to its choice); "
               "unparseable = wrong, counted",
     "scoring": "highest log-likelihood choice (no parsing)",
@@ -60,9 +63,9 @@ def judge_item(mode: str, item: Item, rec: Mapping[str, Any] | None) -> tuple[bo
     """(correct, chosen letter) of one item in one mode.  correct None = dropped (paper mode only);
     chosen None = no single letter chosen (paper mode never names one)."""
     t = item.text
-    rec = rec or {}
     if mode == "paper":
-        return paper_letter_correct(rec.get("generation"), t["answer"], choice_letters(t["choices"])), None
+        return paper_letter(record_text(rec), t["answer"]).value, None
+    rec = rec or {}
     if mode == "strict":
         chosen = strict_letter(rec.get("generation"), t["choices"])
     elif mode == "scoring":
@@ -73,36 +76,64 @@ def judge_item(mode: str, item: Item, rec: Mapping[str, Any] | None) -> tuple[bo
     return chosen == t["answer"], chosen
 
 
+def answer_kind(item: Item) -> str:
+    """"yes" / "no" by the released rule; an item it cannot classify is an annotation error."""
+    try:
+        return released_answer_kind(item.text["choices"], item.text["answer"])
+    except ValueError as e:
+        raise ValueError(f"EmoReAlM item {item.id}: {e}") from None
+
+
+def task_entry(mode: str, task: str, rows: Sequence[tuple[Item, bool | None, str | None]]) -> dict[str, Any]:
+    """One task's metrics.  Paper: released rules over the kept items (Yes/No by task name, empty sides
+    0, yes_rate = model_yes_percentage).  Other modes: every item, Yes/No by the choices, a side without
+    items undefined (None), yes_rate = share of items whose chosen letter is Yes."""
+    kept = [(it, c, ch) for it, c, ch in rows if c is not None]  # only paper mode drops anything
+    correct = [bool(c) for _, c, _ in kept]
+    entry: dict[str, Any] = {"n_items": len(rows), "n_scored": len(kept), "n_dropped_missing": len(rows) - len(kept)}
+    if mode == "paper":
+        kinds = [answer_kind(it) for it, _, _ in kept] if task in RELEASED_YES_NO_TASKS else None
+        entry.update(released_task_metrics(correct, kinds))
+        return entry
+    # No kept item = undefined accuracy (None), not 0.
+    entry["accuracy"] = accuracy(correct) if kept else None
+    if rows and all(yes_no_choice(it.text["choices"]) is not None for it, _, _ in rows):
+        gold_yes = [it.text["answer"] == yes_no_choice(it.text["choices"])["yes"] for it, _, _ in kept]
+        entry.update(yes_no_metrics(correct, gold_yes))
+        entry["yes_rate"] = 100 * sum(ch == yes_no_choice(it.text["choices"])["yes"] for it, _, ch in rows) / len(rows)
+    return entry
+
+
 def score_mode(mode: str, items: Sequence[Item], records: Mapping[str, dict[str, Any]],
                tasks: Sequence[str]) -> dict[str, Any]:
     """Per-task accuracy (+ Yes/No breakdown), the unweighted average, and the stress items by kind."""
     judged = [(it, *judge_item(mode, it, records.get(it.id))) for it in items]
     out: dict[str, Any] = {"tasks": {}}
     for task in tasks:
-        rows = [(it, c, ch) for it, c, ch in judged if it.text["task"] == task]
-        kept = [(it, c, ch) for it, c, ch in rows if c is not None]  # only paper mode drops anything
-        # No kept item = undefined accuracy (None), not 0: paper mode can drop a whole task.
-        entry: dict[str, Any] = {"accuracy": accuracy([c for _, c, _ in kept]) if kept else None,
-                                 "n_items": len(rows), "n_scored": len(kept)}
-        if rows and all(yes_no_choice(it.text["choices"]) is not None for it, _, _ in rows):
-            gold_yes = [it.text["answer"] == yes_no_choice(it.text["choices"])["yes"] for it, _, _ in kept]
-            entry.update(yes_no_metrics([c for _, c, _ in kept], gold_yes))
+        entry = task_entry(mode, task, [(it, c, ch) for it, c, ch in judged if it.text["task"] == task])
         out["tasks"][task] = entry
-        out[task] = entry["accuracy"]
-    present = [out["tasks"][t]["accuracy"] for t in tasks if out["tasks"][t]["accuracy"] is not None]
-    out["average_accuracy"] = mean_or_nan(present)
+        out[task] = entry["accuracy"] if entry["n_items"] else None
+    present = [t for t in tasks if out["tasks"][t]["n_items"]]
+    if mode == "paper":  # released: every task of the benchmark file, 0 when all its predictions are missing
+        out["average_accuracy"] = released_average(out["tasks"][t]["accuracy"] for t in present)
+    else:
+        out["average_accuracy"] = mean_or_nan([out["tasks"][t]["accuracy"] for t in present
+                                               if out["tasks"][t]["accuracy"] is not None])
     out["tasks_missing"] = [t for t in tasks if not out["tasks"][t]["n_items"]]
     out.update(by_kind(judged, mode))
     n = len(items)
     parsed = sum(c is not None and (mode == "paper" or ch is not None) for _, c, ch in judged)
-    out.update(n_items=n, n_scored=sum(c is not None for _, c, _ in judged), n_parsed=parsed,
+    n_scored = sum(c is not None for _, c, _ in judged)
+    out.update(n_items=n, n_scored=n_scored, n_dropped_missing=n - n_scored, n_dropped_error=0, n_parsed=parsed,
                coverage=100 * parsed / n if n else 0.0, note=MODE_NOTES[mode])
     return out
 
 
 def by_kind(judged: Sequence[tuple[Item, bool | None, str | None]], mode: str) -> dict[str, Any]:
     """Stress items split by kind: accuracy, and the share answered Yes (the failure rate for the
-    spurious and hallucination kinds, whose right answer is No).  Empty when items carry no kind."""
+    spurious and hallucination kinds, whose right answer is No).  Empty when items carry no kind.
+    Paper mode never names a chosen letter, so its yes_rate is the released model_yes_percentage over
+    the kept items: right on Yes-items plus wrong on No-items."""
     stress = [(it, c, ch) for it, c, ch in judged if it.text["task"] in STRESS_TASKS and it.text.get("kind")]
     if not stress:
         return {}
@@ -111,7 +142,10 @@ def by_kind(judged: Sequence[tuple[Item, bool | None, str | None]], mode: str) -
         rows = [(it, c, ch) for it, c, ch in stress if it.text["kind"] == kind]
         kept = [(it, c, ch) for it, c, ch in rows if c is not None]
         yes_rate = None
-        if mode != "paper" and rows:  # the paper rule never names the chosen letter
+        if mode == "paper" and kept:
+            said_yes = [bool(c) == (answer_kind(it) == "yes") for it, c, _ in kept]
+            yes_rate = 100 * sum(said_yes) / len(kept)
+        elif mode != "paper" and rows:
             said_yes = [ch is not None and ch == (yes_no_choice(it.text["choices"]) or {}).get("yes")
                         for it, _, ch in rows]
             yes_rate = 100 * sum(said_yes) / len(rows)

@@ -1,13 +1,8 @@
 """Turning a model's free text into a label (classification) or a chosen letter (EmoReAlM).
 
-Two families of rules live here, side by side on purpose:
-
-* `paper_*` reproduces the released evaluation code's mapping *including its documented flaws*
-  (PAPER.md, "Known flaws of the released scoring").  The released code itself is not in this kit, so
-  the exact lexicon and the precise negation window are inferred from the documented behaviour; see
-  docs/evaluation.md for which details are documented and which are our reconstruction.
-* `strict_*` is the corrected rule: a lexicon that knows adjectives and inflections, word-boundary
-  negation, and no default class (unmatched text is wrong and counted by the caller).
+These are the corrected (`strict`) rules: a lexicon that knows adjectives and inflections, word-boundary
+negation, and no default class (unmatched text is wrong and counted by the caller).  The released rules
+(`paper` mode), flaws included, live in evaluation/released.py.
 
 All functions are pure (text in, label/letter out) and unit-tested on tables of crafted answers.
 """
@@ -16,46 +11,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from typing import Sequence
-
-
-# --- classification: the released (paper) mapping ---------------------------------------------------
-# Inferred from the documented flaw "the synonym lexicon lacks common adjectives (sad, angry, scared,
-# afraid, upset...)": nouns (and the class names) only.  Dict order matters: the released mapping checks
-# classes in this order and the first hit wins, so an answer naming two emotions maps to the earlier class.
-PAPER_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "happiness": ("happiness", "happy", "joy", "delight", "pleasure", "excitement", "amusement"),
-    "sadness": ("sadness", "sorrow", "grief", "melancholy", "depression", "unhappiness"),
-    "neutral": ("neutral", "neutrality", "indifference"),
-    "anger": ("anger", "rage", "fury", "annoyance", "irritation", "frustration"),
-    "surprise": ("surprise", "astonishment", "amazement", "shock"),
-    "disgust": ("disgust", "revulsion", "contempt", "aversion"),
-    "fear": ("fear", "terror", "anxiety", "panic", "fright", "worry"),
-}
-# The released negation filter tests these as *substrings* of the text just before a hit: "no" is found
-# in "normal", "know", "nothing", "annoyed" ... and removes a correct hit.
-PAPER_NEGATIONS: tuple[str, ...] = ("no", "not", "never", "n't")
-PAPER_NEGATION_WINDOW = 12  # characters before the hit (inferred)
-PAPER_DEFAULT_LABEL = "happiness"  # documented: unmatched text becomes happiness
-
-
-def paper_label(answer: str | None) -> str | None:
-    """The released mapping, flaws included.
-
-    Returns None for an empty or missing answer (the released code *drops* those from the denominators);
-    every non-empty text gets a label, unmatched text becoming "happiness".
-    """
-    if answer is None or not answer.strip():
-        return None
-    text = answer.lower()
-    for label, synonyms in PAPER_SYNONYMS.items():
-        for syn in synonyms:
-            start = text.find(syn)  # substring, not word: "unhappy" contains "happy"
-            while start >= 0:
-                before = text[max(0, start - PAPER_NEGATION_WINDOW):start]
-                if not any(neg in before for neg in PAPER_NEGATIONS):
-                    return label
-                start = text.find(syn, start + 1)
-    return PAPER_DEFAULT_LABEL
 
 
 # --- classification: the corrected (strict) mapping --------------------------------------------------
@@ -142,25 +97,6 @@ def split_choice(choice: str) -> tuple[str, str]:
 
 def choice_letters(choices: Sequence[str]) -> list[str]:
     return [split_choice(c)[0] for c in choices]
-
-
-# --- EmoReAlM: the released (paper) letter rule -------------------------------------------------------
-_TOKEN = re.compile(r"[A-Za-z]+")
-
-
-def paper_letter_correct(answer: str | None, correct: str, letters: Sequence[str] = "ABCD") -> bool | None:
-    """The released rule: correct when the right letter appears anywhere as a token (any case).
-
-    Flaws reproduced: the article "a" counts as option A, and an answer listing several letters is
-    correct as soon as one of them is right.  Returns None (dropped from the denominators, as released)
-    for an empty answer or one without any option-letter token.
-    """
-    if answer is None or not answer.strip():
-        return None
-    tokens = {t.lower() for t in _TOKEN.findall(answer)}
-    if not tokens & {c.lower() for c in letters}:
-        return None
-    return correct.lower() in tokens
 
 
 # --- EmoReAlM: the corrected (strict) letter rule ----------------------------------------------------

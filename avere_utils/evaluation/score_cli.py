@@ -1,0 +1,360 @@
+"""`avere-kit score`: score predictions made anywhere (the released inference scripts' `<id>.txt` files, or
+the kit's predictions JSONL) against a benchmark's native annotation file, with no model and no media.
+
+The metrics come from the same functions notebooks 05-07 use (classification.score_mode,
+emorealm.score_mode), so a number here and one in a notebook's metrics file mean the same thing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from avere_utils.datasets.common import DatasetError, read_csv_rows
+from avere_utils.emotions import DFEW_LABELS, RAVDESS_LABELS
+from avere_utils.evaluation import classification, emorealm
+from avere_utils.evaluation.common import PAPER_MODE_NOTE, _clean
+from avere_utils.evaluation.metrics import disagreement
+from avere_utils.evaluation.params import EMOREALM_TASKS
+from avere_utils.evaluation.released import (batch_reply_content, record_text, released_judge_means,
+                                             released_parse_reply)
+from avere_utils.paths import atomic_write_text
+from avere_utils.records import Item
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("dfew", "ravdess", "mer2023", "emer", "emorealm")
+TEXT_MODES = ("paper", "strict")
+# MER2023 test3's released label map: exact `discrete` values; anything else (worried) is left out.
+RELEASED_MER2023_LABELS = {"happy": "happiness", "sad": "sadness", "neutral": "neutral", "angry": "anger",
+                           "surprise": "surprise"}
+RAVDESS_SELECTIONS = ("speech", "released")
+
+
+class ScoreError(ValueError):
+    """Bad input to `avere-kit score` (the message names the file)."""
+
+
+# --- predictions ------------------------------------------------------------------------------------------
+def dfew_key(name: str) -> str:
+    """DFEW names clips by number, zero-padded or not ("00001" = "1"): compare them as numbers."""
+    return str(int(name)) if name.isdigit() else name
+
+
+def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """{id: record} from a folder of `<id>.txt` (the file's text is the answer) or a predictions JSONL.
+
+    Read-only: a partial last JSONL line (an interrupted run) is ignored with a warning, never repaired.
+    """
+    path = Path(path)
+    if path.is_dir():
+        out: dict[str, dict[str, Any]] = {}
+        for f in sorted(path.glob("*.txt")):
+            try:
+                out[f.name[: -len(".txt")]] = {"generation": f.read_text(encoding="utf-8")}
+            except UnicodeDecodeError as e:
+                raise ScoreError(f"{f}: prediction file is not UTF-8 text ({e})") from e
+        if not out:
+            raise ScoreError(f"{path}: no <id>.txt prediction files in this folder")
+        return out
+    if not path.is_file():
+        raise ScoreError(f"{path}: predictions not found (a folder of <id>.txt or a predictions .jsonl)")
+    out = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                log.warning("%s:%d: partial last line ignored (interrupted run?)", path, lineno)
+                continue
+            raise ScoreError(f"{path}:{lineno}: not a JSON record ({e})") from e
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise ScoreError(f"{path}:{lineno}: a predictions record needs an 'id'")
+        out[str(rec["id"])] = rec
+    return out
+
+
+def match_predictions(items: Sequence[Item], preds: Mapping[str, dict[str, Any]], benchmark: str
+                      ) -> tuple[dict[str, dict[str, Any]], int]:
+    """Records keyed by item id, and how many predictions name no annotated item."""
+    key = dfew_key if benchmark == "dfew" else str
+    by_key: dict[str, str] = {}
+    for pid in preds:
+        k = key(pid)
+        if k in by_key:
+            raise ScoreError(f"predictions {by_key[k]!r} and {pid!r} name the same item")
+        by_key[k] = pid
+    records = {it.id: preds[by_key[key(it.id)]] for it in items if key(it.id) in by_key}
+    return records, len(preds) - len(records)
+
+
+# --- annotations (native files) ---------------------------------------------------------------------------
+def _dedupe(items: list[Item], skipped: Counter[str]) -> list[Item]:
+    """The released readers keep one label per name (the last row wins): same here, counted."""
+    by_id: dict[str, Item] = {}
+    for it in items:
+        if it.id in by_id:
+            skipped["duplicate_id"] += 1
+        by_id[it.id] = it
+    return list(by_id.values())
+
+
+def load_dfew_csv(path: Path) -> tuple[list[Item], Counter[str]]:
+    skipped: Counter[str] = Counter()
+    items = []
+    for row in read_csv_rows(path, ("video_name", "label"), "DFEW annotation csv"):
+        try:
+            label = DFEW_LABELS[int(row["label"])]
+        except (KeyError, ValueError):
+            skipped[f"label_not_1_7:{row['label']}"] += 1
+            continue
+        items.append(Item(id=row["video_name"], dataset="dfew", split="test", label=label))
+    return _dedupe(items, skipped), skipped
+
+
+def _ravdess_item(stem: str, selection: str, skipped: Counter[str]) -> Item | None:
+    from avere_utils.datasets.ravdess import parse_name
+
+    fields = parse_name(stem)
+    if fields is None:
+        skipped["unparseable_name"] += 1
+        return None
+    if fields["modality"] != "01":
+        skipped[f"modality:{fields['modality']}"] += 1
+        return None
+    if selection == "speech" and fields["vocal_channel"] != "01":
+        skipped[f"vocal_channel:{fields['vocal_channel']}"] += 1
+        return None
+    label = RAVDESS_LABELS.get(fields["emotion"])
+    if label is None or label == "calm":
+        skipped[f"emotion:{fields['emotion']}"] += 1
+        return None
+    return Item(id=stem, dataset="ravdess", split="test", label=label)
+
+
+def load_ravdess_names(path: Path, selection: str) -> tuple[list[Item], Counter[str]]:
+    """A RAVDESS folder (the kit's loader, with its `selection`) or a text file listing one clip path or
+    name per line.  `released` keeps every audio-video `01-*` file, song included; `speech` only `01-01-*`."""
+    if selection not in RAVDESS_SELECTIONS:
+        raise ScoreError(f"ravdess selection must be one of {list(RAVDESS_SELECTIONS)}, got {selection!r}")
+    if path.is_dir():
+        from avere_utils.datasets.ravdess import load_ravdess
+
+        res = load_ravdess(path, selection=selection)
+        items = [Item(id=it.id, dataset="ravdess", split="test", label=it.label) for it in res.items]
+        return items, Counter(res.skipped)
+    skipped: Counter[str] = Counter()
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            it = _ravdess_item(Path(line.strip()).stem, selection, skipped)
+            if it is not None:
+                items.append(it)
+    return _dedupe(items, skipped), skipped
+
+
+def load_mer2023_csv(path: Path) -> tuple[list[Item], Counter[str]]:
+    skipped: Counter[str] = Counter()
+    items = []
+    for row in read_csv_rows(path, ("name", "discrete"), "MER2023 test3 label csv"):
+        label = RELEASED_MER2023_LABELS.get(row["discrete"])
+        if label is None:
+            skipped[f"label_not_in_protocol:{row['discrete']}"] += 1
+            continue
+        items.append(Item(id=row["name"], dataset="mer2023", split="test", label=label))
+    return _dedupe(items, skipped), skipped
+
+
+def load_emorealm_json(path: Path) -> list[Item]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ScoreError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(data, list):
+        raise ScoreError(f"{path}: expected a JSON array of question items")
+    items, seen = [], set()
+    for n, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise ScoreError(f"{path}: item #{n} is not an object")
+        iid = str(raw.get("id", f"#{n}"))
+        if iid in seen:
+            raise ScoreError(f"{path}: item id {iid!r} appears twice")
+        seen.add(iid)
+        text = {k: raw[k] for k in ("task", "question", "choices", "answer", "kind") if k in raw}
+        if isinstance(text.get("answer"), str):
+            text["answer"] = text["answer"].strip()
+        it = Item(id=iid, dataset="emorealm", split="test", text=text)
+        try:
+            emorealm.check_item(it)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ScoreError(f"{path}: {e}") from e
+        if text["task"] not in EMOREALM_TASKS:
+            raise ScoreError(f"{path}: item {iid}: unknown task {text['task']!r}; known: {list(EMOREALM_TASKS)}")
+        items.append(it)
+    if not items:
+        raise ScoreError(f"{path}: no question items")
+    return items
+
+
+def load_annotations(benchmark: str, path: str | Path, ravdess_selection: str = "released"
+                     ) -> tuple[list[Item], Counter[str]]:
+    path = Path(path)
+    if not path.exists():
+        raise ScoreError(f"{path}: annotation file not found")
+    try:
+        if benchmark == "dfew":
+            items, skipped = load_dfew_csv(path)
+        elif benchmark == "ravdess":
+            items, skipped = load_ravdess_names(path, ravdess_selection)
+        elif benchmark == "mer2023":
+            items, skipped = load_mer2023_csv(path)
+        elif benchmark == "emorealm":
+            items, skipped = load_emorealm_json(path), Counter()
+        elif benchmark == "emer":
+            rows = read_csv_rows(path, ("name", "reason"), "MER2025 OV-MERD reason csv")
+            items = [Item(id=r["name"], dataset="emer", split="test", text={"reason": r["reason"]}) for r in rows]
+            skipped = Counter()
+        else:
+            raise ScoreError(f"unknown benchmark {benchmark!r}; one of {list(BENCHMARKS)}")
+    except DatasetError as e:
+        raise ScoreError(str(e)) from e
+    if not items:
+        raise ScoreError(f"{path}: no {benchmark} items (skipped: {dict(skipped)})")
+    return items, skipped
+
+
+# --- EMER: judged replies ------------------------------------------------------------------------------
+def read_judged(path: str | Path) -> dict[str, dict[str, Any] | None]:
+    """{id: reply criteria or None (unparseable)} from the Batch-API output file of the released protocol
+    (`custom_id` + response), or from judged rows of the kit (`id` + `scores` with the released keys
+    `cue_overlap` ...; rows judged by the kit's own rubric carry no such keys and are refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreError(f"{path}: judged replies not found")
+    out: dict[str, dict[str, Any] | None] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ScoreError(f"{path}:{lineno}: not a JSON row ({e})") from e
+        if "custom_id" in row:
+            out[str(row["custom_id"])] = released_parse_reply(batch_reply_content(row))
+        elif "id" in row:
+            reply = row.get("reply") if isinstance(row.get("reply"), dict) else row.get("scores")
+            if isinstance(reply, dict) and "cue_overlap" not in reply and reply:
+                raise ScoreError(f"{path}:{lineno}: judged row without the released reply keys (cue_overlap, "
+                                 "...): paper mode needs replies of the released judge protocol")
+            out[str(row["id"])] = reply if isinstance(reply, dict) else None
+        else:
+            raise ScoreError(f"{path}:{lineno}: a judged row needs 'custom_id' (Batch API) or 'id'")
+    return out
+
+
+def score_emer(items: Sequence[Item], records: Mapping[str, dict[str, Any]], modes: Sequence[str],
+               judged_path: str | Path | None) -> dict[str, Any]:
+    """Paper mode: the released means over the parsed judge replies of items that have a prediction."""
+    if list(modes) != ["paper"]:
+        raise ScoreError("emer: only --modes paper is scored here; the kit's strict judge runs in notebook 06 "
+                         "(judge: openai | hf | cue)")
+    if judged_path is None:
+        raise ScoreError("emer: paper mode needs a judge's replies: pass --judged with the Batch-API output "
+                         "of the released protocol (or judged rows with its reply keys); no judge is run here")
+    replies = read_judged(judged_path)
+    answered = [it for it in items if record_text(records.get(it.id)) is not None]
+    parsed = {it.id: replies[it.id] for it in answered if replies.get(it.id) is not None}
+    n_unjudged = sum(it.id not in replies for it in answered)
+    means = released_judge_means(parsed)
+    mode = {**means, "n_items": len(items), "n_scored": means["n_judged"],
+            "n_dropped_missing": len(items) - len(answered),
+            "n_dropped_error": len(answered) - n_unjudged - len(parsed) + means["n_reply_malformed"],
+            "n_not_judged": n_unjudged, "note": PAPER_MODE_NOTE}
+    return {"modes": {"paper": mode}, "judged_file": str(judged_path)}
+
+
+# --- the command -----------------------------------------------------------------------------------------
+def score(benchmark: str, annotations: str | Path, predictions: str | Path, *,
+          modes: Sequence[str] = TEXT_MODES, judged: str | Path | None = None,
+          ravdess_selection: str = "released") -> dict[str, Any]:
+    """The metrics dict of `avere-kit score` (same schema as the notebooks' metrics files)."""
+    if benchmark not in BENCHMARKS:
+        raise ScoreError(f"unknown benchmark {benchmark!r}; one of {list(BENCHMARKS)}")
+    modes = list(dict.fromkeys(modes))
+    if "scoring" in modes:
+        raise ScoreError("mode 'scoring' needs each candidate answer's log-likelihood, which only a model run "
+                         "produces (notebooks 05/07 with modes: [scoring]); score reads text answers: "
+                         f"use --modes {' '.join(TEXT_MODES)}")
+    bad = [m for m in modes if m not in TEXT_MODES]
+    if bad or not modes:
+        raise ScoreError(f"unknown mode(s) {bad or modes}; score knows {list(TEXT_MODES)}")
+    items, skipped = load_annotations(benchmark, annotations, ravdess_selection)
+    records, unmatched = match_predictions(items, read_predictions(predictions), benchmark)
+    head: dict[str, Any] = {"benchmark": benchmark, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "source": "avere-kit score", "annotations": str(annotations),
+                            "predictions": str(predictions), "annotation_skips": dict(skipped),
+                            "n_predictions_unmatched": unmatched}
+    if benchmark == "ravdess":
+        head["ravdess_selection"] = ravdess_selection
+    if unmatched:
+        log.warning("%d predictions name no annotated %s item", unmatched, benchmark)
+    if benchmark == "emer":
+        body = score_emer(items, records, modes, judged)
+    elif benchmark == "emorealm":
+        tasks = [t for t in EMOREALM_TASKS if any(it.text["task"] == t for it in items)]
+        body = {"modes": {m: emorealm.score_mode(m, items, records, tasks) for m in modes}}
+    else:
+        classes = classification.classes_for(benchmark)
+        labels = {m: classification.predicted_labels(m, items, records, classes) for m in modes}
+        body = {"classes": list(classes),
+                "modes": {m: classification.score_mode(m, items, labels[m], records, classes) for m in modes},
+                "disagreement": disagreement(labels) if len(labels) > 1 else {}}
+    first = modes[0]
+    top = {k: v for k, v in body["modes"][first].items() if k not in ("note", "tasks", "per_class", "confusion")}
+    return {**head, "scoring_mode": first, **top, **body}
+
+
+def add_parser(sub: Any) -> None:
+    """Register `score` on the `avere-kit` subcommand parser."""
+    p = sub.add_parser("score", help="score text predictions (folder of <id>.txt or predictions JSONL) against "
+                                     "a benchmark's annotation file; no model, no media")
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--annotations", required=True, metavar="PATH",
+                   help="DFEW set_K.csv | RAVDESS folder or list of files | MER2023 label csv | "
+                        "MER2025 OV-MERD csv | EmoReAlM json")
+    p.add_argument("--predictions", required=True, metavar="PATH", help="folder of <id>.txt, or a predictions JSONL")
+    p.add_argument("--out", required=True, metavar="METRICS.json")
+    p.add_argument("--modes", nargs="+", default=None, metavar="MODE",
+                   help="paper and/or strict (default: both; emer: paper)")
+    p.add_argument("--judged", metavar="PATH", help="emer: the judge's replies (Batch-API output jsonl)")
+    p.add_argument("--ravdess-selection", default="released", choices=RAVDESS_SELECTIONS,
+                   help="released: every 01-* file incl. song (the released loader); speech: 01-01-* (paper text)")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    modes = args.modes or (["paper"] if args.benchmark == "emer" else list(TEXT_MODES))
+    try:
+        metrics = score(args.benchmark, args.annotations, args.predictions, modes=modes, judged=args.judged,
+                        ravdess_selection=args.ravdess_selection)
+    except ScoreError as e:
+        print(f"avere-kit score: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(_clean(metrics), indent=1) + "\n")
+    for mode, m in metrics["modes"].items():
+        keys = ("uar", "war", "weighted_f1", "average_accuracy", "clue", "label", "spurious", "hallucination")
+        shown = ", ".join(f"{k} {m[k]:.2f}" for k in keys if isinstance(m.get(k), (int, float)))
+        print(f"{args.benchmark} {mode}: {shown} (n_scored {m['n_scored']} of {m['n_items']}, dropped missing "
+              f"{m['n_dropped_missing']}, dropped error {m['n_dropped_error']})")
+    print(f"wrote {out}")
+    return 0

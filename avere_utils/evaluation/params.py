@@ -113,9 +113,20 @@ class EmerParams(EvalParams):
     judge_max_new_tokens: int = 256  # hf judge
     judge_batch_file: str = "${run_dir}/predictions/emer-${variant}.judge_batch.jsonl"
     hf_judge_path: str = ""  # a local causal-LM folder (judge: hf)
+    # strict: the kit's rubric (re-asked when unparseable) | paper: the released protocol (gpt-4o, 400 tokens,
+    # the prompt from judge_prompt_file with {reference} then {prediction}; unparseable replies dropped)
+    judge_protocol: str = "strict"
+    judge_prompt_file: str = ""  # the paper judge's prompt text (supplied by the user, not shipped)
+    judge_use_batch: bool = False  # openai judge: one Batch-API job instead of a request per item
+    judge_batch_poll_s: float = 10.0
+    judge_batch_max_polls: int = 8640  # polls bound the wait (10 s x 8640 = the 24 h completion window)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _one_of("EmerParams", "judge", self.judge, JUDGES)
         if self.judge == "hf" and not self.hf_judge_path:
             raise ConfigError("EmerParams: judge 'hf' needs key 'hf_judge_path' (a local model folder)")
+        _one_of("EmerParams", "judge_protocol", self.judge_protocol, ("strict", "paper"))
+        if self.judge_protocol == "paper" and self.judge == "openai" and not self.judge_prompt_file:
+            raise ConfigError("EmerParams: judge_protocol 'paper' needs key 'judge_prompt_file' (the judge prompt "
+                              "as a text file with {reference} and {prediction})")

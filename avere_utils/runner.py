@@ -168,14 +168,23 @@ class StageKernel:
 
     def manager(self) -> Any:
         """The kernel manager to hand to papermill; the namespace is wiped if a notebook ran before."""
-        from jupyter_client.manager import AsyncKernelManager
-
         if self.km is not None and self.used and not self._reset():
             self.close()  # a dead or stuck kernel: the next execution starts a fresh one
         if self.km is None:
-            self.km, self.used = AsyncKernelManager(kernel_name=self.kernel_name), 0
+            self.km, self.used = _tracking_manager_class()(kernel_name=self.kernel_name), 0
         self.used += 1
         return self.km
+
+    def release_clients(self) -> None:
+        """Stop the channels of the clients papermill opened: it leaves them open on a manager it does
+        not own, and each would keep a socket (and warn at exit)."""
+        if self.km is not None:
+            while self.km.opened_clients:
+                kc = self.km.opened_clients.pop()
+                try:
+                    kc.stop_channels()
+                except Exception as err:  # already closed
+                    log.debug("stopping a kernel client: %s", err)
 
     def _reset(self) -> bool:
         from jupyter_client.blocking import BlockingKernelClient
@@ -199,6 +208,7 @@ class StageKernel:
     def close(self) -> None:
         if self.km is None:
             return
+        self.release_clients()
         from jupyter_core.utils import run_sync
 
         try:
@@ -207,6 +217,23 @@ class StageKernel:
         except Exception as err:  # the kernel may already be gone; nothing is left to clean up then
             log.debug("shutting down the shared kernel: %s", err)
         self.km = None
+
+
+def _tracking_manager_class() -> type:
+    """An AsyncKernelManager that remembers the clients it hands out (see StageKernel.release_clients)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class TrackingKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.opened_clients: list[Any] = []
+
+        def client(self, **kwargs: Any) -> Any:
+            kc = super().client(**kwargs)
+            self.opened_clients.append(kc)
+            return kc
+
+    return TrackingKernelManager
 
 
 def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKernel | None = None) -> None:
@@ -224,6 +251,9 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKern
         raise StageFailed(e.output, err.cell_index, f"{err.ename}: {err.evalue}") from None
     except Exception as err:  # kernel died, timeout, ...: still name the notebook
         raise StageFailed(e.output, None, f"{type(err).__name__}: {err}") from None
+    finally:
+        if kernel is not None:
+            kernel.release_clients()
 
 
 def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,

@@ -144,3 +144,15 @@ def test_score_emer_needs_judged_replies(tmp_path):
     paper = m["modes"]["paper"]
     assert (paper["clue"], paper["label"], paper["spurious"], paper["hallucination"]) == (5.0, 9.0, 7.0, 6.0)
     assert (paper["n_items"], paper["n_scored"], paper["n_dropped_missing"], paper["n_dropped_error"]) == (4, 2, 1, 1)
+
+
+def test_score_ravdess_folder_uses_the_loader_selection(tmp_path):
+    actor = tmp_path / "ravdess" / "Actor_01"
+    actor.mkdir(parents=True)
+    for n in ("01-01-03-01-01-01-01", "01-02-04-01-01-01-01", "02-01-03-01-01-01-01", "01-01-02-01-01-01-01"):
+        (actor / f"{n}.mp4").write_bytes(b"")  # names only: score never opens a clip
+    preds = _write_txt(tmp_path / "pred", {"01-01-03-01-01-01-01": "happy", "01-02-04-01-01-01-01": "sad"})
+    released = score("ravdess", tmp_path / "ravdess", preds)
+    assert released["ravdess_selection"] == "released" and released["n_items"] == 2  # song file kept
+    assert released["modes"]["paper"]["war"] == 50.0  # "sad" -> happiness
+    assert score("ravdess", tmp_path / "ravdess", preds, ravdess_selection="speech")["n_items"] == 1

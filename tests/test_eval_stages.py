@@ -176,16 +176,16 @@ def test_emer_cue_judge_end_to_end(tmp_path):
                   text={"reason": "A broad smile and a high rising pitch: happiness.", "cues": CUES}) for i in range(3)]
     answers = {"e0": "Happy: a broad smile and a high rising pitch.",  # perfect
                "e1": "Happy because of a yellow background and crinkled eyes.",  # spurious + hallucination
-               "e2": ""}  # no answer: counted at 1
+               "e2": ""}  # no answer: counted, never averaged in
     p = _params(EmerParams, tmp_path, max_new_tokens=20)
     backend = FakeBackend(items, answer=lambda it: answers[it.id])
     m = emer.evaluate(p, backend, items=items, media_fn=fake_media_fn(items))
     assert backend.calls[0]["max_new_tokens"] == 20
-    assert m["clue"] == pytest.approx((10 + 1 + 1) / 3)
-    assert m["label"] == pytest.approx((10 + 10 + 1) / 3)
-    assert m["spurious"] == pytest.approx((10 + 5.5 + 1) / 3)
-    assert m["hallucination"] == pytest.approx((10 + 5.5 + 1) / 3)
-    assert m["n_items"] == 3 and m["n_scored"] == 2 and m["n_no_answer"] == 1
+    assert m["clue"] == pytest.approx((10 + 1) / 2)  # over the two judged items only
+    assert m["label"] == pytest.approx((10 + 10) / 2)
+    assert m["spurious"] == pytest.approx((10 + 5.5) / 2)
+    assert m["hallucination"] == pytest.approx((10 + 5.5) / 2)
+    assert m["n_items"] == 3 and m["n_scored"] == m["n_judged"] == 2 and m["n_no_answer"] == 1
     assert m["judge"]["name"] == "cue" and "1+9" in m["judge"]["version"]
     assert m["cue_rates"]["hallucination_rate"] == pytest.approx(25.0)
     assert m["n_no_cues_cited"] == 0

@@ -2,7 +2,9 @@
 
 The model describes each clip (resumable predictions, as everywhere); a judge chosen in params scores
 each description against the reference (`Item.text["reason"]`).  Failed judgements (no answer, an
-unparseable reply after re-asks, a failed request) are scored 1 and counted in the metrics file.
+unparseable reply, a failed request) never enter a mean: each criterion is the mean over judged items,
+reported beside `n_judged`, `n_judge_failed` and `coverage`; with no item judged it is null.
+The judge is built before any prediction is made, so a missing API key fails before GPU time is spent.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def make_judge(params: EmerParams) -> Judge:
     if params.judge == "openai":
         return OpenAIJudge(params.judge_base_url, params.judge_model, api_key_env=params.judge_api_key_env,
                            cache_dir=params.judge_cache_dir, timeout_s=params.judge_timeout_s,
-                           max_retries=params.judge_max_retries, parse_retries=params.judge_parse_retries)
+                           max_retries=params.judge_max_retries, parse_retries=params.judge_parse_retries,
+                           protocol=params.judge_protocol, prompt_file=params.judge_prompt_file or None)
     if params.judge == "hf":
         return HFJudge(params.hf_judge_path, device=params.device, max_new_tokens=params.judge_max_new_tokens,
                        parse_retries=params.judge_parse_retries)
@@ -48,6 +51,7 @@ def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None =
     no_ref = [it.id for it in items if not (it.text or {}).get("reason")]
     if no_ref:
         raise ValueError(f"EMER items without a reference 'reason': {no_ref[:5]} ({len(no_ref)} in all)")
+    judge = judge or make_judge(params)  # before predicting: a missing key or prompt file fails now
     if media_fn is None:
         media_fn, media_settings = common.make_media_fn(params, backend)
     task = PredictionTask(prompt_for=lambda it: params.prompt, generate=True)
@@ -59,14 +63,22 @@ def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None =
         return {}
     answers = {it.id: (run.records.get(it.id) or {}).get("generation") for it in items}
 
-    # The same rubric requests as a Batch-API file, for those who prefer batch pricing.
-    batch_file = write_batch_requests(params.judge_batch_file,
-                                      [(it.id, it.text["reason"], answers[it.id]) for it in items if answers[it.id]],
-                                      params.judge_model)
-    judge = judge or make_judge(params)
     t_judge = time.perf_counter()
-    results: list[JudgeResult] = [judge.judge(it, answers[it.id])
-                                  for it in tqdm(items, desc=f"judge ({judge.name})", unit="item")]
+    if params.judge_use_batch and isinstance(judge, OpenAIJudge):
+        results: list[JudgeResult] = judge.judge_batch(items, answers, params.judge_batch_file,
+                                                       poll_s=params.judge_batch_poll_s,
+                                                       max_polls=params.judge_batch_max_polls)
+        batch_file = params.judge_batch_file
+    else:
+        # The same rubric requests as a Batch-API file, for those who prefer batch pricing.
+        rows_in = [(it.id, it.text["reason"], answers[it.id]) for it in items if answers[it.id]]
+        if isinstance(judge, OpenAIJudge):
+            atomic_write_text(params.judge_batch_file,
+                              "".join(json.dumps(r) + "\n" for r in judge.batch_requests(rows_in)))
+            batch_file = params.judge_batch_file
+        else:
+            batch_file = write_batch_requests(params.judge_batch_file, rows_in, params.judge_model)
+        results = [judge.judge(it, answers[it.id]) for it in tqdm(items, desc=f"judge ({judge.name})", unit="item")]
     judge_s = time.perf_counter() - t_judge
     summary = summarize(results)
     rows = [{"id": it.id, "answer": answers[it.id], "scores": r.scores, "rates": r.rates, "error": r.error,
@@ -76,12 +88,12 @@ def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None =
 
     metrics: dict[str, Any] = {
         "variant": params.variant, "scoring_mode": f"judge:{judge.name}",
+        # means over judged items only (None = nothing judged); never a failure scored as a number
         **summary.means,
-        "n_items": summary.n_items, "n_scored": summary.n_judged,
+        "n_items": summary.n_items, "n_scored": summary.n_judged, "n_judged": summary.n_judged,
         "coverage": 100 * summary.n_judged / summary.n_items if summary.n_items else 0.0,
         "n_no_answer": summary.n_no_answer, "n_judge_failed": summary.n_failed, "judge_errors": summary.errors,
-        "failed_items_scored_as": 1.0,
-        "judged_only": summary.judged_only,
+        "n_defined": summary.n_defined, "judge_protocol": params.judge_protocol,
         "judge": judge.describe(),
         "model": common.model_info(params),
         "protocol": common.protocol(params, media_settings, prompt=params.prompt),

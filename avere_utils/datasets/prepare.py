@@ -31,6 +31,7 @@ def world_config(P: DataPrepParams):
                        n_mer2023=P.n_mer2023, n_mer2023_worried=P.n_mer2023_worried, n_emer=P.n_emer,
                        n_emorealm_per_task=P.n_emorealm_per_task, spurious_rate=P.spurious_rate,
                        text_prior_rate=P.text_prior_rate, context_reason_rate=P.context_reason_rate,
+                       qa_text_prior_rate=P.qa_text_prior_rate,
                        disagreement_rate=P.disagreement_rate, clip_seconds=P.clip_seconds,
                        video_size=P.video_size, workers=P.world_workers)
 
@@ -122,3 +123,22 @@ def prepare_data(P: DataPrepParams) -> dict[str, LoadResult]:
     }
     atomic_write_text(Path(P.manifest_dir) / "index.json", json.dumps(index, indent=1) + "\n")
     return results
+
+
+def clip_quality(manifest_dir: str | Path, name: str) -> dict[str, Any]:
+    """What stage 01's clip check found for one dataset, for the evaluation metrics files: truncated clips
+    kept (`n_truncated`, used with frames sampled over what decodes) or skipped, under which policy.
+    Empty when the manifests predate the clip check."""
+    index = Path(manifest_dir) / "index.json"
+    if not index.is_file():
+        return {}
+    try:
+        entry = json.loads(index.read_text())["datasets"][name]
+        policy = json.loads(index.read_text()).get("truncated_clips")
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if "flagged" not in entry:
+        return {}
+    return {"n_truncated": int(entry["flagged"].get("truncated", 0)),
+            "n_truncated_skipped": int(entry.get("skipped", {}).get("truncated", 0)),
+            "truncated_clips": policy}

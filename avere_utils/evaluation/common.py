@@ -130,7 +130,10 @@ def _clean(obj: Any) -> Any:
 
 def write_metrics(params: EvalParams, benchmark: str, metrics: dict[str, Any]) -> Path:
     path = RunLayout(params.run_dir).metrics_file(benchmark, params.variant)
-    metrics = {"benchmark": benchmark, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **metrics}
+    from avere_utils.datasets.prepare import clip_quality  # truncated clips kept/skipped by stage 01
+
+    metrics = {"benchmark": benchmark, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               **clip_quality(params.manifest_dir, benchmark), **metrics}
     atomic_write_text(path, json.dumps(_clean(metrics), indent=1) + "\n")
     log.info("wrote %s", path)
     return path

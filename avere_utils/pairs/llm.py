@@ -102,7 +102,8 @@ class LLMGenerator:
         self.counts["llm_samples_asked"] += 1
         messages = build_messages(question, family, record, label, captions)
         try:
-            reply = self.client.chat(messages, temperature=self.temperature)
+            # a reply that does not parse is not cached: a rerun asks again instead of replaying it
+            reply = self.client.chat(messages, validate=parse_reply, temperature=self.temperature)
         except ChatError as e:
             self.counts["llm_request_failed"] += 1
             log.warning("LLM request failed: %s", e)

@@ -140,7 +140,7 @@ def pooled_sd(a: Stat, b: Stat) -> float:
 
 
 def _missing(claim: str, *names: str) -> Check:
-    return Check(claim, f"no metrics for {', '.join(names)}", None)
+    return Check(claim, f"not measured for {' or '.join(names)} (metrics file or key missing)", None)
 
 
 def check_reference_errors(table: pd.DataFrame, reference: str = "reference") -> list[Check]:

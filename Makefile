@@ -44,8 +44,13 @@ unit: setup
 nbval: setup
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider notebooks/
 
+# Research containers often run as root: --allow-root.  The token comes from JUPYTER_TOKEN when set
+# (Jupyter reads it itself), else Jupyter prints one.  LAB_IP=0.0.0.0 serves other machines too.
+LAB_PORT ?= 8888
+LAB_IP ?= 127.0.0.1
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks --allow-root --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
+		--ServerApp.port_retries=0
 
 # Figures go to outputs/bench/*.json.  The two-process training check needs a tiny run's reference model
 # and pairs (make reproduce first); it is skipped, saying so, when they are absent.

@@ -158,6 +158,28 @@ def _end_time(c: av.container.InputContainer, stream: av.stream.Stream, declared
     return last
 
 
+def wav_shortfall(path: Path) -> str | None:
+    """For a RIFF wav whose header declares more sample bytes than the file holds (a copy cut short),
+    what is missing; FFmpeg reads such a file to its end without saying so.  None otherwise."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            n = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                held = size - pos - 8
+                if n != 0xFFFFFFFF and held < n:  # 0xFFFFFFFF: a streamed wav with no size written
+                    return f"header declares {n} sample bytes, the file holds {held}"
+                return None
+            pos += 8 + n + (n & 1)
+    return None
+
+
 def check_clip(path: str | os.PathLike, *, need_video: bool, need_audio: bool) -> ClipCheck:
     """Whether a clip opens, has the streams asked for, a duration, a decodable first frame and a last
     frame at its declared end (a file cut short declares more than it holds: `truncated`)."""
@@ -170,6 +192,11 @@ def check_clip(path: str | os.PathLike, *, need_video: bool, need_audio: bool) -
         c = av.open(str(p))
     except (av.error.FFmpegError, OSError) as e:
         return ClipCheck("unreadable", f"{p}: unreadable container ({e})")
+    if p.suffix.lower() == ".wav":
+        short = wav_shortfall(p)
+        if short:
+            c.close()
+            return ClipCheck("truncated", f"{p}: {short}")
     with c:
         v = c.streams.video[0] if c.streams.video else None
         a = c.streams.audio[0] if c.streams.audio else None

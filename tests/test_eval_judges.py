@@ -203,3 +203,105 @@ def test_hf_judge_local_model_unparseable_is_counted(tmp_path):
     r = judge.judge(ITEM, "happy")
     assert r.scores is None and r.error == "unparseable reply" and r.attempts == 2
     assert judge.describe()["name"] == "hf" and judge.describe()["n_failed"] == 1
+
+
+# --- issue 14: failures never cached, cache keyed on the endpoint, the paper protocol, the Batch API -----
+from chat_stub import StubChat, completion  # noqa: E402
+
+PAPER_PROMPT = ("Rate the prediction against the ground truth.\nReturn {\"cue_overlap\": int, ...}\n"
+                "Ground Truth Description:{reference}\nModel Prediction:{prediction}")
+PAPER_GOOD = ('```json\n{"cue_overlap": 6, "cue_overlap_reason": "x", "emotion_consistency": 8, '
+              '"emotion_consistency_reason": "y", "emotion_cue_association": 7, "emotion_cue_association_reason": "z", '
+              '"hallucinated_cues": 4, "hallucinated_cues_reason": "w"}\n```')
+
+
+def test_unparseable_reply_is_not_cached_and_is_asked_again_on_rerun(tmp_path):
+    replies = iter(["no json"] * 3 + [GOOD])
+    with StubChat(lambda body: (200, completion(next(replies)))) as stub:
+        first = _judge(stub.base_url, tmp_path, parse_retries=2).judge(ITEM, "happy")
+        again = _judge(stub.base_url, tmp_path, parse_retries=2).judge(ITEM, "happy")
+    assert first.scores is None and first.error == "unparseable reply"
+    assert again.scores == parse_judge_reply(GOOD) and len(stub.requests) == 4
+    cached = [json.loads(f.read_text())["content"] for f in (tmp_path / "cache").rglob("*.json")]
+    assert cached == [GOOD]
+
+
+def test_cache_is_keyed_on_the_endpoint(tmp_path):
+    other = '{"clue": 2, "label": 2, "spurious": 2, "hallucination": 2}'
+    with StubChat(lambda b: (200, completion(GOOD))) as a, StubChat(lambda b: (200, completion(other))) as b:
+        assert _judge(a.base_url, tmp_path).judge(ITEM, "happy").scores["clue"] == 7.0
+        assert _judge(b.base_url, tmp_path).judge(ITEM, "happy").scores["clue"] == 2.0
+
+
+def test_missing_key_fails_at_construction_naming_the_variable(tmp_path, monkeypatch):
+    from avere_utils.llm_client import MissingKeyError
+
+    monkeypatch.delenv("AVERE_TEST_JUDGE_KEY")
+    with pytest.raises(MissingKeyError, match="environment variable AVERE_TEST_JUDGE_KEY is not set"):
+        _judge("http://127.0.0.1:9/v1", tmp_path)
+
+
+def test_paper_protocol_reference_then_prediction_400_tokens_released_keys(tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PAPER_PROMPT)
+    with StubChat(lambda body: (200, completion(PAPER_GOOD))) as stub:
+        judge = _judge(stub.base_url, tmp_path, protocol="paper", prompt_file=str(prompt))
+        r = judge.judge(ITEM, "The person smiles broadly: happy.")
+    assert r.scores == {"clue": 6.0, "label": 8.0, "spurious": 7.0, "hallucination": 4.0}
+    (body,) = stub.requests
+    assert body["max_completion_tokens"] == 400 and "temperature" not in body
+    (message,) = body["messages"]  # one user message, no system prompt
+    assert message["role"] == "user"
+    text = message["content"]
+    assert text.index("A broad smile") < text.index("The person smiles broadly")  # reference first
+    assert '{"cue_overlap": int, ...}' in text  # the prompt's own braces survive
+
+
+def test_paper_protocol_drops_an_unparseable_reply_without_re_asking(tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PAPER_PROMPT)
+    with StubChat(lambda body: (200, completion('{"cue_overlap": 6}'))) as stub:
+        r = _judge(stub.base_url, tmp_path, protocol="paper", prompt_file=str(prompt)).judge(ITEM, "happy")
+    assert r.scores is None and r.error == "unparseable reply" and len(stub.requests) == 1
+
+
+@pytest.mark.parametrize("text, match", [("no fields", "lacks {reference} and {prediction}"),
+                                         ("{prediction} then {reference}", "must come first")])
+def test_paper_prompt_file_is_checked(tmp_path, text, match):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        _judge("http://127.0.0.1:9/v1", tmp_path, protocol="paper", prompt_file=str(prompt))
+    with pytest.raises(FileNotFoundError, match="judge_prompt_file"):
+        _judge("http://127.0.0.1:9/v1", tmp_path, protocol="paper", prompt_file=str(tmp_path / "none.txt"))
+
+
+def test_batch_judging_collects_into_judged_rows_and_a_rerun_reuses_the_batch(tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PAPER_PROMPT)
+    items = [Item(id=f"e{i}", dataset="emer", split="test", text={"reason": f"reference {i}"}) for i in range(4)]
+    answers = {"e0": "good one", "e1": "bad one", "e2": "", "e3": "good two"}
+
+    def reply(body):
+        text = body["messages"][0]["content"]
+        return 200, completion("not json" if "bad one" in text else PAPER_GOOD)
+
+    with StubChat(reply) as stub:
+        judge = _judge(stub.base_url, tmp_path, protocol="paper", prompt_file=str(prompt))
+        results = judge.judge_batch(items, answers, tmp_path / "batch.jsonl", poll_s=0.0, max_polls=5)
+        again = _judge(stub.base_url, tmp_path, protocol="paper", prompt_file=str(prompt)).judge_batch(
+            items, answers, tmp_path / "batch.jsonl", poll_s=0.0, max_polls=5)
+    assert [r.error for r in results] == [None, "unparseable reply", "no answer", None]
+    assert results[0].scores == {"clue": 6.0, "label": 8.0, "spurious": 7.0, "hallucination": 4.0}
+    s = summarize(results)
+    assert s.n_judged == 2 and s.n_failed == 1 and s.n_no_answer == 1 and s.means["clue"] == 6.0
+    assert [r.scores for r in again] == [r.scores for r in results]
+    assert sum(p == "POST /v1/batches" for p in stub.paths) == 1  # the rerun paid for no second batch
+    lines = [json.loads(x) for x in (tmp_path / "batch.jsonl").read_text().splitlines()]
+    assert [x["custom_id"] for x in lines] == ["e0", "e1", "e3"]  # the missing prediction is not sent
+    assert lines[0]["body"]["model"] == "judge-model" and lines[0]["body"]["max_completion_tokens"] == 400
+
+
+def test_summary_is_null_when_nothing_was_judged():
+    s = summarize([JudgeResult(None, error="request failed: HTTP 401"), JudgeResult(None, error="no answer")])
+    assert s.means == {k: None for k in CRITERIA} and s.n_judged == 0 and s.n_failed == 1 and s.n_no_answer == 1

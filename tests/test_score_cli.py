@@ -144,6 +144,14 @@ def test_score_emer_needs_judged_replies(tmp_path):
     paper = m["modes"]["paper"]
     assert (paper["clue"], paper["label"], paper["spurious"], paper["hallucination"]) == (5.0, 9.0, 7.0, 6.0)
     assert (paper["n_items"], paper["n_scored"], paper["n_dropped_missing"], paper["n_dropped_error"]) == (4, 2, 1, 1)
+    assert m["judged_format"] == "batch"
+    # the kit's judged rows (notebook 06, judge_protocol: paper) carry the kit's criterion names
+    kit = [{"id": "e1", "scores": {"clue": 8, "label": 9, "spurious": 7, "hallucination": 6}},
+           {"id": "e2", "scores": None, "error": "judge reply is not a JSON object"},
+           {"id": "e3", "scores": {"clue": 2, "label": 9, "spurious": 7, "hallucination": 6}}]
+    (tmp_path / "judged.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kit))
+    k = score("emer", tmp_path / "ovmerd.csv", preds, modes=["paper"], judged=tmp_path / "judged.jsonl")
+    assert k["modes"]["paper"] == {**paper, "n_not_judged": 0} and k["judged_format"] == "kit rows"
 
 
 def test_score_ravdess_folder_uses_the_loader_selection(tmp_path):

@@ -21,7 +21,7 @@ from avere_utils.evaluation import classification, emorealm
 from avere_utils.evaluation.common import PAPER_MODE_NOTE, _clean
 from avere_utils.evaluation.metrics import disagreement
 from avere_utils.evaluation.params import EMOREALM_TASKS
-from avere_utils.evaluation.released import (batch_reply_content, record_text, released_judge_means,
+from avere_utils.evaluation.released import (JUDGE_KEYS, batch_reply_content, record_text, released_judge_means,
                                              released_parse_reply)
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
@@ -232,14 +232,17 @@ def load_annotations(benchmark: str, path: str | Path, ravdess_selection: str = 
 
 
 # --- EMER: judged replies ------------------------------------------------------------------------------
-def read_judged(path: str | Path) -> dict[str, dict[str, Any] | None]:
-    """{id: reply criteria or None (unparseable)} from the Batch-API output file of the released protocol
-    (`custom_id` + response), or from judged rows of the kit (`id` + `scores` with the released keys
-    `cue_overlap` ...; rows judged by the kit's own rubric carry no such keys and are refused)."""
+def read_judged(path: str | Path) -> tuple[dict[str, dict[str, Any] | None], str]:
+    """({id: reply criteria or None (unparseable)}, format) from the Batch-API output file of the released
+    protocol (`custom_id` + response; format "batch"), or from the kit's judged rows (`id` + `scores`,
+    written by notebook 06; format "kit rows").  Kit rows are the paper protocol's only when notebook 06
+    ran with `judge_protocol: paper`; the rows do not say which, so the caller reports the format."""
     path = Path(path)
     if not path.is_file():
         raise ScoreError(f"{path}: judged replies not found")
+    to_released = {name: key for key, name in JUDGE_KEYS.items()}
     out: dict[str, dict[str, Any] | None] = {}
+    formats: set[str] = set()
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -247,17 +250,22 @@ def read_judged(path: str | Path) -> dict[str, dict[str, Any] | None]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ScoreError(f"{path}:{lineno}: not a JSON row ({e})") from e
+        if not isinstance(row, dict):
+            raise ScoreError(f"{path}:{lineno}: a judged row must be a JSON object")
         if "custom_id" in row:
+            formats.add("batch")
             out[str(row["custom_id"])] = released_parse_reply(batch_reply_content(row))
         elif "id" in row:
-            reply = row.get("reply") if isinstance(row.get("reply"), dict) else row.get("scores")
-            if isinstance(reply, dict) and "cue_overlap" not in reply and reply:
-                raise ScoreError(f"{path}:{lineno}: judged row without the released reply keys (cue_overlap, "
-                                 "...): paper mode needs replies of the released judge protocol")
-            out[str(row["id"])] = reply if isinstance(reply, dict) else None
+            formats.add("kit rows")
+            scores = row.get("scores")
+            if isinstance(scores, dict) and set(to_released) <= set(scores):
+                scores = {to_released[k]: v for k, v in scores.items() if k in to_released}
+            out[str(row["id"])] = scores if isinstance(scores, dict) and scores else None
         else:
-            raise ScoreError(f"{path}:{lineno}: a judged row needs 'custom_id' (Batch API) or 'id'")
-    return out
+            raise ScoreError(f"{path}:{lineno}: a judged row needs 'custom_id' (Batch API) or 'id' (kit rows)")
+    if len(formats) > 1:
+        raise ScoreError(f"{path}: mixes Batch-API rows and kit judged rows")
+    return out, formats.pop() if formats else "batch"
 
 
 def score_emer(items: Sequence[Item], records: Mapping[str, dict[str, Any]], modes: Sequence[str],
@@ -269,7 +277,10 @@ def score_emer(items: Sequence[Item], records: Mapping[str, dict[str, Any]], mod
     if judged_path is None:
         raise ScoreError("emer: paper mode needs a judge's replies: pass --judged with the Batch-API output "
                          "of the released protocol (or judged rows with its reply keys); no judge is run here")
-    replies = read_judged(judged_path)
+    replies, fmt = read_judged(judged_path)
+    if fmt == "kit rows":
+        log.warning("%s: kit judged rows are paper mode only if notebook 06 ran with judge_protocol: paper",
+                    judged_path)
     answered = [it for it in items if record_text(records.get(it.id)) is not None]
     parsed = {it.id: replies[it.id] for it in answered if replies.get(it.id) is not None}
     n_unjudged = sum(it.id not in replies for it in answered)
@@ -278,7 +289,7 @@ def score_emer(items: Sequence[Item], records: Mapping[str, dict[str, Any]], mod
             "n_dropped_missing": len(items) - len(answered),
             "n_dropped_error": len(answered) - n_unjudged - len(parsed) + means["n_reply_malformed"],
             "n_not_judged": n_unjudged, "note": PAPER_MODE_NOTE}
-    return {"modes": {"paper": mode}, "judged_file": str(judged_path)}
+    return {"modes": {"paper": mode}, "judged_file": str(judged_path), "judged_format": fmt}
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -334,7 +345,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="METRICS.json")
     p.add_argument("--modes", nargs="+", default=None, metavar="MODE",
                    help="paper and/or strict (default: both; emer: paper)")
-    p.add_argument("--judged", metavar="PATH", help="emer: the judge's replies (Batch-API output jsonl)")
+    p.add_argument("--judged", metavar="PATH", help="emer: the judge's replies (Batch-API output jsonl of the "
+                                                    "released protocol, or notebook 06's judged rows)")
     p.add_argument("--ravdess-selection", default="released", choices=RAVDESS_SELECTIONS,
                    help="released: every 01-* file incl. song (the released loader); speech: 01-01-* (paper text)")
     p.set_defaults(func=run_command)

@@ -320,3 +320,123 @@ def test_full_omni_folder_loads_its_thinker(ckpt, backend, clips, tmp_path):
     linked = load_backend(str(ref_dir), device="cpu")
     assert (ref_dir / "config.json").is_symlink() and linked.settings.media["frame_size"] == p.frame_size
     assert linked.media_settings.frame_size == p.frame_size
+
+
+def test_balanced_accuracy_and_probe_summary():
+    import pandas as pd
+
+    from avere_utils.models.reference import balanced_accuracy, probe_summary
+
+    assert balanced_accuracy([True, True, True, False], [True, True, True, True]) == 0.5  # always Yes
+    assert balanced_accuracy([True, False, False], [True, False, True]) == 0.75
+    assert math.isnan(balanced_accuracy([True, True], [True, False]))  # no absent cue: undefined
+    with pytest.raises(ValueError):
+        balanced_accuracy([True], [True, False])
+    rows = pd.DataFrame({"modality": ["visual"] * 4 + ["audio"] * 2, "present": [True, True, False, False, True, False],
+                         "said_yes": [True, False, False, True, True, True]})
+    s = probe_summary(rows)
+    assert s["visual"] == {"balanced_accuracy": 0.5, "yes_rate_present": 0.5, "yes_rate_absent": 0.5,
+                           "n_present": 2, "n_absent": 2}
+    assert s["audio"]["balanced_accuracy"] == 0.5 and s["audio"]["yes_rate_absent"] == 1.0
+
+
+def test_presence_probe_scores_every_typical_cue(backend, clips):
+    from avere_utils.models.reference import presence_probe
+    from avere_utils.records import Item
+    from avere_utils.synth.text import presence_questions
+
+    record = {"video_emotion": "happiness", "audio_emotion": "happiness",
+              "visual": {"present": ["a broad smile"], "absent": ["softly arched brows", "crinkled eyes"], "context": []},
+              "audio": {"present": ["a high rising pitch", "a bright loud voice"], "absent": ["a quick lively pace"],
+                        "context": []}}
+    items = [Item(id="c0", dataset="dfew", split="test", label="happiness", text={"cues": record}),
+             Item(id="c1", dataset="dfew", split="test", label="anger", text={})]  # no record: left out
+    rows, summary = presence_probe(backend, items, {"c0": clips[0], "c1": clips[1]})
+    assert len(rows) == 6 and set(rows.id) == {"c0"}
+    assert rows.groupby("modality").present.sum().to_dict() == {"audio": 2, "visual": 1}
+    # the margin is log p(Yes) - log p(No) of exactly the question the SFT task teaches
+    q = presence_questions(record)[0]
+    yes, no = backend.sequence_logprobs([Example(qa_prompt(q), clips[0], a) for a in ("(A) Yes", "(B) No")])[0]
+    first = rows[(rows.modality == q["modality"]) & (rows.cue == q["cue"])].iloc[0]
+    assert first.margin == pytest.approx(float(yes - no), abs=1e-4) and first.said_yes == bool(yes > no)
+    assert set(summary) == {"visual", "audio"} and summary["visual"]["n_absent"] == 2
+    with pytest.raises(ValueError, match="no item has a cue record"):
+        presence_probe(backend, items[1:], {"c1": clips[1]})
+
+
+def test_sft_presence_records_rotate_over_the_typical_cues():
+    from avere_utils.models.sft import sft_records
+    from avere_utils.records import Item
+
+    record = {"video_emotion": "anger", "audio_emotion": "anger",
+              "visual": {"present": ["furrowed brows"], "absent": ["tightly pressed lips", "a glaring stare"], "context": []},
+              "audio": {"present": ["a harsh low pitch"], "absent": ["a loud shouting voice", "a fast clipped pace"],
+                        "context": []}}
+    items = [Item(id=f"t{i}", dataset="train_source", split="train", label="anger", text={"cues": record})
+             for i in range(2)]
+    seen = set()
+    for epoch in range(3):
+        recs = sft_records(items, ["presence"], epoch=epoch, presence_per_clip=2)
+        assert [r.item_id for r in recs] == ["t0", "t0", "t1", "t1"]
+        seen |= {r.prompt for r in recs if r.item_id == "t0"}
+    assert len(seen) == 6  # three epochs of two cover the clip's six typical cues
+    all_q = sft_records(items[:1], ["presence"])
+    assert sorted(r.response for r in all_q) == ["(A) Yes"] * 2 + ["(B) No"] * 4
+
+
+def test_perception_targets_and_loss_follow_the_cue_record(backend, clips):
+    from avere_utils.models.perception import (PerceptionHead, encoder_outputs, perception_loss,
+                                               perception_targets, video_positions)
+
+    record = {"video_emotion": "anger", "audio_emotion": "sadness",
+              "visual": {"present": ["furrowed brows"], "absent": ["tightly pressed lips", "a glaring stare"],
+                         "context": ["a blue background", "a coffee mug"]},
+              "audio": {"present": ["a low falling pitch", "a slow dragging pace"], "absent": ["a quiet soft voice"],
+                        "context": ["rain noise"]}}
+    t = perception_targets(record)
+    assert t.presence["visual"].tolist() == [0.0, 1.0, 0.0]  # (mouth, brows, eyes): only the brows are drawn
+    assert t.emotion["visual"].tolist() == [-100, EMOTIONS.index("anger"), -100]
+    assert t.presence["audio"].tolist() == [1.0, 0.0, 1.0]  # (pitch, energy, tempo)
+    assert t.emotion["audio"].tolist() == [EMOTIONS.index("sadness"), -100, EMOTIONS.index("sadness")]
+    (v, a), = encoder_outputs(backend, [clips[0]])
+    hidden = backend.thinker.config.get_text_config().hidden_size
+    assert v.shape[-1] == a.shape[-1] == hidden and v.shape[0] % video_positions(backend, clips[0]) == 0
+    head = PerceptionHead(hidden, video_positions(backend, clips[0]))
+    logits = head(v, a)
+    assert logits["visual"].shape == (3, len(EMOTIONS) + 1) and logits["audio"].shape == (3, len(EMOTIONS) + 1)
+    loss = perception_loss(logits, t)
+    loss.backward()  # the loss reaches the encoders, not only the head
+    assert backend.thinker.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
+    backend.model.zero_grad(set_to_none=True)
+    # only the present parts carry an emotion term: with every part absent, the loss is the presence BCE alone
+    none = {**record, "visual": {**record["visual"], "present": [], "absent": list(VISUAL_CUES_OF_ANGER)}}
+    t0 = perception_targets(none)
+    lv = head(v, None)
+    torch.testing.assert_close(perception_loss(lv, t0), torch.nn.functional.binary_cross_entropy_with_logits(
+        lv["visual"][:, 0], torch.zeros(3)))
+
+
+VISUAL_CUES_OF_ANGER = ("tightly pressed lips", "furrowed brows", "a glaring stare")
+
+
+def test_grounded_probe_picks_the_most_likely_cue_list(backend, clips):
+    from avere_utils.models.reference import grounded_probe
+    from avere_utils.records import Item
+    from avere_utils.synth.text import GROUNDED_PROMPTS, grounded_answer
+
+    record = {"video_emotion": "happiness", "audio_emotion": "happiness",
+              "visual": {"present": ["a broad smile"], "absent": ["softly arched brows", "crinkled eyes"], "context": []},
+              "audio": {"present": ["a high rising pitch", "a bright loud voice"], "absent": ["a quick lively pace"],
+                        "context": []}}
+    items = [Item(id="c0", dataset="dfew", split="test", label="happiness", text={"cues": record})]
+    rows, summary = grounded_probe(backend, items, {"c0": clips[0]})
+    assert len(rows) == 6 and rows.groupby("modality").present.sum().to_dict() == {"audio": 2, "visual": 1}
+    # the visual decision is the argmax over the 7 non-empty subsets of the three typical cues
+    typical = ["a broad smile", "softly arched brows", "crinkled eyes"]
+    from itertools import combinations
+    subsets = [list(c) for k in (1, 2, 3) for c in combinations(typical, k)]
+    scores = backend.score_choices(Example(GROUNDED_PROMPTS["visual"], clips[0]), [grounded_answer(s) for s in subsets])
+    best = subsets[int(scores.argmax())]
+    vis = rows[rows.modality == "visual"].set_index("cue").said_yes.to_dict()
+    assert vis == {c: c in best for c in typical}
+    assert summary["visual"]["n_present"] == 1 and summary["audio"]["n_absent"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avere_utils.datasets.emorealm import STRESS_KINDS, TASKS, validate_qa
-from avere_utils.emotions import (EMOTIONS, SPURIOUS_AMBIENCE, SPURIOUS_BACKGROUND,
+from avere_utils.emotions import (AUDIO_CUES, EMOTIONS, VISUAL_CUES, SPURIOUS_AMBIENCE, SPURIOUS_BACKGROUND,
                                   context_cues, find_cues, typical_cues)
 from avere_utils.synth import WorldConfig, cue_record, generate_world
 from avere_utils.synth.face import OCCLUDER, PART_BOX, draw_still
@@ -192,3 +192,33 @@ def test_generation_refuses_a_foreign_folder_and_clears_its_own(tmp_path):
     stale.write_bytes(b"old")
     generate_world(own, tiny, seed=0)
     assert not stale.exists()
+
+
+def test_presence_questions_ask_every_typical_cue_of_the_shown_emotions():
+    from avere_utils.synth.text import presence_questions
+
+    for s in dfew_specs(SMALL, 0)[0][:20]:
+        rec = cue_record(s)
+        qs = presence_questions(rec)
+        for m, table, emo in (("visual", VISUAL_CUES, rec["video_emotion"]), ("audio", AUDIO_CUES, rec["audio_emotion"])):
+            mine = [q for q in qs if q["modality"] == m]
+            assert {q["cue"] for q in mine} == set(table[emo].values())  # all three, present or absent
+            assert all(q["present"] == (q["cue"] in rec[m]["present"]) for q in mine)
+            assert all((q["answer"] == "A") == q["present"] and q["choices"] == ["(A) Yes", "(B) No"] for q in mine)
+            assert all(find_cues(q["question"]) == [q["cue"]] for q in mine)  # the question names only its cue
+    fixed = presence_questions(cue_record(dfew_specs(SMALL, 0)[0][0]), template=1)
+    assert all(q["question"].startswith(("Can you see", "Can you hear")) for q in fixed)
+
+
+def test_grounded_items_list_exactly_the_present_typical_cues():
+    from avere_utils.synth.text import grounded_answer, grounded_items
+
+    for s in dfew_specs(SMALL, 0)[0][:20]:
+        rec = cue_record(s)
+        for g in grounded_items(rec):
+            emo = rec["video_emotion" if g["modality"] == "visual" else "audio_emotion"]
+            table = VISUAL_CUES if g["modality"] == "visual" else AUDIO_CUES
+            assert set(g["typical"]) == set(table[emo].values())
+            assert g["present"] == rec[g["modality"]]["present"]  # same part order as the cue record
+            assert find_cues(g["answer"]) == g["present"]
+    assert grounded_answer(["a broad smile", "crinkled eyes"]) == "A broad smile and crinkled eyes."

@@ -25,6 +25,7 @@ class DataPrepParams(StageParams):
     spurious_rate: float = 0.8
     text_prior_rate: float = 0.3
     context_reason_rate: float = 0.6
+    qa_text_prior_rate: float = 0.0  # training stress questions about context / absent cues answered Yes
     disagreement_rate: float = 0.15
     clip_seconds: float = 2.0
     video_size: int = 112

@@ -41,3 +41,29 @@ def plot_heldout(rec: pd.DataFrame, summary: dict[str, float], path: str | Path)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+def plot_presence_probe(rows: pd.DataFrame, summary: dict[str, dict[str, float]], path: str | Path,
+                        bar: float | None = None) -> pd.DataFrame:
+    """The cue-presence probe: per modality and cue part, how often the model says a typical cue is
+    there when it is (left of each pair) and when it is not; titles carry the balanced accuracy."""
+    from avere_utils.emotions import AUDIO_CUES, VISUAL_CUES
+
+    part_of = {c: part for table in (VISUAL_CUES, AUDIO_CUES) for parts in table.values() for part, c in parts.items()}
+    df = rows.assign(part=rows.cue.map(part_of), truth=rows.present.map({True: "cue present", False: "cue absent"}))
+    table = df.groupby(["modality", "part", "truth"], sort=False).said_yes.mean().rename("yes_rate").reset_index()
+    mods = [m for m in ("visual", "audio") if m in summary]
+    fig, axes = plt.subplots(1, len(mods), figsize=(5.5 * len(mods), 4), squeeze=False)
+    for ax, m in zip(axes[0], mods):
+        sns.barplot(data=table[table.modality == m], x="part", y="yes_rate", hue="truth",
+                    hue_order=["cue present", "cue absent"], palette=["tab:green", "tab:red"], ax=ax)
+        title = f"{m}: balanced accuracy {summary[m]['balanced_accuracy']:.2f}"
+        if bar is not None:
+            title += f" (bar {bar:.2f})"
+        ax.set(ylim=(0, 1), xlabel="", ylabel='share answered "Yes"', title=title)
+        ax.legend(title="", loc="upper right", fontsize=8)
+    fig.suptitle('"Does the clip show <typical cue of the shown emotion>?" on held-out clips (scoring mode)')
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return table

@@ -32,9 +32,11 @@ class ReferenceParams(StageParams):
     sft_warmup_ratio: float = 0.05
     sft_max_steps: int = 0  # 0: every step of sft_epochs; > 0 a step bound (smoke runs). Never a time cap:
     # the reference, and every number after it, must not depend on the machine's speed
-    sft_tasks: list[str] = field(default_factory=lambda: ["label", "description", "qa"])
+    sft_tasks: list[str] = field(default_factory=lambda: ["label", "description", "qa", "presence", "grounded"])
     sft_qa_per_clip: int = 1  # qa items per clip per epoch, rotating, staggered over clips (0: all of them every epoch)
     sft_label_repeats: int = 3  # label examples per clip per epoch (see sft.sft_records)
+    sft_perception_weight: float = 1.0  # auxiliary perception loss on the encoders (models/perception.py); 0 = off
+    sft_presence_per_clip: int = 2  # cue-presence questions per clip per epoch, rotating (0: all of them)
     sft_max_items: int = 0  # 0: every training-source item
     # what the notebook shows: generations on n_show held-out clips (paper: the smoke test on 2 clips),
     # closed-set recognition and cue citations on n_check held-out clips (DFEW test manifest)

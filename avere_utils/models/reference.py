@@ -71,9 +71,11 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     backend = load_backend(str(init_dir), device=p.device, dtype=p.dtype)
     media = load_clip_media(items, backend.media_settings, p.cache_dir)
     cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
-                    warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed)
+                    warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,
+                    perception_weight=p.sft_perception_weight)
     history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
-                      qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats)
+                      qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
+                      presence_per_clip=p.sft_presence_per_clip)
     out = Path(p.reference_dir)
     fresh, stale = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
     for d in (fresh, stale):
@@ -186,3 +188,83 @@ def heldout_check(backend: Any, items: Sequence[Item], media: dict[str, Media], 
             "cites_context": float(table.cited_context.map(bool).mean()),
         })
     return df, summary
+
+
+# --- the cue-presence probe (perception) -------------------------------------------------------------
+def balanced_accuracy(truth: Sequence[bool], said_yes: Sequence[bool]) -> float:
+    """Mean of the accuracy on the true-Yes items and on the true-No items (nan if either is empty):
+    a model that always says Yes scores 0.5, whatever the share of present cues."""
+    pos = [s for t, s in zip(truth, said_yes, strict=True) if t]
+    neg = [not s for t, s in zip(truth, said_yes, strict=True) if not t]
+    if not pos or not neg:
+        return float("nan")
+    return 0.5 * (sum(pos) / len(pos) + sum(neg) / len(neg))
+
+
+def probe_summary(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per modality (visual, audio): balanced accuracy, Yes-rate on present and on absent cues, counts."""
+    out: dict[str, dict[str, float]] = {}
+    for modality, g in rows.groupby("modality", sort=False):
+        present, absent = g[g.present], g[~g.present]
+        out[str(modality)] = {
+            "balanced_accuracy": balanced_accuracy(g.present.tolist(), g.said_yes.tolist()),
+            "yes_rate_present": float(present.said_yes.mean()) if len(present) else float("nan"),
+            "yes_rate_absent": float(absent.said_yes.mean()) if len(absent) else float("nan"),
+            "n_present": int(len(present)), "n_absent": int(len(absent)),
+        }
+    return out
+
+
+def presence_probe(backend: Any, items: Sequence[Item], media: dict[str, Media]
+                   ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Scoring-mode Yes/No "is cue X there?" over every typical cue of the shown emotion (visual cues of
+    the video emotion, audio cues of the audio emotion), present and absent, on each item with a cue
+    record; "Yes" when log p("(A) Yes") > log p("(B) No").  One forward per clip (its media encoded once)."""
+    from avere_utils.models.sft import qa_prompt
+    from avere_utils.synth.text import YES_NO, presence_questions
+
+    rows = []
+    for it in tqdm(items, desc="presence probe", unit="clip"):
+        record = (it.text or {}).get("cues")
+        if not record:
+            continue
+        qs = presence_questions(record)
+        m = media[it.id]
+        examples = [Example(qa_prompt(q), m, answer) for q in qs for answer in YES_NO]
+        logp, _ = backend.sequence_logprobs(examples)
+        logp = logp.view(len(qs), 2).cpu()
+        for q, (yes, no) in zip(qs, logp.tolist()):
+            rows.append({"id": it.id, "modality": q["modality"], "cue": q["cue"], "present": q["present"],
+                         "margin": yes - no, "said_yes": yes > no})
+    if not rows:
+        raise ValueError("presence_probe: no item has a cue record (synthetic world only)")
+    df = pd.DataFrame(rows)
+    return df, probe_summary(df)
+
+
+def grounded_probe(backend: Any, items: Sequence[Item], media: dict[str, Media]
+                   ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """The same question as `presence_probe` as a scored choice among cue lists: per clip and modality,
+    the grounded prompt ("Which facial cues of the emotion does the video show?") is scored with every
+    non-empty subset of the shown emotion's three typical cues as the answer; the most likely list says,
+    for each typical cue, present (in the list) or absent.  Same rows and summary as `presence_probe`."""
+    from itertools import combinations
+
+    from avere_utils.synth.text import grounded_answer, grounded_items
+
+    rows = []
+    for it in tqdm(items, desc="grounded probe", unit="clip"):
+        record = (it.text or {}).get("cues")
+        if not record:
+            continue
+        for g in grounded_items(record):
+            subsets = [list(c) for k in range(1, len(g["typical"]) + 1) for c in combinations(g["typical"], k)]
+            scores = backend.score_choices(Example(g["prompt"], media[it.id]), [grounded_answer(s) for s in subsets])
+            best = subsets[int(scores.argmax())]
+            for cue in g["typical"]:
+                rows.append({"id": it.id, "modality": g["modality"], "cue": cue, "present": cue in g["present"],
+                             "said_yes": cue in best})
+    if not rows:
+        raise ValueError("grounded_probe: no item has a cue record (synthetic world only)")
+    df = pd.DataFrame(rows)
+    return df, probe_summary(df)

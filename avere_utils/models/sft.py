@@ -6,7 +6,12 @@ Three tasks per training clip, all as (user prompt about the clip, assistant ans
 * description: the EMER prompt -> the clip's *noisy* source description (`captions.description`), which
   carries the training source's spurious context and text prior: that is what the reference absorbs;
 * qa: each EmoReAlM-style item -> question + " " + lettered choices, answered with the full correct
-  choice string, e.g. "(B) No" or "(C) furrowed brows".
+  choice string, e.g. "(B) No" or "(C) furrowed brows";
+* presence: "Does the video show a broad smile? (A) Yes (B) No" about a typical cue of the shown emotion,
+  present or absent (from the clip's cue record), answered from what the clip shows: the perception
+  the paper's method needs, taught apart from the reasoning questions (the captions' text prior stays);
+* grounded: "Which facial cues of the emotion does the video show?" (and the audio's) -> exactly the
+  present typical cues, e.g. "A broad smile and crinkled eyes." (both modalities, every epoch).
 
 The loss is the token-level mean negative log-likelihood of the responses (`SFTConfig.loss_normalization`),
 computed through `Backend.sequence_logprobs`.
@@ -25,14 +30,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cue_phrases
+from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cue_phrases, cue_kind
 from avere_utils.records import Example, Item, Media
+from avere_utils.synth.text import grounded_items, presence_questions
 
 log = logging.getLogger(__name__)
 
 CLASSIFICATION_PROMPT = "Describe the emotion of the person in the video in one word."
 EMER_PROMPT = "Describe the emotion of the person in the video in detail."
-SFT_TASKS = ("label", "description", "qa")
+SFT_TASKS = ("label", "description", "qa", "presence", "grounded")
 
 
 def qa_prompt(qa: dict[str, Any]) -> str:
@@ -57,8 +63,16 @@ class SFTRecord:
     group: str = ""  # records of one group share a batch (and the clip's encoding); default: the item id
 
 
+def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any]:
+    """`per_clip` items of a clip's pool for this epoch (0: all), the window moving by `per_clip` each
+    epoch and starting at the clip's position, so that every item is taught equally often over the clips."""
+    if not per_clip or not pool:
+        return list(pool)
+    return [pool[(pos + epoch * per_clip + j) % len(pool)] for j in range(min(per_clip, len(pool)))]
+
+
 def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoch: int = 0,
-                qa_per_clip: int = 0, label_repeats: int = 1) -> list[SFTRecord]:
+                qa_per_clip: int = 0, label_repeats: int = 1, presence_per_clip: int = 0) -> list[SFTRecord]:
     """The SFT examples of the training items for one epoch, in item order.
 
     qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
@@ -68,7 +82,9 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
     MCQ tasks and never a Yes/No question).  label_repeats
     > 1 adds the label example that many times, each copy in its own batch group: the label is the most
     direct perception signal, and without the repeats a tiny model settles on the spurious background
-    before it learns the faces and voices.  Items lacking a field a task needs are counted and skipped."""
+    before it learns the faces and voices.  presence_per_clip (0: all of them) cue-presence questions per
+    clip and epoch rotate like the qa items, over the clip's typical cues of both modalities
+    (`synth.text.presence_questions`).  Items lacking a field a task needs are counted and skipped."""
     unknown = [t for t in tasks if t not in SFT_TASKS]
     if unknown:
         raise ValueError(f"unknown SFT task(s) {unknown}; tasks are {SFT_TASKS}")
@@ -91,11 +107,18 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
             qas = (it.text or {}).get("qa") or []
             if not qas:
                 skipped["qa"] += 1
-                continue
-            if qa_per_clip:
-                qas = [qas[(pos + epoch * qa_per_clip + j) % len(qas)] for j in range(min(qa_per_clip, len(qas)))]
-            for qa in qas:
-                out.append(SFTRecord(it.id, "qa", qa_prompt(qa), qa_answer(qa)))
+            out.extend(SFTRecord(it.id, "qa", qa_prompt(qa), qa_answer(qa)) for qa in rotate(qas, pos, epoch, qa_per_clip))
+        if "presence" in tasks:
+            record = (it.text or {}).get("cues")
+            if not record:
+                skipped["presence"] += 1
+            qs = rotate(presence_questions(record), pos, epoch, presence_per_clip) if record else []
+            out.extend(SFTRecord(it.id, "presence", qa_prompt(q), qa_answer(q)) for q in qs)
+        if "grounded" in tasks:
+            record = (it.text or {}).get("cues")
+            if not record:
+                skipped["grounded"] += 1
+            out.extend(SFTRecord(it.id, "grounded", g["prompt"], g["answer"]) for g in (grounded_items(record) if record else []))
     if any(skipped.values()):
         log.warning("SFT: items skipped per task for a missing field: %s", skipped)
     return out
@@ -118,8 +141,13 @@ def tokenizer_corpus(manifest_files: Iterable[str | Path], pairs_dir: str | Path
     evaluation prompts and the emotion lexicon."""
     from avere_utils.synth.text import ADJECTIVE  # adjectives used by the captions
 
+    from avere_utils.synth.text import GROUNDED_PROMPTS, PRESENCE_TEMPLATES
+
     texts: list[str] = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS, *ADJECTIVE.values(), *all_cue_phrases(),
                         *[c for v in VISUAL_CONTEXT.values() for c in v], *[c for v in AUDIO_CONTEXT.values() for c in v]]
+    texts += [t.format(cue=c) for m, ts in PRESENCE_TEMPLATES.items() for t in ts
+              for c in all_cue_phrases() if cue_kind(c)[0] == m and cue_kind(c)[1] != "context"]
+    texts += list(GROUNDED_PROMPTS.values())
 
     def walk(x: Any) -> None:
         if isinstance(x, str):
@@ -169,6 +197,21 @@ class SFTConfig:
     # "example": mean over examples of each response's mean token NLL (short labels weigh as much as
     # long descriptions)
     loss_normalization: str = "token"
+    # weight of the auxiliary perception loss on the encoders (models/perception.py); 0 = off.  Needs the
+    # items' cue records (synthetic world); items without one add nothing.
+    perception_weight: float = 0.0
+
+
+def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],
+                         media_of: Callable[[str], Media], targets: dict[str, Any]) -> torch.Tensor | None:
+    """Mean auxiliary perception loss over the distinct clips of a batch that have targets."""
+    from avere_utils.models.perception import encoder_outputs, perception_loss
+
+    ids = list(dict.fromkeys(r.item_id for r in batch if r.item_id in targets))
+    if not ids:
+        return None
+    outs = encoder_outputs(backend, [media_of(i) for i in ids])
+    return torch.stack([perception_loss(head(v, a), targets[i]) for i, (v, a) in zip(ids, outs)]).mean()
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -181,12 +224,13 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
             log_file: str | Path, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
-            label_repeats: int = 1) -> list[dict[str, Any]]:
+            label_repeats: int = 1, presence_per_clip: int = 0) -> list[dict[str, Any]]:
     """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     epochs = [clip_grouped_batches(sft_records(items, tasks, epoch=e, qa_per_clip=qa_per_clip,
-                                               label_repeats=label_repeats), cfg.batch_size, rng)
+                                               label_repeats=label_repeats, presence_per_clip=presence_per_clip),
+                                   cfg.batch_size, rng)
               for e in range(cfg.epochs)]
     total = sum(len(b) for b in epochs)
     if cfg.max_steps:
@@ -194,6 +238,17 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     if total == 0:
         raise ValueError("run_sft: no SFT records")
     params = [p for p in backend.trainable_parameters()]
+    head, targets = None, {}
+    if cfg.perception_weight > 0:
+        from avere_utils.models.perception import PerceptionHead, perception_targets, video_positions
+
+        targets = {it.id: perception_targets(it.text["cues"]) for it in items if (it.text or {}).get("cues")}
+        if not targets:
+            raise ValueError("run_sft: perception_weight > 0 but no item has a cue record")
+        first = next(iter(targets))
+        hidden = backend.thinker.config.get_text_config().hidden_size
+        head = PerceptionHead(hidden, video_positions(backend, media_of(first))).to(backend.device)
+        params = params + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total)
     log_file = Path(log_file)
@@ -204,7 +259,7 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     step = 0
     with open(log_file, "w") as flog, tqdm(total=total, desc="SFT", unit="step") as bar:
         flog.write(json.dumps({"event": "config", **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
-                               "label_repeats": label_repeats,
+                               "label_repeats": label_repeats, "presence_per_clip": presence_per_clip,
                                "n_items": len(items), "steps_planned": total}) + "\n")
         for epoch, batches in enumerate(epochs):
             for batch in batches:
@@ -219,6 +274,11 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                     loss = nll.mean()
                 else:
                     raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
+                aux = None
+                if head is not None:
+                    aux = perception_step_loss(backend, head, batch, media_of, targets)
+                    if aux is not None:
+                        loss = loss + cfg.perception_weight * aux
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -227,6 +287,8 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                 rec: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss.detach()),
                                        "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
                                        "seconds": time.perf_counter() - start}
+                if aux is not None:
+                    rec["loss_perception"] = float(aux.detach())
                 for task in SFT_TASKS:
                     sel = [i for i, r in enumerate(batch) if r.task == task]
                     if sel:

@@ -19,7 +19,7 @@ from avere_utils.emotions import (AUDIO_CONTEXT, AUDIO_CUES, AUDIO_PARTS, EMOTIO
                                   SPURIOUS_BACKGROUND, VISUAL_CONTEXT, VISUAL_CUES, VISUAL_PARTS)
 
 # Bump when the rendering or the layout changes, so that a stored world is regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass
@@ -27,16 +27,17 @@ class WorldConfig:
     """Knobs of the synthetic world.  Sizes are per dataset; rates are probabilities."""
 
     n_train_source: int = 640
-    n_dfew_test_per_class: int = 20
+    n_dfew_test_per_class: int = 50
     n_dfew_train_per_class: int = 2
     n_ravdess_actors: int = 2
     n_mer2023: int = 100
     n_mer2023_worried: int = 6  # rows labelled `worried`, which the protocol drops
-    n_emer: int = 50
-    n_emorealm_per_task: int = 50
+    n_emer: int = 100
+    n_emorealm_per_task: int = 240
     spurious_rate: float = 0.8  # train_source only: P(context follows SPURIOUS_BACKGROUND/AMBIENCE)
     text_prior_rate: float = 0.3  # train_source captions: P(cite an ABSENT typical cue)
     context_reason_rate: float = 0.3  # train_source captions: P(cite a context cue as a reason)
+    qa_text_prior_rate: float = 0.0  # train_source stress questions about context / absent cues: P(answered Yes)
     disagreement_rate: float = 0.15  # train_source and DFEW: P(audio voices another emotion)
     parts_probs: tuple[float, float, float] = (0.25, 0.5, 0.25)  # P(1, 2, 3 rendered parts) per modality
     video_size: int = 112  # written frame size (even: yuv420p)
@@ -53,7 +54,8 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.video_size % 2:
             raise ValueError(f"video_size must be even for yuv420p, got {self.video_size}")
-        for name in ("spurious_rate", "text_prior_rate", "context_reason_rate", "disagreement_rate"):
+        for name in ("spurious_rate", "text_prior_rate", "context_reason_rate", "qa_text_prior_rate",
+                     "disagreement_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"WorldConfig.{name} must be in [0, 1], got {v}")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from avere_utils.datasets.emorealm import STRESS_KINDS, TASKS  # one definition of the task keys
-from avere_utils.emotions import AUDIO_CUES, EMOTIONS, VISUAL_CUES
+from avere_utils.emotions import AUDIO_CUES, AUDIO_PARTS, EMOTIONS, VISUAL_CUES, VISUAL_PARTS
 
 ADJECTIVE: dict[str, str] = {"happiness": "happy", "sadness": "sad", "neutral": "neutral", "anger": "angry",
                              "surprise": "surprised", "disgust": "disgusted", "fear": "fearful"}
@@ -195,8 +195,14 @@ def make_item(record: dict[str, Any], task: str, rng: np.random.Generator, kind:
     raise KeyError(f"unknown task {task!r}; tasks are {TASKS}")
 
 
-def clip_qa(record: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One item per task for a training clip (stress kind drawn at random, Yes half of the time)."""
+def clip_qa(record: dict[str, Any], rng: np.random.Generator, qa_text_prior_rate: float = 0.0
+            ) -> list[dict[str, Any]]:
+    """One item per task for a training clip (stress kind drawn at random, Yes half of the time).
+
+    qa_text_prior_rate: the share of stress questions about a context cue or an absent typical cue that
+    the training source answers "Yes", as an annotator writing from the noisy captions and the text
+    prior would (the cue is typical of the emotion, or the context goes with it); such an item keeps its
+    kind and gets `"noisy": true`.  The evaluation's items are always answered from the cue record."""
     out = []
     for task in TASKS:
         kind = None
@@ -205,6 +211,63 @@ def clip_qa(record: dict[str, Any], rng: np.random.Generator) -> list[dict[str, 
         item = make_item(record, task, rng, kind)
         if item is None and kind == "hallucination":  # every part rendered: nothing absent to ask about
             item = make_item(record, task, rng, "spurious")
+        if item is not None and item.get("kind") in ("spurious", "hallucination") and rng.random() < qa_text_prior_rate:
+            item = {**item, "answer": "A", "noisy": True}
         if item is not None:
             out.append(item)
+    return out
+
+
+# --- cue-presence questions (perception, not reasoning) ---------------------------------------------
+# "Is cue X there?" asks only what the clip shows, never why the person feels something: it is how the
+# reference's perception is taught (SFT) and measured (notebook 03's probe), apart from the EmoReAlM
+# stress questions, which ask whether a cue is a *reason* for the emotion.
+PRESENCE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "visual": ("Does the video show {cue}?", "Can you see {cue} on the face?", "Is {cue} visible in the video?"),
+    "audio": ("Does the audio have {cue}?", "Can you hear {cue} in the voice?", "Is {cue} audible in the audio?"),
+}
+
+
+def presence_questions(record: dict[str, Any], template: int | None = None) -> list[dict[str, Any]]:
+    """One Yes/No question per typical cue of the shown emotion, per modality (visual cues of the video
+    emotion, audio cues of the audio emotion), present and absent alike, in lexicon order.  The wording
+    rotates over PRESENCE_TEMPLATES by the cue's position unless `template` fixes it."""
+    out = []
+    for modality in ("visual", "audio"):
+        rm = record[modality]
+        cues = [(c, True) for c in rm["present"]] + [(c, False) for c in rm["absent"]]
+        cues.sort(key=lambda cp: cp[0])
+        templates = PRESENCE_TEMPLATES[modality]
+        for i, (cue, present) in enumerate(cues):
+            t = templates[(i if template is None else template) % len(templates)]
+            out.append({"modality": modality, "cue": cue, "present": present, "question": t.format(cue=cue),
+                        "choices": list(YES_NO), "answer": "A" if present else "B"})
+    return out
+
+
+# Grounded cue lists: "which typical cues does the clip show?" answered with exactly the present ones, in
+# lexicon part order.  Generating a cue phrase from the media is a direct (first-order) use of what the
+# encoders see, unlike a Yes/No answer about a named cue, which must first bind the named cue to a place
+# in the frame or the sound: the tiny model learns the former in a few hundred steps and not the latter.
+GROUNDED_PROMPTS: dict[str, str] = {
+    "visual": "Which facial cues of the emotion does the video show?",
+    "audio": "Which vocal cues of the emotion does the audio have?",
+}
+
+
+def grounded_answer(cues: list[str] | tuple[str, ...]) -> str:
+    """The grounded answer for a set of present cues (given in part order): "a broad smile and crinkled eyes."."""
+    return _cap(_join(list(cues))) + "." if cues else "None."
+
+
+def grounded_items(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per modality: the grounded prompt, the answer listing the present typical cues, and all typical
+    cues of the shown emotion in part order (for the probe's candidate lists)."""
+    out = []
+    for modality, table, parts, key in (("visual", VISUAL_CUES, VISUAL_PARTS, "video_emotion"),
+                                        ("audio", AUDIO_CUES, AUDIO_PARTS, "audio_emotion")):
+        typical = [table[record[key]][p] for p in parts]
+        present = [c for c in typical if c in record[modality]["present"]]
+        out.append({"modality": modality, "prompt": GROUNDED_PROMPTS[modality], "typical": typical,
+                    "present": present, "answer": grounded_answer(present)})
     return out

@@ -1,0 +1,258 @@
+"""Seconds per policy step of plain DPO, AVEm-DPO unshared and AVEm-DPO with the shared-prefix pass, at the
+paper's token geometry: the Qwen2.5-Omni thinker class with the real processor settings (8 frames at
+448x448 -> 1,024 video tokens after merging, 16 kHz audio -> ~100 tokens for 4 s, a ~30-token question:
+a prompt of ~1,150 tokens) and ~60-token responses, with width and depth reduced (parameters) so that it
+runs on 2 CPU cores in a few minutes.  Writes outputs/bench/training_geometry.json.
+
+    .venv/bin/python bench/bench_training_geometry.py [--hidden 256 --layers 4 ...] [--device cuda --dtype bf16]
+
+A step is what the kit's trainer does per micro-batch with the reference and text-only log-probs
+precomputed (its default): `Trainer.micro_batch_loss` (one policy call), backward, AdamW step.
+"dpo" is the naive_dpo variant with the shared pass off: chosen and rejected as two full sequences in one
+batch, which is trl's concatenated forward.  The three configurations are timed interleaved (rotating
+order), the median of --repeats steps each after one warm-up step, so that load from other processes on
+a shared machine falls on all three alike.  Memory: bytes autograd saves for backward
+(`SavedTensorMeter`, any device), checked against `avere_utils.training.memory.estimate_step_memory`; on
+CUDA also torch.cuda.max_memory_allocated per configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from avere_utils.paths import atomic_write_text  # noqa: E402
+
+WORDS = ("the person smiles broadly and the voice rises with a bright warm tone while the eyes crinkle "
+         "brows lower lips press tight and the speech grows loud fast and sharp a yellow wall a coffee mug "
+         "rain noise behind trembling hands soft low falling pitch tears slow quiet breath raised eyebrows "
+         "open mouth gasp sudden high pitch clenched fists frown narrowed eyes steady neutral face flat "
+         "calm even speech").split()
+QUESTION_STEM = "Which cues in the video and the audio show how this person feels, and why"
+
+
+def text_of(tokenizer, n_tokens: int, seed: int, stem: str = "") -> str:
+    """A sentence of about n_tokens tokens under this tokenizer (words drawn with a fixed seed)."""
+    rng = np.random.default_rng(seed)
+    words = stem.split()
+    while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) < n_tokens:
+        words.append(WORDS[int(rng.integers(len(WORDS)))])
+    return " ".join(words)
+
+
+def build_model(args, work: Path) -> str:
+    from avere_utils.models.tiny import build_tiny_checkpoint
+
+    head_dim = args.hidden // args.heads
+    quarter = head_dim // 8  # Qwen2.5-Omni-7B: head_dim 128 -> mrope_section [16, 24, 24]
+    size = {"text": {"hidden_size": args.hidden, "intermediate_size": args.intermediate,
+                     "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
+                     "num_key_value_heads": args.kv_heads, "mrope_section": [quarter, 3 * quarter // 2,
+                                                                             head_dim // 2 - quarter - 3 * quarter // 2]},
+            "vision": {"depth": args.vision_depth, "hidden_size": args.vision_hidden,
+                       "intermediate_size": 2 * args.vision_hidden, "num_heads": 4, "patch_size": 14},
+            "audio": {"encoder_layers": args.audio_layers, "d_model": args.audio_d_model,
+                      "encoder_attention_heads": 4, "encoder_ffn_dim": 2 * args.audio_d_model},
+            "media": {"n_frames": args.frames, "frame_size": args.frame_size, "sample_rate": 16000}}
+    corpus = [" ".join(WORDS), QUESTION_STEM] * 4
+    return str(build_tiny_checkpoint(work / "model", corpus, size=size, seed=0))
+
+
+def make_pairs(args, tokenizer):
+    from avere_utils.records import Media
+    from avere_utils.training.data import PairSource
+
+    rng = np.random.default_rng(0)
+    n_audio = int(args.audio_seconds * 16000)
+    rows, media = [], {}
+    for i in range(args.batch):
+        question = text_of(tokenizer, args.question_tokens, 100 + i, QUESTION_STEM) + "?"
+        row = {"id": f"g{i}", "modality": args.modality, "prompt": question,
+               **{k: text_of(tokenizer, args.response_tokens, 10 * i + j) for j, k in
+                  enumerate(("chosen", "rejected_vr", "rejected_er"))},
+               "video": f"v{i}", "audio": f"a{i}", "video_l": f"v{i}l", "audio_l": f"a{i}l"}
+        rows.append(row)
+        for key in ("video", "audio", "video_l", "audio_l"):
+            media[row[key]] = (rng.integers(0, 255, (args.frames, args.frame_size, args.frame_size, 3), dtype=np.uint8)
+                               if key.startswith("video") else (0.3 * rng.standard_normal(n_audio)).astype(np.float32))
+    # one Media object per clip for the whole run: the backend memoises the processor work per object,
+    # so every configuration times the model, not the patchifying
+    real = {r["id"]: Media(frames=media[r["video"]], audio=media[r["audio"]]) for r in rows}
+    rejected = {r["id"]: Media(frames=media[r["video_l"]], audio=media[r["audio_l"]]) for r in rows}
+    return PairSource(rows, lambda row: (real[row["id"]], rejected[row["id"]]))
+
+
+CONFIGS = {"dpo": ("naive_dpo", False), "avem_unshared": ("avem_dpo", False), "avem_shared": ("avem_dpo", True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--intermediate", type=int, default=704)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--vision-depth", type=int, default=1)
+    ap.add_argument("--vision-hidden", type=int, default=64)
+    ap.add_argument("--audio-layers", type=int, default=1)
+    ap.add_argument("--audio-d-model", type=int, default=64)
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--frame-size", type=int, default=448)
+    ap.add_argument("--audio-seconds", type=float, default=4.0)
+    ap.add_argument("--question-tokens", type=int, default=30)
+    ap.add_argument("--response-tokens", type=int, default=60)
+    ap.add_argument("--modality", default="both", choices=("visual", "audio", "both"))
+    ap.add_argument("--batch", type=int, default=1, help="pairs per micro-batch")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads; one keeps a step's time steady on a shared machine (two threads "
+                         "under other load spend much of their time waiting for each other)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--out", default=str(REPO / "outputs/bench/training_geometry.json"))
+    args = ap.parse_args()
+
+    from accelerate import Accelerator
+
+    from avere_utils.config import build
+    from avere_utils.models import LoraSettings, load_backend
+    from avere_utils.models.loading import resolve_device
+    from avere_utils.training.memory import SavedTensorMeter, estimate_step_memory, shape_from_config
+    from avere_utils.training.params import TrainParams
+    from avere_utils.training.trainer import Trainer
+
+    t_start = time.perf_counter()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench_geometry_"))
+    model_dir = build_model(args, work)
+    torch.manual_seed(0)
+    backend = load_backend(model_dir, lora=LoraSettings(r=8, alpha=32), device=args.device, dtype=args.dtype)
+    with torch.no_grad():  # non-zero B, as after some training: the adapters change the log-probs
+        for name, p in backend.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    pairs = make_pairs(args, backend.tokenizer)
+    dev = resolve_device(args.device)
+    accelerator = Accelerator(cpu=dev.type == "cpu")
+    trainers = {}
+    for name, (variant, shared) in CONFIGS.items():
+        params = build(TrainParams, dict(run_dir=str(work / name), variant=variant, reference_dir=model_dir,
+                                         pairs_dir=str(work / "none"), device=str(dev), max_steps=1,
+                                         per_device_batch_size=args.batch, grad_accum_steps=1, save_steps=0,
+                                         learning_rate=1e-6, logp_cache_dir="", resume=False,
+                                         shared_prefix=shared), "bench")
+        trainers[name] = Trainer(params, backend=backend, pairs=pairs, accelerator=accelerator)
+        trainers[name].precompute(list(range(args.batch)))  # reference and text-only, as before training
+    indices = list(range(args.batch))
+    backend.model.train()
+
+    def step(trainer) -> None:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.micro_batch_loss(indices).per_sample.sum().backward()
+        trainer.optimizer.step()
+
+    # geometry, and the shared pass checked on the benched batch itself
+    plan = trainers["avem_shared"].plan(0)
+    examples = [ex for _, ex in plan.policy]
+    built = backend._build([examples[0]], with_response=False)
+    prompt_tokens = int(built.attention_mask.sum())
+    response_tokens = [len(backend.response_ids(ex.response)) for ex in examples]
+    with torch.no_grad():
+        lp_u = backend.sequence_logprobs(examples)[0]
+        lp_s = backend.sequence_logprobs(examples, share_prefix=True)[0]
+    max_logp_diff = float((lp_u - lp_s).abs().max())
+
+    memory = {}
+    act_bytes = torch.finfo(backend.dtype).bits // 8
+    shape = shape_from_config(backend.thinker.config)
+    for name, trainer in trainers.items():
+        method = "dpo" if name == "dpo" else "avem"
+        with SavedTensorMeter(backend.model.parameters()) as meter:
+            out = trainer.micro_batch_loss(indices)
+        out.per_sample.sum().backward()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        est = estimate_step_memory(shape, prompt_tokens=prompt_tokens, response_tokens=max(response_tokens),
+                                   batch=args.batch, method=method, shared=name == "avem_shared",
+                                   padded=len(set(response_tokens)) > 1 or args.batch > 1,
+                                   weight_bytes=act_bytes, act_bytes=act_bytes)
+        memory[name] = {"saved_activations_mb": round(meter.bytes / 2**20, 2),
+                        "estimated_activations_mb": round(est["activations"] / 2**20, 2),
+                        "estimate_over_measured": round(est["activations"] / meter.bytes, 4)}
+
+    times: dict[str, list[float]] = {k: [] for k in CONFIGS}
+    cpu_times: dict[str, list[float]] = {k: [] for k in CONFIGS}
+    cuda_peak: dict[str, float] = {k: 0.0 for k in CONFIGS}
+    names = list(CONFIGS)
+    for name in names:  # warm-up: allocator, caches, first-call dispatch
+        step(trainers[name])
+    for rep in range(args.repeats):
+        for name in names[rep % 3:] + names[:rep % 3]:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(trainers[name])
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+                cuda_peak[name] = max(cuda_peak[name], torch.cuda.max_memory_allocated() / 2**20)
+            times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
+    result = {
+        "prompt_tokens": prompt_tokens,
+        "response_tokens": round(sum(response_tokens) / len(response_tokens), 1),
+        "response_tokens_each": response_tokens,
+        "dpo_step_s": round(med["dpo"], 4),
+        "avem_unshared_step_s": round(med["avem_unshared"], 4),
+        "avem_shared_step_s": round(med["avem_shared"], 4),
+        "ratio_shared_vs_dpo": round(med["avem_shared"] / med["dpo"], 3),
+        "ratio_shared_vs_unshared": round(med["avem_shared"] / med["avem_unshared"], 3),
+        "ratio_unshared_vs_dpo": round(med["avem_unshared"] / med["dpo"], 3),
+        # the same medians in CPU seconds of this process: less sensitive to other load on a shared machine
+        "dpo_step_cpu_s": round(cpu["dpo"], 4), "avem_unshared_step_cpu_s": round(cpu["avem_unshared"], 4),
+        "avem_shared_step_cpu_s": round(cpu["avem_shared"], 4),
+        "ratio_shared_vs_dpo_cpu": round(cpu["avem_shared"] / cpu["dpo"], 3),
+        "ratio_shared_vs_unshared_cpu": round(cpu["avem_shared"] / cpu["avem_unshared"], 3),
+        "targets": {"ratio_shared_vs_dpo": 1.1, "ratio_shared_vs_unshared": 0.6},
+        "dpo_peak_saved_activations_mb": memory["dpo"]["saved_activations_mb"],
+        "avem_unshared_peak_saved_activations_mb": memory["avem_unshared"]["saved_activations_mb"],
+        "avem_shared_peak_saved_activations_mb": memory["avem_shared"]["saved_activations_mb"],
+        "peak_allocated_mb": ({k: round(v, 1) for k, v in cuda_peak.items()} if dev.type == "cuda" else None),
+        "memory_check": memory,
+        "max_logp_diff": max_logp_diff,
+        "step_s_all": {k: [round(t, 4) for t in v] for k, v in times.items()},
+        "step_cpu_s_all": {k: [round(t, 4) for t in v] for k, v in cpu_times.items()},
+        "policy_sequences": {"dpo": 2 * args.batch, "avem_unshared": 4 * args.batch,
+                             "avem_shared": f"{2 * args.batch} prompts + {4 * args.batch} responses"},
+        "model": {"hidden": args.hidden, "intermediate": args.intermediate, "layers": args.layers,
+                  "heads": args.heads, "kv_heads": args.kv_heads, "vocab": shape.vocab,
+                  "vision_depth": args.vision_depth, "vision_hidden": args.vision_hidden,
+                  "audio_layers": args.audio_layers, "audio_d_model": args.audio_d_model,
+                  "parameters": shape.total_params},
+        "media": {"frames": args.frames, "frame_size": args.frame_size, "audio_seconds": args.audio_seconds,
+                  "modality": args.modality},
+        "batch": args.batch, "repeats": args.repeats, "device": str(dev), "dtype": str(backend.dtype),
+        "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+        "bench_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("step_s_all", "step_cpu_s_all", "memory_check")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

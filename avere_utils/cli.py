@@ -38,7 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     overrides = profile_overrides(args)
     try:
-        runner.run(args.profile, only=args.only, variants=args.variants, out=args.out, overrides=overrides)
+        runner.run(args.profile, only=args.only, variants=args.variants, out=args.out, overrides=overrides,
+                   reuse_kernels=not args.fresh_kernels)
     except runner.StageFailed:
         return 1
     return 0
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (others' outputs untouched)")
     r.add_argument("--variants", nargs="+", metavar="V", help="restrict the per-variant stages to these variants")
     r.add_argument("--out", help="run folder (default: run.yaml's run_dir)")
+    r.add_argument("--fresh-kernels", action="store_true",
+                   help="one new kernel per notebook (default: the variants of a stage share one, namespace wiped)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")

@@ -55,6 +55,11 @@ def test_whole_tiny_run_at_smallest_sizes(small_run):
     for variant in run.eval_variants:
         assert f"| {variant} |" in report, variant
     assert "Wall times" in report
+    assert "## The story, measured" in report  # the verdicts themselves are learned behaviour: not asserted
+    for fig in ("story_yes_rates", "margins", "training_curves"):
+        assert (out / "figures" / f"{fig}.png").is_file(), fig
+    for variant in run.train_variants:
+        assert (out / "figures" / f"margins-{variant}.png").is_file(), variant
     for variant in run.train_variants:
         assert (out / "models" / variant / "adapter_config.json").is_file()
     assert len(list((out / "notebooks").glob("*.ipynb"))) == n_expected

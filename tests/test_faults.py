@@ -1,0 +1,141 @@
+"""Faults during long runs, through the command line: `avere-kit run` SIGKILLed in the middle of an
+evaluation stage and of a training stage, then rerun.  Nothing is lost or doubled (one prediction record,
+one training-log line per item / step) and the results equal those of a run that was never interrupted.
+
+Smallest sizes (as tests/test_pipeline_smoke.py): one base run of stages 01-03, then each fault is one
+killed run, its rerun and one uninterrupted run of a single stage for a single variant."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from avere_utils.paths import REPO_ROOT
+
+BASE_SIZES = ["n_train_source=84", "n_dfew_test_per_class=2", "n_dfew_train_per_class=1", "n_ravdess_actors=1",
+              "n_mer2023=10", "n_mer2023_worried=1", "n_emer=7", "n_emorealm_per_task=4", "sft_epochs=1",
+              "sft_max_steps=6", "n_check=14", "n_show=2", "assert_learning=false"]
+# 05 on 8 DFEW items, one per batch (so a kill lands between records), text modes only (no per-class
+# log-likelihoods); 04: 6 steps, a checkpoint after each
+N_ITEMS, N_STEPS = 8, 6
+EVAL_SET = ["benchmarks=[dfew]", "batch_size=1", f"max_items={N_ITEMS}", "modes=[paper,strict]",
+            "headline_mode=strict"]
+TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_batch_size=1", "grad_accum_steps=1", "save_steps=1",
+             "assert_learning=false"]
+EVAL = ["--only", "05_zero_shot_classification", "--variants", "reference", "--set", *EVAL_SET]
+TRAIN = ["--only", "04_avem_dpo_training", "--variants", "avem_dpo", "--set", *TRAIN_SET]
+VOLATILE = {"created", "timing", "seconds", "predictions_file", "judged_file", "judge_batch_file", "run_dir"}
+
+
+def kit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "avere_utils.cli", "run", "--profile", "tiny", *args]
+
+
+def run_ok(cmd: list[str]) -> None:
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def run_and_kill(cmd: list[str], progress: Path, at_least: int, total: int) -> int:
+    """Start `cmd` in its own process group; SIGKILL the whole group (runner, papermill, kernel) once
+    `progress` holds at least `at_least` lines.  Returns the number of lines seen at the kill."""
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        for _ in range(6000):  # polls, ~0.02 s each: bounded by count
+            n = len(lines(progress))
+            if n >= at_least or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the stage finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert n < total, f"killed too late ({n} of {total})"
+    return n
+
+
+def stable(metrics_file: Path, run_dir: Path):
+    """The metrics without wall times and with the run folder's own path taken out."""
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if k not in VOLATILE}
+        if isinstance(d, list):
+            return [strip(v) for v in d]
+        return d
+    return strip(json.loads(metrics_file.read_text().replace(str(run_dir), "<run>")))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    if os.environ.get("AVERE_TEST_FAULTS_BASE"):  # a base run made beforehand with BASE_SIZES (iterating)
+        return Path(os.environ["AVERE_TEST_FAULTS_BASE"])
+    out = tmp_path_factory.mktemp("faults") / "base"
+    run_ok(kit("--out", str(out), "--only", "01_data_preparation", "02_pair_construction", "03_reference_model",
+               "--set", *BASE_SIZES))
+    return out
+
+
+def clone(base: Path, dst: Path) -> Path:
+    shutil.copytree(base, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def clean(base, tmp_path_factory) -> Path:
+    """The uninterrupted runs, on a copy of the base."""
+    out = clone(base, tmp_path_factory.mktemp("faults-clean") / "clean")
+    run_ok(kit("--out", str(out), *EVAL))
+    run_ok(kit("--out", str(out), *TRAIN))
+    return out
+
+
+@pytest.mark.slow
+def test_evaluation_killed_mid_stage_then_rerun_equals_an_uninterrupted_run(base, clean, tmp_path):
+    killed = clone(base, tmp_path / "killed")
+    preds = killed / "predictions" / "dfew-reference.jsonl"
+    n_items = N_ITEMS
+    n_at_kill = run_and_kill(kit("--out", str(killed), *EVAL), preds, 3, n_items)
+    assert not (killed / "metrics" / "dfew-reference.json").exists()
+    run_ok(kit("--out", str(killed), *EVAL))
+    ids = [json.loads(x)["id"] for x in lines(preds) if x.strip().endswith("}")]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == n_items  # every item once: none lost, none doubled
+    assert n_at_kill >= 3
+    got = json.loads((killed / "metrics" / "dfew-reference.json").read_text())
+    assert got["timing"]["computed_items"] <= n_items - n_at_kill  # the rerun computed only what was missing
+    assert stable(killed / "metrics" / "dfew-reference.json", killed) == \
+        stable(clean / "metrics" / "dfew-reference.json", clean)
+
+
+@pytest.mark.slow
+def test_training_killed_mid_stage_resumes_through_the_cli(base, clean, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    killed = clone(base, tmp_path / "killed")
+    log = killed / "train_logs" / "avem_dpo.jsonl"
+    n_at_kill = run_and_kill(kit("--out", str(killed), *TRAIN), log, 2, N_STEPS)
+    run_ok(kit("--out", str(killed), *TRAIN))
+    summary = json.loads((killed / "models" / "avem_dpo" / "training_summary.json").read_text())
+    assert summary["resumed_from_step"] >= 1 and summary["steps"] == N_STEPS, (n_at_kill, summary)
+    steps = [json.loads(x)["step"] for x in lines(log)]
+    assert steps == list(range(1, N_STEPS + 1))  # each step logged once, in order
+    assert [json.loads(x)["loss"] for x in lines(log)] == pytest.approx(
+        [json.loads(x)["loss"] for x in lines(clean / "train_logs" / "avem_dpo.jsonl")], abs=1e-5)
+    a = load_file(str(killed / "models" / "avem_dpo" / "adapter_model.safetensors"))
+    b = load_file(str(clean / "models" / "avem_dpo" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -391,13 +392,12 @@ def test_llm_generator_validates_counts_and_caches(world, tmp_path, monkeypatch)
     _, items = world
     items = items[:20]
     monkeypatch.setenv("PAIRS_TEST_KEY", SECRET)
-    calls = {"n": 0}
-
     def reply(body):
-        calls["n"] += 1
-        if calls["n"] % 5 == 0:
+        # the behaviour depends on the request, so that a re-asked request gets the same reply
+        n = int(hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest(), 16)
+        if n % 5 == 0:
             return 200, completion("Sure! Here are the answers: chosen is fine.")  # not JSON
-        if calls["n"] % 7 == 0:  # well-formed but the spurious answer cites an absent cue
+        if n % 7 == 0:  # well-formed but the spurious answer cites an absent cue
             obj = json.loads(_answer_from_prompt(body))
             obj["rejected_vr"] = obj["rejected_er"]
             return 200, completion("```json\n" + json.dumps(obj) + "\n```")
@@ -408,13 +408,15 @@ def test_llm_generator_validates_counts_and_caches(world, tmp_path, monkeypatch)
                        llm_max_retries=0, released_media_dir=str(world[0]))
         first = build_and_save(p, items, progress=False)
         n_requests = len(stub.requests)
-        second = build_pairs(p, items, progress=False)  # a rerun: everything from the cache
-        assert len(stub.requests) == n_requests
-    assert all(h == f"Bearer {SECRET}" for h in stub.auth_headers)
+        second = build_pairs(p, items, progress=False)  # a rerun: from the cache, except unparseable replies
     llm = first.stats["llm"]
+    # an unparseable reply is never cached: the rerun asks again for those, and only those
+    assert len(stub.requests) == n_requests + llm["llm_malformed"]
+    assert all(h == f"Bearer {SECRET}" for h in stub.auth_headers)
     assert llm["llm_malformed"] > 0 and llm["llm_invalid"] > 0 and llm["llm_valid"] > 0
     assert first.stats["counts"]["llm_fallback_to_template"] == llm["llm_malformed"] + llm["llm_invalid"]
-    assert second.stats["llm"]["llm_client_requests"] == 0 and second.stats["llm"]["llm_client_cache_hits"] == n_requests
+    assert second.stats["llm"]["llm_client_requests"] == llm["llm_malformed"]
+    assert second.stats["llm"]["llm_client_cache_hits"] == n_requests - llm["llm_malformed"]
     assert second.rows == first.rows
     gens = {r["generator"] for r in first.rows}
     assert gens == {"llm", "template"} and first.stats["counts"].get("invalid", 0) == 0
@@ -428,7 +430,8 @@ def test_llm_generator_validates_counts_and_caches(world, tmp_path, monkeypatch)
 def test_llm_generator_without_fallback_counts_skips(world, tmp_path):
     _, items = world
     with StubChat(lambda body: (200, completion("{}"))) as stub:
-        p = params_for(tmp_path, generator="llm", llm_base_url=stub.base_url, llm_fallback_to_template=False,
+        p = params_for(tmp_path, generator="llm", llm_base_url=stub.base_url, llm_api_key_env="",
+                       llm_fallback_to_template=False,
                        llm_cache_dir="")
         result = build_pairs(p, items[:5], progress=False)
     assert result.rows == [] and result.stats["counts"]["skipped_llm_failed"] == 10
@@ -475,7 +478,8 @@ def test_pmp_donor_reuses_the_donor_clips_cache_entry(media_world, tmp_path):
 def test_llm_workers_do_not_change_the_result(world, tmp_path):
     _, items = world
     with StubChat(lambda body: (200, completion(_answer_from_prompt(body)))) as stub:
-        runs = [build_pairs(params_for(tmp_path, generator="llm", llm_base_url=stub.base_url, llm_workers=w,
+        runs = [build_pairs(params_for(tmp_path, generator="llm", llm_base_url=stub.base_url, llm_api_key_env="",
+                                       llm_workers=w,
                                        llm_cache_dir=str(tmp_path / f"cache{w}")), items[:15], progress=False)
                 for w in (1, 4)]
     assert runs[0].rows == runs[1].rows and runs[0].stats["llm"]["llm_valid"] == len(runs[0].rows) == 30

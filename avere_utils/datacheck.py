@@ -41,10 +41,15 @@ class CheckReport:
     clip_problems: list[tuple[str, str, str]] = field(default_factory=list)  # (dataset, kind, detail)
     files_checked: int = 0
     seconds: float = 0.0
+    clips_checked: int = 0
 
     @property
     def files_per_s(self) -> float:
         return self.files_checked / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips_checked / self.seconds if self.seconds > 0 else 0.0
 
 
 def check_dataset(name: str, P: DataPrepParams, expected: int | None, quick: int | None = None
@@ -84,7 +89,7 @@ def check_dataset(name: str, P: DataPrepParams, expected: int | None, quick: int
         "bad_labels": res.skipped.get("bad_label", 0),
         "skipped_protocol": sum(res.skipped.values()) - sum(unexpected.values()),
         "skipped_other": sum(n for r, n in unexpected.items() if r not in known),
-        "clips_checked": summary.n_items if quick else summary.n_items,
+        "clips_checked": summary.n_items,
         "clip_problems": clip_column if not quick else f"{clip_column} (sample of {summary.n_items})",
         "classes": ", ".join(f"{k} {v}" for k, v in sorted(res.class_counts().items())),
         "problem": "; ".join(problems), "source": res.source,
@@ -116,7 +121,7 @@ def check_report(P: DataPrepParams, quick: int | None = None) -> CheckReport:
         seconds += secs
     table = _typed(pd.DataFrame(rows, columns=COLUMNS))
     ok = bool((table["problem"].fillna("") == "").all())
-    return CheckReport(table, ok, listed, n_files, seconds)
+    return CheckReport(table, ok, listed, n_files, seconds, int(table["clips_checked"].fillna(0).sum()))
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
@@ -149,7 +154,8 @@ def format_report(rep: CheckReport) -> str:
         lines.append(f"\nclips with problems ({len(rep.clip_problems)}):")
         lines += [f"  {ds:12s} {kind:24s} {detail}" for ds, kind, detail in rep.clip_problems]
     if rep.files_checked:
-        lines.append(f"\nchecked {rep.files_checked} files in {rep.seconds:.1f} s ({rep.files_per_s:.0f} files/s)")
+        lines.append(f"\nchecked {rep.clips_checked} clips ({rep.files_checked} files) in {rep.seconds:.1f} s "
+                     f"({rep.clips_per_s:.0f} clips/s, {rep.files_per_s:.0f} files/s)")
     lines.append("data check: " + ("OK" if rep.ok else "FAILED (see the problem column)"))
     return "\n".join(lines)
 

@@ -425,3 +425,17 @@ def test_missing_judge_key_fails_before_any_prediction(tmp_path, monkeypatch):
     with pytest.raises(MissingKeyError, match="AVERE_UNSET_KEY"):
         emer.evaluate(p, backend, items=items, media_fn=fake_media_fn(items))
     assert backend.calls == []
+
+
+def test_train_source_rows_of_the_wrong_shape_are_counted(tmp_path, good_clip):
+    from avere_utils.datasets import load_train_source
+
+    copy(good_clip, tmp_path / "clips/a.mp4")
+    write_wav(tmp_path / "wavs/a.wav")
+    caps = {"visual": "a broad smile"}
+    rows = [{"id": "a", "clip": "clips/a.mp4", "wav": "wavs/a.wav", "label": "happiness", "captions": caps, "qa": 3},
+            ["not", "an", "object"], {"id": "b", "clip": "clips/a.mp4", "label": {"x": 1}, "captions": caps}]
+    f = touch(tmp_path / "manifest.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
+    res = load_train_source(f)
+    assert [i.id for i in res.items] == ["a"] and res.items[0].text["qa"] == []
+    assert res.skipped == {"not_an_object": 1, "bad_label": 1, "bad_qa_entries": 1}

@@ -40,12 +40,15 @@ def load_train_source(manifest_file: str | os.PathLike, *, require_audio: bool =
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DatasetError(f"{manifest_file}:{n}: invalid JSON ({e})") from e
+            if not isinstance(row, dict):
+                res.skip("not_an_object", f"{manifest_file.name}:{n}")
+                continue
             cid = str(row.get("id") or f"line{n}")
             if cid in seen:
                 res.skip("duplicate_id", cid)
                 continue
             seen.add(cid)
-            if row.get("label") not in EMOTIONS:
+            if not isinstance(row.get("label"), str) or row["label"] not in EMOTIONS:
                 res.skip("bad_label", f"{cid} ({row.get('label')!r})")
                 continue
             captions = row.get("captions") or {}
@@ -70,9 +73,11 @@ def load_train_source(manifest_file: str | os.PathLike, *, require_audio: bool =
             if wav is None and require_audio:
                 res.skip("missing_audio", cid)
                 continue
-            qa = [q for q in row.get("qa") or [] if validate_qa(q) is None]
-            if len(qa) < len(row.get("qa") or []):
-                res.skipped["bad_qa_entries"] += len(row["qa"]) - len(qa)
+            raw_qa = row.get("qa") or []
+            raw_qa = raw_qa if isinstance(raw_qa, list) else [raw_qa]  # a lone object or a stray value
+            qa = [q for q in raw_qa if validate_qa(q) is None]
+            if len(qa) < len(raw_qa):
+                res.skipped["bad_qa_entries"] += len(raw_qa) - len(qa)
             text: dict[str, Any] = {"captions": {k: str(captions.get(k) or "") for k in CAPTION_KEYS},
                                     "cues": row.get("cues"), "qa": qa}
             if "caption_noise" in row:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -57,8 +58,6 @@ def needs_audio_track(item: Item, on_missing_audio: str) -> bool:
 def probe_items(items: list[Item], *, on_missing_audio: str = "error", sample: int | None = None, seed: int = 0,
                 desc: str = "check clips") -> ProbeSummary:
     """Check each item's files (all of them, or `sample` items drawn with `seed`)."""
-    import time
-
     chosen = items
     if sample is not None and sample < len(items):
         chosen = random.Random(seed).sample(items, sample)

@@ -2,6 +2,10 @@
 likelihood of each class name), through the same resumable runner the notebooks use; and how often the
 three scoring modes disagree on the tiny run's predictions.  Writes outputs/bench/eval.json.
 
+Top-level `items_per_s_*`: the paper's token geometry (`geometry_bench`: 1,024 video tokens per clip,
+several questions per clip), generation of a one-word answer and scoring of the 7 class names, with and
+without reusing each clip's media-block KV across its questions.  `tiny_model`: the tiny checkpoint.
+
     .venv/bin/python bench/bench_eval.py [--device cpu|cuda|auto] [--items 48] [--out outputs/bench/eval.json]
 
 Model: `--model-dir`, else the tiny run's reference (outputs/tiny/models/reference) when it exists, so that
@@ -26,7 +30,7 @@ from avere_utils.emotions import EMOTIONS
 from avere_utils.evaluation.predict import Decoding, PredictionTask, run_predictions
 from avere_utils.models import load_backend
 from avere_utils.paths import REPO_ROOT, atomic_write_text
-from avere_utils.records import Item, Media
+from avere_utils.records import Example, Item, Media
 
 PROMPT = "Describe the emotion of the person in the video in one word."
 TINY = REPO_ROOT / "outputs" / "tiny"
@@ -71,8 +75,74 @@ def disagreement_of_tiny_run() -> dict[str, dict]:
     return out
 
 
+def geometry_bench(args) -> dict:
+    """Items/s at the paper's token geometry (8 frames at 448x448 -> 1,024 video tokens, 4 s of audio,
+    a question of ~30 tokens) on a reduced-width thinker (bench_training_geometry's model), EmoReAlM's
+    layout: several questions per clip.  Generation and scoring (7 class names), each with and without
+    reusing a clip's media-block KV for its questions (`backend.reuse_prefix`)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_training_geometry import build_model, text_of
+
+    torch.set_num_threads(args.threads)
+    geo = argparse.Namespace(hidden=256, intermediate=704, layers=4, heads=4, kv_heads=2, vision_depth=1,
+                             vision_hidden=64, audio_layers=1, audio_d_model=64, frames=8, frame_size=448)
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = load_backend(build_model(geo, Path(tmp)), device=args.device)
+        rng = np.random.default_rng(0)
+        clips = [Media(frames=rng.integers(0, 255, (8, 448, 448, 3), dtype=np.uint8),
+                       audio=(0.3 * rng.standard_normal(64000)).astype(np.float32)) for _ in range(args.geo_clips)]
+        questions = [text_of(backend.tokenizer, 30, 500 + q, "Which emotion") + "?" for q in range(args.geo_questions)]
+        items = [Item(id=f"c{c}q{q}", dataset="bench", split="test", video=f"/v/{c}.mp4", label=EMOTIONS[q % 7],
+                      text={"q": q}) for c in range(args.geo_clips) for q in range(args.geo_questions)]
+        media_fn = lambda it: clips[int(it.id[1:].split("q")[0])]  # noqa: E731
+        prompt_for = lambda it: questions[it.text["q"]]  # noqa: E731
+        gen = PredictionTask(prompt_for=prompt_for, generate=True)
+        score = PredictionTask(prompt_for=prompt_for, generate=False, candidates_for=lambda it: list(EMOTIONS))
+        run_predictions(backend, items[:2], Path(tmp) / "warm.jsonl", score, Decoding(max_new_tokens=2), settings={},
+                        media_fn=media_fn, batch_size=2, shard=(0, 1))  # warm-up, not timed
+        rates, records = {}, {}
+        # interleaved, so that other load on a shared machine falls on every mode alike
+        for rep in range(args.geo_repeats):
+            for name, task, reuse in (("generate", gen, False), ("generate_reuse", gen, True),
+                                      ("scoring", score, False), ("scoring_reuse", score, True)):
+                backend.reuse_prefix = reuse
+                t = time.perf_counter()
+                run = run_predictions(backend, items, Path(tmp) / f"{name}{rep}.jsonl", task,
+                                      Decoding(max_new_tokens=args.geo_max_new_tokens), settings={},
+                                      media_fn=media_fn, batch_size=len(items), shard=(0, 1))
+                rates.setdefault(name, []).append(len(items) / (time.perf_counter() - t))
+                records[name] = run.records
+        prompt_tokens = int(backend._build([Example(questions[0], clips[0])], with_response=False).attention_mask.sum())
+    same_generation = all(records["generate"][i]["generation"] == records["generate_reuse"][i]["generation"]
+                          for i in records["generate"])
+    same_choice = all(int(np.argmax(records["scoring"][i]["scores"])) == int(np.argmax(records["scoring_reuse"][i]["scores"]))
+                      for i in records["scoring"])
+    max_score_diff = max(abs(a - b) for i in records["scoring"]
+                         for a, b in zip(records["scoring"][i]["scores"], records["scoring_reuse"][i]["scores"]))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    return {"items_per_s_generate": round(med["generate"], 3),
+            "items_per_s_generate_reuse": round(med["generate_reuse"], 3),
+            "items_per_s_scoring": round(med["scoring"], 3),
+            "items_per_s_scoring_reuse": round(med["scoring_reuse"], 3),
+            "reuse_same_generations": same_generation, "reuse_same_best_candidate": same_choice,
+            "reuse_max_score_diff": max_score_diff,
+            "geometry": {"prompt_tokens": prompt_tokens, "clips": args.geo_clips,
+                         "questions_per_clip": args.geo_questions, "classes_scored": len(EMOTIONS),
+                         "max_new_tokens": args.geo_max_new_tokens, "repeats": args.geo_repeats,
+                         "model": "reduced-width Qwen2.5-Omni thinker (hidden 256, 4 layers), untrained: "
+                                  "answers run to max_new_tokens", "torch_threads": args.threads}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--geo-clips", type=int, default=3)
+    ap.add_argument("--geo-questions", type=int, default=3, help="questions per clip (EmoReAlM: about 1.5)")
+    ap.add_argument("--geo-repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--geo-max-new-tokens", type=int, default=3,
+                    help="generation at paper geometry: a one-word answer and the end token")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--items", type=int, default=48)
     ap.add_argument("--batch", type=int, default=8)
@@ -101,9 +171,10 @@ def main() -> None:
                         batch_size=args.batch, shard=(0, 1))
         score_s = time.perf_counter() - t
         answer_words = [len((r.get("generation") or "").split()) for r in rg.records.values()]
+    geometry = geometry_bench(args)
     result = {
-        "items_per_s_generate": len(items) / gen_s,
-        "items_per_s_scoring": len(items) / score_s,
+        **geometry,
+        "tiny_model": {"items_per_s_generate": len(items) / gen_s, "items_per_s_scoring": len(items) / score_s},
         "n_items": len(items), "batch_size": args.batch, "max_new_tokens": args.max_new_tokens,
         "n_classes_scored": len(EMOTIONS), "mean_answer_words": float(np.mean(answer_words)),
         "model": model_note, "items": items_note, "device": str(backend.device),
@@ -111,8 +182,11 @@ def main() -> None:
         "tiny_run_mode_disagreement_percent": disagreement_of_tiny_run(),
     }
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(f"generate: {result['items_per_s_generate']:.1f} items/s   scoring: {result['items_per_s_scoring']:.1f} "
-          f"items/s   ({len(items)} items, {model_note}, {items_note})")
+    tiny = result["tiny_model"]
+    print(f"tiny model: generate {tiny['items_per_s_generate']:.1f} items/s, scoring {tiny['items_per_s_scoring']:.1f} "
+          f"items/s ({len(items)} items, {model_note}, {items_note})")
+    print("paper geometry: " + ", ".join(f"{k[len('items_per_s_'):]} {v:.2f}" for k, v in geometry.items()
+                                         if k.startswith("items_per_s")) + " items/s")
     for name, d in result["tiny_run_mode_disagreement_percent"].items():
         flat = {f"{k}.{k2}" if isinstance(v, dict) else k: v2
                 for k, v in d.items() for k2, v2 in (v.items() if isinstance(v, dict) else [(k, v)])}

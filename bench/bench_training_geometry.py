@@ -78,7 +78,8 @@ def make_pairs(args, tokenizer):
     rows, media = [], {}
     for i in range(args.batch):
         question = text_of(tokenizer, args.question_tokens, 100 + i, QUESTION_STEM) + "?"
-        row = {"id": f"g{i}", "modality": args.modality, "prompt": question,
+        modality = ("visual", "audio", "both")[i % 3] if args.modality == "mixed" else args.modality
+        row = {"id": f"g{i}", "modality": modality, "prompt": question,
                **{k: text_of(tokenizer, args.response_tokens, 10 * i + j) for j, k in
                   enumerate(("chosen", "rejected_vr", "rejected_er"))},
                "video": f"v{i}", "audio": f"a{i}", "video_l": f"v{i}l", "audio_l": f"a{i}l"}
@@ -112,8 +113,10 @@ def main() -> None:
     ap.add_argument("--audio-seconds", type=float, default=4.0)
     ap.add_argument("--question-tokens", type=int, default=30)
     ap.add_argument("--response-tokens", type=int, default=60)
-    ap.add_argument("--modality", default="both", choices=("visual", "audio", "both"))
-    ap.add_argument("--batch", type=int, default=1, help="pairs per micro-batch")
+    ap.add_argument("--modality", default="mixed", choices=("mixed", "visual", "audio", "both"),
+                    help="what the pairs' prompts target (PMP replaces that part of the input); mixed: the "
+                         "batch cycles visual, audio, both")
+    ap.add_argument("--batch", type=int, default=3, help="pairs per micro-batch")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads; one keeps a step's time steady on a shared machine (two threads "

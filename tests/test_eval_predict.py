@@ -130,3 +130,47 @@ def test_sampling_seed_is_fixed_and_resume_stable(tmp_path):
     assert all(c["temperature"] == 0.1 and c["use_cache"] for c in b.calls)
     rec = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
     assert set(rec) >= {"id", "fingerprint", "generation", "candidates", "scores"}
+
+
+# --- prefix reuse on a real (micro) Qwen2.5-Omni thinker ------------------------------------------------
+QUESTIONS = ["What does the face show, and what does the voice add to it?",
+             "Which emotion fits the clip best, given the face and the voice?",
+             "Is the person calm, or is something else going on in the clip?"]
+
+
+def test_prefix_reuse_gives_the_same_predictions(tmp_path):
+    """Several questions per clip (EmoReAlM's layout) answered with and without reusing each clip's media
+    block KV: same generations, same scores up to float order, same best candidate; and reuse did happen."""
+    import numpy as np
+    import torch
+
+    from avere_utils.models import load_backend
+    from avere_utils.models.tiny import build_tiny_checkpoint
+    from avere_utils.records import Media
+
+    ckpt = build_tiny_checkpoint(tmp_path / "micro", QUESTIONS + LABELS, size="micro", seed=0)
+    backend = load_backend(str(ckpt), device="cpu")
+    rng = np.random.default_rng(0)
+    clips = [Media(frames=rng.integers(0, 255, (8, 56, 56, 3), dtype=np.uint8),
+                   audio=(0.3 * rng.standard_normal(16000)).astype(np.float32)) for _ in range(3)]
+    items = [Item(id=f"c{c}q{q}", dataset="emorealm", split="test", video=f"/v/{c}.mp4", label=LABELS[q],
+                  text={"q": q}) for c in range(3) for q in range(3)]
+    task = PredictionTask(prompt_for=lambda it: QUESTIONS[it.text["q"]], generate=True,
+                          candidates_for=lambda it: LABELS)
+
+    def run(reuse: bool, name: str):
+        backend.reuse_prefix = reuse
+        backend.nest_min_tokens = 16  # the micro clip's media block is short (about 40 tokens)
+        before = backend.nested_rows_total
+        out = run_predictions(backend, items, tmp_path / name, task, Decoding(max_new_tokens=6), settings={},
+                              media_fn=lambda it: clips[int(it.video[3])], batch_size=9, shard=(0, 1))
+        return out.records, backend.nested_rows_total - before
+
+    plain, nested_plain = run(False, "plain.jsonl")
+    reused, nested_reused = run(True, "reuse.jsonl")
+    assert nested_plain == 0 and nested_reused >= 6  # 2 of 3 questions per clip, in generation and in scoring
+    for i in plain:
+        assert reused[i]["generation"] == plain[i]["generation"]
+        torch.testing.assert_close(torch.tensor(reused[i]["scores"]), torch.tensor(plain[i]["scores"]),
+                                   atol=1e-4, rtol=0)
+        assert np.argmax(reused[i]["scores"]) == np.argmax(plain[i]["scores"])

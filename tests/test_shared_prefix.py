@@ -1,13 +1,14 @@
 """The shared-prefix pass computes what the unshared pass computes: log-probs within 1e-5 and LoRA
 gradients within 1e-5 (relative, per tensor), on the micro Qwen2.5-Omni thinker in fp32, for every variant
-and for a micro-batch mixing visual, audio and joint prompts with and without PMP inputs."""
+and for a micro-batch mixing visual, audio and joint prompts with and without PMP inputs; with and
+without nesting (a prompt continuing another prompt's cache for their common first tokens)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from avere_utils.models.shared_prefix import group_by_prefix, prefix_key
+from avere_utils.models.shared_prefix import common_prefix_length, group_by_prefix, nest_plan, prefix_key
 from avere_utils.records import Example, Media
 from avere_utils.training.trainer import Trainer
 from avere_utils.training.variants import VARIANTS
@@ -25,6 +26,19 @@ def test_group_by_prefix_keeps_first_seen_order():
     assert prefix_key(Example("q"), None) == prefix_key(Example("q", None, "x"), None)
 
 
+def test_nest_plan_reuses_long_common_parts_only():
+    system = list(range(10))
+    video = [50] * 40
+    real = system + video + [60] * 10 + [1, 2]
+    pmp_audio = system + video + [61] * 12 + [1, 2]  # audio replaced: shares system turn + video
+    pmp_video = system + [51] * 40 + [60] * 10 + [1, 2]  # video replaced: only the system turn in common
+    plan = nest_plan([real, pmp_audio, pmp_video], min_tokens=20, min_fraction=0.25)
+    assert plan == [None, (0, 50), None]
+    # a prompt identical to a root keeps its last token to run (it predicts the first response token)
+    assert nest_plan([real, list(real)], min_tokens=1, min_fraction=0.0) == [None, (0, len(real) - 1)]
+    assert common_prefix_length([1, 2, 3], [1, 2]) == 2
+
+
 @pytest.fixture(scope="module")
 def micro_dir(tmp_path_factory):
     from avere_utils.models.tiny import build_tiny_checkpoint
@@ -32,8 +46,12 @@ def micro_dir(tmp_path_factory):
     return build_tiny_checkpoint(tmp_path_factory.mktemp("micro"), CORPUS, size="micro", seed=0)
 
 
-@pytest.fixture(scope="module")
-def lora_backend(micro_dir):
+# "plain": the default thresholds, under which the micro model's short prompts never nest (one prompt
+# pass per distinct prompt); "nested": any common first part is reused, so every prompt after the first
+# continues another's cache (the PMP input after the real one's video, the text-only prompt after the
+# system turn) - the path an audio-targeted PMP input or an evaluation clip's questions take at real size.
+@pytest.fixture(scope="module", params=["plain", "nested"])
+def lora_backend(micro_dir, request):
     from avere_utils.models import LoraSettings, load_backend
 
     torch.manual_seed(0)
@@ -42,7 +60,15 @@ def lora_backend(micro_dir):
         for name, p in backend.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
+    if request.param == "nested":
+        backend.nest_min_tokens, backend.nest_min_fraction = 4, 0.0
+    backend.mode = request.param
     return backend
+
+
+def _check_nesting(backend, before: int) -> None:
+    nested = backend.nested_rows_total - before
+    assert (nested > 0) if backend.mode == "nested" else (nested == 0)
 
 
 def _examples(source, rows):
@@ -60,7 +86,9 @@ def test_logprobs_shared_equal_unshared_with_and_without_grad(lora_backend):
     exs = _examples(real_media_source(rows), rows)
     b = lora_backend
     plain, n_plain = b.sequence_logprobs(exs)
+    before = b.nested_rows_total
     shared, n_shared = b.sequence_logprobs(exs, share_prefix=True)
+    _check_nesting(b, before)
     assert torch.equal(n_plain, n_shared)
     torch.testing.assert_close(shared, plain, atol=ATOL, rtol=0)
     with b.reference():
@@ -89,7 +117,9 @@ def test_loss_and_lora_gradients_shared_equal_unshared(lora_backend, tmp_path, v
     # audio row, which vista_dpo gives no PMP input: the batch mixes samples with and without one
     idx = [0, 1, 2, 4]
     loss_u, g_u = _grads(lora_backend, tmp_path, variant, False, idx)
+    before = lora_backend.nested_rows_total
     loss_s, g_s = _grads(lora_backend, tmp_path, variant, True, idx)
+    _check_nesting(lora_backend, before)
     torch.testing.assert_close(loss_s, loss_u, atol=ATOL, rtol=0)
     worst = max(float((a - b).norm() / a.norm()) for a, b in zip(g_u, g_s))
     assert all(a.norm() > 0 for a in g_u)

@@ -220,7 +220,8 @@ def run_predictions(backend: Any, items: Sequence[Item], out_file: str | os.Path
         _check_fresh(target, fp, stale_policy)
     done = set(_by_id(read_records(out_file))) | set(_by_id(read_records(target)))
     todo = [it for j, it in enumerate(items) if j % count == index and it.id not in done]
-    # Consecutive items of one clip share one Media object (encoded once per batch by the backend).
+    # Consecutive items of one clip share one Media object: encoded once per batch by the backend, and
+    # (backend.reuse_prefix) its media block's KV computed once for all the clip's questions in the batch.
     todo.sort(key=lambda it: (it.video or "", it.audio or "", it.id))
     run = PredictionRun(records={})
     if done:
@@ -255,12 +256,19 @@ def run_predictions(backend: Any, items: Sequence[Item], out_file: str | os.Path
                     raise RuntimeError(f"backend.generate returned {len(texts)} answers for {len(ok)} prompts")
                 for (_, _, rec), text in zip(ok, texts):
                     rec["generation"] = text
-            if task.candidates_for is not None:
+            if ok and task.candidates_for is not None:
                 t0 = time.perf_counter()
-                for it, ex, rec in ok:
-                    cands = task.candidates_for(it)
-                    rec["candidates"] = cands
-                    rec["scores"] = [float(s) for s in backend.score_choices(ex, cands)]
+                cands = [task.candidates_for(it) for it, _, _ in ok]
+                # one call per batch where the backend offers it: each prompt (and, with prefix reuse, each
+                # clip's media block) is run once for all its candidates
+                batched = getattr(backend, "score_choices_batch", None)
+                if batched is not None:
+                    scores = batched([ex for _, ex, _ in ok], cands)
+                else:
+                    scores = [backend.score_choices(ex, c) for (_, ex, _), c in zip(ok, cands)]
+                for (_, _, rec), c, sc in zip(ok, cands, scores):
+                    rec["candidates"] = c
+                    rec["scores"] = [float(x) for x in sc]
                 run.scoring_s += time.perf_counter() - t0
             for rec in records:
                 f.write(json.dumps(rec) + "\n")

@@ -40,6 +40,12 @@ class Backend(abc.ABC):
         """Log-likelihood [K] of each candidate response given one prompt+media; the shared prompt is
         encoded once (its KV cache reused for all candidates)."""
 
+    def score_choices_batch(self, examples: Sequence[Example], choices: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """score_choices for several prompts at once (a backend may share work between them)."""
+        if len(examples) != len(choices):
+            raise ValueError(f"{len(examples)} examples but {len(choices)} lists of choices")
+        return [self.score_choices(ex, c) for ex, c in zip(examples, choices)]
+
     @abc.abstractmethod
     def reference(self) -> contextlib.AbstractContextManager:
         """Context in which the model is the frozen reference (LoRA adapters disabled)."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
 from avere_utils.models.backend import Backend
@@ -23,7 +24,7 @@ from avere_utils.models.processor import (
     ENDOFTEXT, IM_END, AudioFeaturizer, EncodedMedia, ProcessorSettings, audio_output_length,
     batch_media_features, encode_media, media_or_none, render_prompt,
 )
-from avere_utils.models.shared_prefix import group_by_prefix, prefix_key
+from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key
 from avere_utils.records import Example, Media
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,20 @@ class _Batch:
     response_mask: torch.Tensor  # (B, L) 1 on response tokens
     encoded: list[EncodedMedia]  # distinct clips of the batch
     media_of_row: list[int | None]  # index into `encoded` per row
+    # per `encoded` entry: id() of its frames / audio array.  A PMP input that replaces only the audio
+    # keeps the real clip's frames array (and vice versa), so the frozen encoder runs once for both.
+    sources: list[tuple[int | None, int | None]] = field(default_factory=list)
+
+
+@dataclass
+class _PromptState:
+    """Prompts after their pass: what a response or a generated token continues from."""
+
+    last_hidden: torch.Tensor  # (G, H) each prompt's last hidden state (predicts the first new token)
+    cache: DynamicCache  # per layer (G, kv_heads, T, head_dim), left-padded
+    attention_mask: torch.Tensor  # (G, T) over the cache columns
+    next_pos: torch.Tensor  # (G,) next free TMRoPE position
+    nested_rows: int = 0  # prompts whose common first part came from another prompt's cache
 
 
 class OmniBackend(Backend):
@@ -54,6 +69,11 @@ class OmniBackend(Backend):
         self.eos_ids = sorted({i for i in (tokenizer.convert_tokens_to_ids(IM_END),
                                            tokenizer.convert_tokens_to_ids(ENDOFTEXT)) if i is not None})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        # a prompt reuses another's KV for their common first tokens only when that part is long (see nest_plan)
+        self.nest_min_tokens = 64
+        self.nest_min_fraction = 0.25
+        self.nested_rows_total = 0  # how many prompts have reused another's cache (observability, tests)
+        self.reuse_prefix = True  # generation and scoring: nest prompts that share a long first part
 
     # --- properties -----------------------------------------------------------------------------
     @property
@@ -89,6 +109,7 @@ class OmniBackend(Backend):
         encoded: list[EncodedMedia] = []
         slot: dict[int, int] = {}
         media_of_row: list[int | None] = []
+        sources: list[tuple[int | None, int | None]] = []
         rows: list[tuple[list[int], list[int]]] = []
         for ex in examples:
             media = media_or_none(ex.media)
@@ -97,6 +118,8 @@ class OmniBackend(Backend):
                 if id(media) not in slot:
                     slot[id(media)] = len(encoded)
                     encoded.append(self.encode_media(media))
+                    sources.append((None if media.frames is None else id(media.frames),
+                                    None if media.audio is None else id(media.audio)))
                 media_of_row.append(slot[id(media)])
                 enc = encoded[slot[id(media)]]
             else:
@@ -118,7 +141,7 @@ class OmniBackend(Backend):
             ids[i, length - n:] = torch.tensor(p + r, dtype=torch.long)
             att[i, length - n:] = 1
             resp[i, length - len(r):] = 1 if r else 0
-        return _Batch(ids, att, resp, encoded, media_of_row)
+        return _Batch(ids, att, resp, encoded, media_of_row, sources)
 
     def response_ids(self, response: str) -> list[int]:
         """Token ids of a response as the model would produce it: the text, then <|im_end|>."""
@@ -131,24 +154,37 @@ class OmniBackend(Backend):
         embeds = thinker.get_input_embeddings()(ids)
         if not batch.encoded:
             return embeds
-        feats = batch_media_features(batch.encoded)
-        video_per_clip: list[torch.Tensor | None] = [None] * len(batch.encoded)
-        audio_per_clip: list[torch.Tensor | None] = [None] * len(batch.encoded)
-        if "pixel_values_videos" in feats:
+        n = len(batch.encoded)
+        sources = batch.sources or [(k, k) for k in range(n)]
+        # the first entry of each distinct frames / audio array; the others reuse its encoder output
+        first_v: dict[int, int] = {}
+        first_a: dict[int, int] = {}
+        for k, e in enumerate(batch.encoded):
+            if e.pixel_values is not None:
+                first_v.setdefault(sources[k][0], k)
+            if e.audio_features is not None:
+                first_a.setdefault(sources[k][1], k)
+        video_per_clip: list[torch.Tensor | None] = [None] * n
+        audio_per_clip: list[torch.Tensor | None] = [None] * n
+        if first_v:
+            owners = list(dict.fromkeys(first_v.values()))
+            feats = batch_media_features([batch.encoded[k] for k in owners])
             out = thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
                                                    feats["video_grid_thw"].to(self.device), return_dict=True)
-            it = iter(out.pooler_output)
+            own = dict(zip(owners, out.pooler_output))
             for k, e in enumerate(batch.encoded):
                 if e.pixel_values is not None:
-                    video_per_clip[k] = next(it)
-        if "input_features" in feats:
+                    video_per_clip[k] = own[first_v[sources[k][0]]]
+        if first_a:
+            owners = list(dict.fromkeys(first_a.values()))
+            feats = batch_media_features([batch.encoded[k] for k in owners])
             out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
                                                    feats["feature_attention_mask"].to(self.device), return_dict=True)
-            lengths = [audio_output_length(e.n_audio_frames) for e in batch.encoded if e.audio_features is not None]
-            it = iter(torch.split(out.last_hidden_state, lengths))
+            lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in owners]
+            own = dict(zip(owners, torch.split(out.last_hidden_state, lengths)))
             for k, e in enumerate(batch.encoded):
                 if e.audio_features is not None:
-                    audio_per_clip[k] = next(it)
+                    audio_per_clip[k] = own[first_a[sources[k][1]]]
         cfg = thinker.config
         rows_v = [video_per_clip[k] for k in batch.media_of_row if k is not None and video_per_clip[k] is not None]
         rows_a = [audio_per_clip[k] for k in batch.media_of_row if k is not None and audio_per_clip[k] is not None]
@@ -209,12 +245,88 @@ class OmniBackend(Backend):
             logp = torch.zeros(len(examples), device=self.device, dtype=torch.float32).index_add(0, row, lp)
         return logp, batch.response_mask.sum(1).to(self.device)
 
-    def _shared_prefix_logprobs(self, examples: Sequence[Example], *, grad: bool
+    def _prompt_pass(self, batch: _Batch, *, nest: bool) -> _PromptState:
+        """Run the (left-padded) prompts once, keeping the KV cache (in the graph when grad is on).
+
+        nest: a prompt whose first c tokens equal a longer-lived "root" prompt's (same ids, and checked:
+        same embeddings and positions) runs only its remaining tokens after the root's cache cut at c;
+        causal attention makes the result the same as running it whole.  The caches are then left-padded
+        to one length.  Without nesting this is one plain forward."""
+        embeds = self._embed(batch)
+        pos, nxt = self._positions(batch)
+        att = batch.attention_mask.to(self.device)
+        g, length = batch.input_ids.shape
+        lens = [int(x) for x in batch.attention_mask.sum(1)]
+        plan: list[tuple[int, int] | None] = [None] * g
+        if nest and g > 1:
+            rows = [batch.input_ids[i, length - lens[i]:].tolist() for i in range(g)]
+            plan = nest_plan(rows, min_tokens=self.nest_min_tokens, min_fraction=self.nest_min_fraction)
+            for j, pj in enumerate(plan):
+                if pj is None:
+                    continue
+                r, c = pj
+                sj, sr = length - lens[j], length - lens[r]
+                # equal placeholder ids may carry different clips: the common part ends where the
+                # embeddings (or the positions) first differ
+                differs = ((embeds[j, sj:sj + c] != embeds[r, sr:sr + c]).any(-1)
+                           | (pos[:, j, sj:sj + c] != pos[:, r, sr:sr + c]).any(0))
+                if bool(differs.any()):
+                    c = int(differs.nonzero()[0, 0])
+                    worth = c >= self.nest_min_tokens and c >= self.nest_min_fraction * lens[j]
+                    plan[j] = (r, c) if worth and c > 0 else None
+        derived = [j for j in range(g) if plan[j] is not None]
+        cache = DynamicCache(config=self.thinker.config.get_text_config())
+        if not derived:
+            hidden, cache = self._lm(embeds, att, pos, cache)
+            return _PromptState(hidden[:, -1], cache, att, nxt)
+        roots = [i for i in range(g) if plan[i] is None]
+        la = max(lens[i] for i in roots)
+        ra = torch.tensor(roots, device=self.device)
+        hid_a, cache_a = self._lm(embeds[ra, length - la:], att[ra, length - la:], pos[:, ra, length - la:], cache)
+        slot = {r: k for k, r in enumerate(roots)}
+        cs = [plan[j][1] for j in derived]
+        ss = [lens[j] - c for j, c in zip(derived, cs)]
+        big_c, big_s = max(cs), max(ss)
+        # derived row layout: [zeros | root's first c keys | padding | its own remaining tokens]
+        cache_b = DynamicCache(config=self.thinker.config.get_text_config())
+        for layer_idx, layer in enumerate(cache_a.layers):
+            kb, vb = [], []
+            for j, c in zip(derived, cs):
+                r = plan[j][0]
+                st = la - lens[r]
+                kb.append(F.pad(layer.keys[slot[r], :, st:st + c], (0, 0, big_c - c, 0)))
+                vb.append(F.pad(layer.values[slot[r], :, st:st + c], (0, 0, big_c - c, 0)))
+            cache_b.update(torch.stack(kb), torch.stack(vb), layer_idx)
+        d = len(derived)
+        att_b = torch.zeros((d, big_c + big_s), dtype=att.dtype, device=self.device)
+        pos_b = torch.ones((3, d, big_s), dtype=pos.dtype, device=self.device)
+        emb_b = []
+        for k, (j, c, sl) in enumerate(zip(derived, cs, ss)):
+            att_b[k, big_c - c:big_c] = 1
+            att_b[k, big_c + big_s - sl:] = 1
+            pos_b[:, k, big_s - sl:] = pos[:, j, length - sl:]
+            emb_b.append(F.pad(embeds[j, length - sl:], (0, 0, big_s - sl, 0)))
+        hid_b, cache_b = self._lm(torch.stack(emb_b), att_b, pos_b, cache_b)
+        # one left-padded cache for all prompts, back in the batch's row order
+        total = max(la, big_c + big_s)
+        order = roots + derived
+        perm = torch.tensor([order.index(i) for i in range(g)], device=self.device)
+        merged = DynamicCache(config=self.thinker.config.get_text_config())
+        for layer_idx, (la_layer, lb_layer) in enumerate(zip(cache_a.layers, cache_b.layers)):
+            def joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return torch.cat([F.pad(a, (0, 0, total - a.shape[2], 0)), F.pad(b, (0, 0, total - b.shape[2], 0))])[perm]
+            merged.update(joined(la_layer.keys, lb_layer.keys), joined(la_layer.values, lb_layer.values), layer_idx)
+        att_m = torch.cat([F.pad(att[ra, length - la:], (total - la, 0)), F.pad(att_b, (total - att_b.shape[1], 0))])[perm]
+        last = torch.cat([hid_a[:, -1], hid_b[:, -1]])[perm]
+        self.nested_rows_total += d
+        return _PromptState(last, merged, att_m, nxt, nested_rows=d)
+
+    def _shared_prefix_logprobs(self, examples: Sequence[Example], *, grad: bool, nest: bool = True
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """sequence_logprobs with one prompt pass per distinct (prompt, media object): the prompts run once
-        (left-padded, with a KV cache that stays in the autograd graph when grad=True), the cache rows are
-        gathered once per response, and the responses run in one batch after them (right-padded, their
-        positions continuing from each prompt's next free TMRoPE position, as in the unshared sequence)."""
+        (`_prompt_pass`, KV cache kept in the autograd graph when grad=True), the cache rows are gathered
+        once per response, and the responses run in one batch after them (right-padded, their positions
+        continuing from each prompt's next free TMRoPE position, as in the unshared sequence)."""
         if not examples:
             raise ValueError("empty list of examples")
         heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
@@ -233,17 +345,15 @@ class OmniBackend(Backend):
         g = torch.tensor(group, device=self.device)
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
-            embeds = self._embed(prompts)
-            pos, nxt = self._positions(prompts)
-            cache = DynamicCache(config=self.thinker.config.get_text_config())
-            hidden, cache = self._lm(embeds, prompts.attention_mask, pos, cache)
-            # left padding: the last column is every prompt's last token, which predicts the first response token
-            first = torch.log_softmax(self.thinker.lm_head(hidden[:, -1]).float(), dim=-1)[g]
+            state = self._prompt_pass(prompts, nest=nest)
+            first = torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)[g]
             logp = first.gather(-1, tok[:, :1])[:, 0]
             if r > 1:
+                cache = state.cache
                 cache.batch_select_indices(g)  # differentiable gather: each response row gets its prompt's KV
-                att = torch.cat([prompts.attention_mask.to(self.device)[g], valid[:, :-1].long()], dim=1)
-                p = (nxt[g].view(1, n, 1) + torch.arange(r - 1, device=self.device).view(1, 1, -1)).expand(3, n, r - 1)
+                att = torch.cat([state.attention_mask[g], valid[:, :-1].long()], dim=1)
+                nxt = state.next_pos[g]
+                p = (nxt.view(1, n, 1) + torch.arange(r - 1, device=self.device).view(1, 1, -1)).expand(3, n, r - 1)
                 h, _ = self._lm(self.thinker.get_input_embeddings()(tok[:, :-1]), att, p, cache)
                 target = valid[:, 1:]
                 lp = torch.log_softmax(self.thinker.lm_head(h[target]).float(), dim=-1)
@@ -266,9 +376,16 @@ class OmniBackend(Backend):
         recomputes the whole sequence at every step (the benchmark's baseline); stop_at_eos=False always
         produces max_new_tokens (for throughput measurements)."""
         batch = self._build(examples, with_response=False)
-        embeds = self._embed(batch)
-        pos, nxt = self._positions(batch)
-        att = batch.attention_mask.to(self.device)
+        if use_cache:
+            # prompts sharing a clip's media block (questions about one clip) reuse its KV (reuse_prefix)
+            state = self._prompt_pass(batch, nest=self.reuse_prefix)
+            cache, att, nxt, last = state.cache, state.attention_mask, state.next_pos, state.last_hidden
+        else:
+            embeds = self._embed(batch)
+            pos, nxt = self._positions(batch)
+            att = batch.attention_mask.to(self.device)
+            hidden, _ = self._lm(embeds, att, pos, None)
+            last = hidden[:, -1]
         gen = None
         if temperature > 0:
             gen = torch.Generator(device=self.device)
@@ -277,10 +394,8 @@ class OmniBackend(Backend):
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         out_ids: list[list[int]] = [[] for _ in range(b)]
         eos = torch.tensor(self.eos_ids, device=self.device)
-        cache = DynamicCache(config=self.thinker.config.get_text_config()) if use_cache else None
-        hidden, cache = self._lm(embeds, att, pos, cache)
         for _ in range(max_new_tokens):
-            logits = self.thinker.lm_head(hidden[:, -1]).float()
+            logits = self.thinker.lm_head(last).float()
             if temperature > 0:
                 probs = torch.softmax(logits / temperature, dim=-1)
                 tok = torch.multinomial(probs, 1, generator=gen)[:, 0]
@@ -304,34 +419,25 @@ class OmniBackend(Backend):
                 embeds = torch.cat([embeds, new_embed], dim=1)
                 pos = torch.cat([pos, new_pos], dim=2)
                 hidden, _ = self._lm(embeds, att, pos, None)
+            last = hidden[:, -1]
         return out_ids
 
     @torch.no_grad()
     def score_choices(self, example: Example, choices: Sequence[str]) -> torch.Tensor:
-        if not choices:
+        return self.score_choices_batch([example], [choices])[0]
+
+    @torch.no_grad()
+    def score_choices_batch(self, examples: Sequence[Example], choices: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """score_choices for several prompts in one shared-prefix call: each prompt runs once, each of its
+        candidates after its KV cache, and with reuse_prefix prompts that share a clip's media block run
+        that block once."""
+        if len(examples) != len(choices):
+            raise ValueError(f"{len(examples)} examples but {len(choices)} lists of choices")
+        if any(not c for c in choices):
             raise ValueError("score_choices needs at least one choice")
-        batch = self._build([Example(example.prompt, example.media)], with_response=False)
-        embeds = self._embed(batch)
-        pos, nxt = self._positions(batch)
-        cache = DynamicCache(config=self.thinker.config.get_text_config())
-        hidden, cache = self._lm(embeds, batch.attention_mask, pos, cache)
-        first_lp = torch.log_softmax(self.thinker.lm_head(hidden[:, -1]).float(), dim=-1)[0]  # (V,)
-        ids = [self.response_ids(c) for c in choices]
-        k, n = len(ids), max(len(x) for x in ids)
-        tok = torch.full((k, n), self.pad_id, dtype=torch.long, device=self.device)
-        valid = torch.zeros((k, n), dtype=torch.bool, device=self.device)
-        for i, x in enumerate(ids):
-            tok[i, :len(x)] = torch.tensor(x, device=self.device)
-            valid[i, :len(x)] = True
-        scores = first_lp[tok[:, 0]]
-        if n > 1:
-            cache.batch_repeat_interleave(k)  # the prompt is encoded once; its KV cache serves all K choices
-            att = torch.cat([batch.attention_mask.to(self.device).expand(k, -1), valid[:, :-1].long()], dim=1)
-            p = (nxt.view(1, 1, 1) + torch.arange(n - 1, device=self.device).view(1, 1, -1)).expand(3, k, n - 1)
-            h, _ = self._lm(self.thinker.get_input_embeddings()(tok[:, :-1]), att, p, cache)
-            lp = torch.log_softmax(self.thinker.lm_head(h).float(), dim=-1).gather(-1, tok[:, 1:, None])[..., 0]
-            scores = scores + (lp * valid[:, 1:]).sum(1)
-        return scores
+        flat = [Example(ex.prompt, ex.media, c) for ex, cs in zip(examples, choices) for c in cs]
+        lp, _ = self._shared_prefix_logprobs(flat, grad=False, nest=self.reuse_prefix)
+        return list(torch.split(lp, [len(c) for c in choices]))
 
     def reference(self) -> contextlib.AbstractContextManager:
         if self.has_adapters:

@@ -30,3 +30,39 @@ def group_by_prefix(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
             heads.append(i)
         group.append(first[k])
     return heads, group
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: float
+              ) -> list[tuple[int, int] | None]:
+    """For each prompt (token ids), None (it runs whole: a root) or (root, c): its first c tokens are those
+    of an earlier root prompt, whose KV cache then serves them.
+
+    Worth it only when the common part is long: at least `min_tokens` and `min_fraction` of the prompt
+    (every prompt starts with the same system turn, which alone is not worth a second pass).  Examples:
+    an audio-targeted PMP input whose prompt puts the video before the audio shares the system turn and
+    the first video chunk with the real input; the questions about one clip share its whole media block.
+    The caller still checks that the shared tokens have the same embeddings and positions."""
+    plan: list[tuple[int, int] | None] = []
+    roots: list[int] = []
+    for j, ids in enumerate(rows):
+        best, best_c = None, 0
+        for r in roots:
+            c = common_prefix_length(rows[r], ids)
+            if c > best_c:
+                best, best_c = r, c
+        # the last token must be run: its hidden state predicts the first response token
+        best_c = min(best_c, len(ids) - 1)
+        if best is not None and best_c >= min_tokens and best_c >= min_fraction * len(ids):
+            plan.append((best, best_c))
+        else:
+            plan.append(None)
+            roots.append(j)
+    return plan

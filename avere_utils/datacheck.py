@@ -65,7 +65,8 @@ def check_dataset(name: str, P: DataPrepParams, expected: int | None, quick: int
         return row | {"items": 0, "problem": str(e)}, [], 0, 0.0
     except Exception as e:  # noqa: BLE001 - an unforeseen loader failure is a problem row, not a traceback
         return row | {"items": 0, "problem": f"unexpected {type(e).__name__} while indexing {name}: {e}"}, [], 0, 0.0
-    listed = [(name, p.check.problem, p.check.detail) for p in summary.problems]
+    # one line per broken file (EmoReAlM questions share clips)
+    listed = list(dict.fromkeys((name, p.check.problem, p.check.detail) for p in summary.problems))
     unexpected = res.unexpected_skips()
     problems = []
     if expected is None:

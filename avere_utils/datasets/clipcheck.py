@@ -40,7 +40,7 @@ class ClipProblem:
 @dataclass
 class ProbeSummary:
     n_items: int = 0  # items whose files were checked
-    n_files: int = 0
+    n_files: int = 0  # distinct files checked
     seconds: float = 0.0
     problems: list[ClipProblem] = field(default_factory=list)
 
@@ -62,16 +62,23 @@ def probe_items(items: list[Item], *, on_missing_audio: str = "error", sample: i
     if sample is not None and sample < len(items):
         chosen = random.Random(seed).sample(items, sample)
     out = ProbeSummary(n_items=len(chosen))
+    seen: dict[tuple[str, bool, bool], ClipCheck] = {}  # EmoReAlM: many questions share one clip
+
+    def check(path: str, need_video: bool, need_audio: bool) -> ClipCheck:
+        key = (path, need_video, need_audio)
+        if key not in seen:
+            out.n_files += 1
+            seen[key] = check_clip(path, need_video=need_video, need_audio=need_audio)
+        return seen[key]
+
     t0 = time.perf_counter()
     for it in tqdm(chosen, desc=desc, unit="clip", leave=False):
         if it.video:
-            out.n_files += 1
-            r = check_clip(it.video, need_video=True, need_audio=needs_audio_track(it, on_missing_audio))
+            r = check(it.video, True, needs_audio_track(it, on_missing_audio))
             if r.problem:
                 out.problems.append(ClipProblem(it.id, "video", r))
         if it.audio:
-            out.n_files += 1
-            r = check_clip(it.audio, need_video=False, need_audio=True)
+            r = check(it.audio, False, True)
             if r.problem:
                 out.problems.append(ClipProblem(it.id, "audio", r))
     out.seconds = time.perf_counter() - t0

@@ -222,3 +222,20 @@ def test_grounded_items_list_exactly_the_present_typical_cues():
             assert g["present"] == rec[g["modality"]]["present"]  # same part order as the cue record
             assert find_cues(g["answer"]) == g["present"]
     assert grounded_answer(["a broad smile", "crinkled eyes"]) == "A broad smile and crinkled eyes."
+
+
+def test_training_stress_answers_follow_the_qa_text_prior_knob():
+    specs = train_specs(WorldConfig(n_train_source=400), 0)
+    for rate in (0.0, 0.6):
+        noisy, wrong_kind = 0, 0
+        for i, s in enumerate(specs):
+            for q in clip_qa(cue_record(s), clip_rng(0, "qa", i), qa_text_prior_rate=rate):
+                if q.get("kind") == "relevant":
+                    assert q["answer"] == "A" and not q.get("noisy")
+                elif q.get("kind") in ("spurious", "hallucination"):
+                    wrong_kind += 1
+                    noisy += q["answer"] == "A"
+                    assert q["answer"] == ("A" if q.get("noisy") else "B")
+        assert wrong_kind > 150 and abs(noisy / wrong_kind - rate) < 0.08
+    with pytest.raises(ValueError, match="qa_text_prior_rate"):
+        WorldConfig(qa_text_prior_rate=1.5)

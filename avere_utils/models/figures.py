@@ -44,7 +44,9 @@ def plot_heldout(rec: pd.DataFrame, summary: dict[str, float], path: str | Path)
 
 
 def plot_presence_probe(rows: pd.DataFrame, summary: dict[str, dict[str, float]], path: str | Path,
-                        bar: float | None = None) -> pd.DataFrame:
+                        bar: float | None = None,
+                        title: str = '"Does the clip show <typical cue of the shown emotion>?" on held-out clips (scoring mode)'
+                        ) -> pd.DataFrame:
     """The cue-presence probe: per modality and cue part, how often the model says a typical cue is
     there when it is (left of each pair) and when it is not; titles carry the balanced accuracy."""
     from avere_utils.emotions import AUDIO_CUES, VISUAL_CUES
@@ -62,7 +64,7 @@ def plot_presence_probe(rows: pd.DataFrame, summary: dict[str, dict[str, float]]
             title += f" (bar {bar:.2f})"
         ax.set(ylim=(0, 1), xlabel="", ylabel='share answered "Yes"', title=title)
         ax.legend(title="", loc="upper right", fontsize=8)
-    fig.suptitle('"Does the clip show <typical cue of the shown emotion>?" on held-out clips (scoring mode)')
+    fig.suptitle(title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -47,24 +47,27 @@ def perception_targets(record: Mapping[str, Any]) -> PerceptionTargets:
 
 
 class PerceptionHead(torch.nn.Module):
-    """Linear read-outs: visual tokens (averaged over time, kept per position) and audio tokens (mean and
-    max over time) -> per part, a presence logit and 7 emotion logits."""
+    """Linear read-outs of the MEAN of a clip's video tokens and of its audio tokens -> per part, a
+    presence logit and 7 emotion logits.
 
-    def __init__(self, hidden: int, video_positions: int):
+    The mean, not the tokens per position: a first version read the video tokens per position, and the
+    encoder then held each part's presence (linearly, with accuracy 1.0) only in the tokens of that part's
+    place in the frame; the language model, which would have to learn where to look for which cue, never
+    used it (grounded cue lists at chance for the face, 0.72 for the voice, whose tokens all carry the same
+    information).  Read from the mean, every token carries it, and uniform attention finds it."""
+
+    def __init__(self, hidden: int, video_positions: int = 0):
         super().__init__()
-        self.video_positions = video_positions
         n = len(EMOTIONS) + 1
-        self.visual = torch.nn.Linear(hidden * video_positions, len(VISUAL_PARTS) * n)
-        self.audio = torch.nn.Linear(2 * hidden, len(AUDIO_PARTS) * n)
+        self.visual = torch.nn.Linear(hidden, len(VISUAL_PARTS) * n)
+        self.audio = torch.nn.Linear(hidden, len(AUDIO_PARTS) * n)
 
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
         out = {}
-        if video is not None:  # (tokens, hidden), tokens = time x positions
-            v = video.view(-1, self.video_positions, video.shape[-1]).mean(0).flatten()
-            out["visual"] = self.visual(v).view(len(VISUAL_PARTS), -1)
+        if video is not None:  # (tokens, hidden)
+            out["visual"] = self.visual(video.mean(0)).view(len(VISUAL_PARTS), -1)
         if audio is not None:  # (tokens, hidden)
-            a = torch.cat([audio.mean(0), audio.max(0).values])
-            out["audio"] = self.audio(a).view(len(AUDIO_PARTS), -1)
+            out["audio"] = self.audio(audio.mean(0)).view(len(AUDIO_PARTS), -1)
         return out
 
 

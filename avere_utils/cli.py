@@ -17,8 +17,7 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that reads a profile (also used by `score`)."""
     p.add_argument("--profile", default="tiny")
     p.add_argument("--params-dir", metavar="DIR", help="folder of profiles to read instead of params/")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a parameter in every stage that has it (or STAGE.KEY=VALUE); values are YAML")
+    config.add_set_argument(p)
 
 
 def profile_overrides(args: argparse.Namespace, stages: list[str] | None = None) -> dict:
@@ -27,7 +26,7 @@ def profile_overrides(args: argparse.Namespace, stages: list[str] | None = None)
 
     if getattr(args, "params_dir", None):
         config.set_params_dir(args.params_dir)
-    overrides = runner.parse_overrides(args.set)
+    overrides = config.parse_overrides(args.set)
     if overrides:
         runner.check_overrides(stages or config.load_run(args.profile).stages, overrides)
     return overrides
@@ -50,7 +49,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     overrides = profile_overrides(args)
     try:
-        table = sweep.sweep(args.profile, sweep.parse_grid(args.grid), variants=[args.variant], out=args.out,
+        table = sweep.sweep(args.profile, config.parse_grid(args.grid), variants=[args.variant], out=args.out,
                             overrides=overrides)
     except runner.StageFailed:
         return 1

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -208,6 +208,40 @@ def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = Tru
         if isinstance(v, str) and k.endswith(PATH_SUFFIXES) and v:
             resolved[k] = str(repo_path(v))
     return cls(**resolved)
+
+
+# --- KEY=VALUE on every command line ---------------------------------------------------------------
+def add_set_argument(parser: Any, help: str = "override a parameter (STAGE.KEY=VALUE to target one stage); "
+                                              "values are YAML, e.g. --set gamma_tpd=0.1 \"datasets=[dfew,emorealm]\"") -> None:
+    """The one `--set` syntax of every command line: `--set a=1 b=2`, repeatable (`--set a=1 --set b=2`)."""
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help)
+
+
+def split_assignment(item: str, what: str = "override") -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{what} {item!r} is not of the form key=value")
+    return key.strip(), value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value` or `stage.key=value` strings -> {key: value}; values parsed as YAML (0.1 -> float)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, value = split_assignment(item)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """`key=v1,v2,...` strings -> {key: [v1, v2, ...]}, each value parsed as YAML."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, values = split_assignment(item, "grid entry")
+        if not values:
+            raise ConfigError(f"grid entry {item!r} is not of the form key=v1,v2,...")
+        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -15,15 +15,14 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
 
 from avere_utils import config
+from avere_utils.config import parse_overrides  # noqa: F401  (re-exported: runner.parse_overrides)
 from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
 
 log = logging.getLogger(__name__)
@@ -60,17 +59,6 @@ class RunResult:
     @property
     def total_s(self) -> float:
         return sum(t["seconds"] for t in self.times)
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`key=value` or `stage.key=value` strings -> {key: value}; values parsed as YAML (0.1 -> float)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise config.ConfigError(f"override {item!r} is not of the form key=value")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def overrides_for(stage: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,22 +13,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
 from avere_utils import config, runner
+from avere_utils.config import parse_grid  # noqa: F401  (re-exported: sweep.parse_grid)
 from avere_utils.paths import atomic_write_text, repo_path
 
 SHARED = ("world", "manifests", "pairs", "cache", "models/reference")
-
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        key, sep, values = item.partition("=")
-        if not sep or not values:
-            raise config.ConfigError(f"grid entry {item!r} is not of the form key=v1,v2,...")
-        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
-    return grid
 
 
 def point_name(point: Mapping[str, Any]) -> str:

@@ -24,12 +24,10 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=STAGES)
     ap.add_argument("--profile", default="tiny")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="parameter overrides (YAML values)")
+    config.add_set_argument(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from avere_utils.runner import parse_overrides
-
-    params = config.load_stage(args.profile, args.stage, parse_overrides(args.set))
+    params = config.load_stage(args.profile, args.stage, config.parse_overrides(args.set))
     backend = common.open_backend(params)
     if args.stage == "05_zero_shot_classification":
         result = {b: classification.evaluate_benchmark(params, b, backend) for b in params.benchmarks}

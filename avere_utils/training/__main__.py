@@ -7,7 +7,7 @@ multi-GPU): e.g.
         --params params/paper/04_avem_dpo_training.yaml --variant avem_dpo
 
 FILE is a stage YAML (params/<profile>/04_avem_dpo_training.yaml or any file with the same keys);
---set overrides single keys (values parsed as YAML: --set gamma_tpd=0.1 --set max_steps=20).
+--set overrides keys (values parsed as YAML: --set gamma_tpd=0.1 max_steps=20), as on every command line.
 """
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ import json
 import logging
 import sys
 
-import yaml
-
-from avere_utils.config import build, load_yaml
+from avere_utils.config import add_set_argument, build, load_yaml, parse_overrides
 from avere_utils.training.params import TrainParams
 
 
@@ -26,17 +24,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m avere_utils.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", required=True, help="YAML of 04_avem_dpo_training keys")
     ap.add_argument("--variant", help="override the file's variant (avem_dpo, naive_dpo, vista_dpo, no_pmp, ...)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key")
+    add_set_argument(ap)
     return ap.parse_args(argv)
 
 
 def params_from_args(args: argparse.Namespace) -> TrainParams:
     raw = load_yaml(args.params)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        raw[key] = yaml.safe_load(value)
+    raw.update(parse_overrides(args.set))
     if args.variant:
         raw["variant"] = args.variant
     return build(TrainParams, raw, args.params)

@@ -91,7 +91,14 @@ def emer_figure(metrics: Mapping[str, Any], path: str | Path, title: str = "") -
     keys = ("clue", "label", "spurious", "hallucination")
     df = pd.DataFrame([{"criterion": k, "score": metrics[k]} for k in keys if metrics.get(k) is not None])
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    sns.barplot(df, x="criterion", y="score", ax=ax, color="tab:blue")
+    if df.empty:  # no description was judged (e.g. every answer empty): say so instead of an empty plot
+        ax.text(0.5, 0.5, f"no judged description\n({metrics.get('n_no_answer', 0)} empty answers, "
+                f"{metrics.get('n_judge_failed', 0)} failed judgements)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(keys)
+    else:
+        sns.barplot(df, x="criterion", y="score", ax=ax, color="tab:blue")
     ax.set_ylim(1, 10)
     ax.set_title(title or f"EMER, judge {metrics.get('judge', {}).get('name')}")
     return _save(fig, path)

@@ -37,6 +37,37 @@ def test_nest_plan_reuses_long_common_parts_only():
     # a prompt identical to a root keeps its last token to run (it predicts the first response token)
     assert nest_plan([real, list(real)], min_tokens=1, min_fraction=0.0) == [None, (0, len(real) - 1)]
     assert common_prefix_length([1, 2, 3], [1, 2]) == 2
+    # same ids, different clips: the verified common part decides, so B's PMP input nests after B (not A)
+    same = [system + video + [1, 2]] * 4
+    clip = {0: "A", 1: "A", 2: "B", 3: "B"}
+    verify = lambda r, j, c: c if clip[r] == clip[j] else 10  # noqa: E731
+    assert nest_plan(same, min_tokens=20, min_fraction=0.25, verify=verify) == [None, (0, 51), None, (2, 51)]
+
+
+def test_audio_targeted_pmp_input_nests_after_its_real_prompt(lora_backend):
+    """The real prompts of a visual and an audio pair and their PMP inputs: only the audio pair's PMP
+    input (real video, other audio) continues its real prompt's cache, after the video."""
+    b = lora_backend
+    all_rows = fake_rows(6)
+    rows = [all_rows[0], all_rows[4]]  # visual, audio (row 1's real video is row 0's rejected one)
+    source = real_media_source(all_rows)
+    exs = []
+    for row in rows:
+        real, rej = source.load_media(row)
+        pmp = Media(frames=rej.frames if row["modality"] == "visual" else real.frames,
+                    audio=real.audio if row["modality"] == "visual" else rej.audio)
+        exs += [Example(row["prompt"], real), Example(row["prompt"], pmp)]
+    saved = b.nest_min_tokens, b.nest_min_fraction
+    b.nest_min_tokens, b.nest_min_fraction = 30, 0.25  # more than the micro prompt's system turn (27)
+    try:
+        batch = b._build(exs, with_response=False)
+        with torch.no_grad():
+            state = b._prompt_pass(batch, nest=True)
+    finally:
+        b.nest_min_tokens, b.nest_min_fraction = saved
+    assert state.plan[:3] == [None, None, None] and state.plan[3][0] == 2
+    n_video = b.encode_media(exs[2].media).n_video_tokens
+    assert state.plan[3][1] > n_video  # the system turn, the media block's start and all the video
 
 
 @pytest.fixture(scope="module")

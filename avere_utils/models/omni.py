@@ -51,6 +51,7 @@ class _PromptState:
     attention_mask: torch.Tensor  # (G, T) over the cache columns
     next_pos: torch.Tensor  # (G,) next free TMRoPE position
     nested_rows: int = 0  # prompts whose common first part came from another prompt's cache
+    plan: list | None = None  # per prompt: None (run whole) or (root row, shared tokens)
 
 
 class OmniBackend(Backend):
@@ -94,13 +95,22 @@ class OmniBackend(Backend):
 
     # --- inputs ---------------------------------------------------------------------------------
     def encode_media(self, media: Media) -> EncodedMedia:
-        """Encoder inputs of one clip, memoised per Media object (while that object lives)."""
-        key = id(media)
+        """Encoder inputs of one clip, memoised per (frames array, audio array) while both live: a PMP
+        input composed anew at every step from arrays already seen is not patchified again."""
+        arrays = tuple(a for a in (media.frames, media.audio) if a is not None)
+        key = (id(media.frames) if media.frames is not None else None,
+               id(media.audio) if media.audio is not None else None, media.sample_rate)
         hit = self._encoded.get(key)
-        if hit is not None and hit[0]() is media:
+        if hit is not None and all(r() is a for r, a in zip(hit[0], arrays)):
             return hit[1]
         enc = encode_media(media, self.settings, self.featurizer)
-        self._encoded[key] = (weakref.ref(media, lambda _r, k=key: self._encoded.pop(k, None)), enc)
+        entry: tuple = ()
+
+        def forget(_ref, k=key):
+            if self._encoded.get(k) is entry:  # not a newer entry that reuses the same ids
+                del self._encoded[k]
+        entry = (tuple(weakref.ref(a, forget) for a in arrays), enc)
+        self._encoded[key] = entry
         return enc
 
     def _build(self, examples: Sequence[Example], *, with_response: bool) -> _Batch:
@@ -260,20 +270,17 @@ class OmniBackend(Backend):
         plan: list[tuple[int, int] | None] = [None] * g
         if nest and g > 1:
             rows = [batch.input_ids[i, length - lens[i]:].tolist() for i in range(g)]
-            plan = nest_plan(rows, min_tokens=self.nest_min_tokens, min_fraction=self.nest_min_fraction)
-            for j, pj in enumerate(plan):
-                if pj is None:
-                    continue
-                r, c = pj
-                sj, sr = length - lens[j], length - lens[r]
+
+            def verify(r: int, j: int, c: int) -> int:
                 # equal placeholder ids may carry different clips: the common part ends where the
                 # embeddings (or the positions) first differ
+                sj, sr = length - lens[j], length - lens[r]
                 differs = ((embeds[j, sj:sj + c] != embeds[r, sr:sr + c]).any(-1)
                            | (pos[:, j, sj:sj + c] != pos[:, r, sr:sr + c]).any(0))
-                if bool(differs.any()):
-                    c = int(differs.nonzero()[0, 0])
-                    worth = c >= self.nest_min_tokens and c >= self.nest_min_fraction * lens[j]
-                    plan[j] = (r, c) if worth and c > 0 else None
+                return int(differs.nonzero()[0, 0]) if bool(differs.any()) else c
+
+            plan = nest_plan(rows, min_tokens=self.nest_min_tokens, min_fraction=self.nest_min_fraction,
+                             verify=verify)
         derived = [j for j in range(g) if plan[j] is not None]
         cache = DynamicCache(config=self.thinker.config.get_text_config())
         if not derived:
@@ -319,7 +326,7 @@ class OmniBackend(Backend):
         att_m = torch.cat([F.pad(att[ra, length - la:], (total - la, 0)), F.pad(att_b, (total - att_b.shape[1], 0))])[perm]
         last = torch.cat([hid_a[:, -1], hid_b[:, -1]])[perm]
         self.nested_rows_total += d
-        return _PromptState(last, merged, att_m, nxt, nested_rows=d)
+        return _PromptState(last, merged, att_m, nxt, nested_rows=d, plan=plan)
 
     def _shared_prefix_logprobs(self, examples: Sequence[Example], *, grad: bool, nest: bool = True
                                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ identical, so the shared pass computes the same numbers up to floating-point sum
 """
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 from avere_utils.records import Example, Media
 
@@ -40,8 +40,8 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: float
-              ) -> list[tuple[int, int] | None]:
+def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: float,
+              verify: Callable[[int, int, int], int] | None = None) -> list[tuple[int, int] | None]:
     """For each prompt (token ids), None (it runs whole: a root) or (root, c): its first c tokens are those
     of an earlier root prompt, whose KV cache then serves them.
 
@@ -49,17 +49,22 @@ def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: f
     (every prompt starts with the same system turn, which alone is not worth a second pass).  Examples:
     an audio-targeted PMP input whose prompt puts the video before the audio shares the system turn and
     the first video chunk with the real input; the questions about one clip share its whole media block.
-    The caller still checks that the shared tokens have the same embeddings and positions."""
+    One level: a prompt continues a root, never another continuing prompt, so the thresholds must keep
+    the system turn alone from qualifying (it would make a real prompt a continuing one and hide it as a
+    root from its own PMP input).
+    verify(root, row, c) -> c' <= c: how much of the common ids really is common (equal placeholder ids
+    may carry different clips); the longest verified part wins."""
     plan: list[tuple[int, int] | None] = []
     roots: list[int] = []
     for j, ids in enumerate(rows):
         best, best_c = None, 0
         for r in roots:
-            c = common_prefix_length(rows[r], ids)
+            # the last token must be run: its hidden state predicts the first response token
+            c = min(common_prefix_length(rows[r], ids), len(ids) - 1)
+            if c > best_c and verify is not None:
+                c = verify(r, j, c)
             if c > best_c:
                 best, best_c = r, c
-        # the last token must be run: its hidden state predicts the first response token
-        best_c = min(best_c, len(ids) - 1)
         if best is not None and best_c >= min_tokens and best_c >= min_fraction * len(ids):
             plan.append((best, best_c))
         else:

@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup reproduce test unit nbval lab bench verify-reference clean
+.PHONY: setup reproduce test test-fast unit nbval lint lab bench verify-reference clean
 
 setup: $(STAMP)
 
@@ -37,12 +37,21 @@ reproduce: setup
 
 test: setup unit nbval
 
+# The fast tier for daily work: pure functions and fakes, no model built, no pipeline run (< 2 min).
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not model" tests
+
 unit: setup
 	$(BIN)/pytest -q tests
 
-# Notebooks in order (01 -> 08) at their tiny defaults; asserts inside cells check the figures.
+# Notebooks in order (01 -> 08) at their tiny defaults, written into a fresh folder (AVERE_RUN_DIR), never
+# into outputs/tiny: a pass can not lean on a stale `make reproduce`.
 nbval: setup
-	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider notebooks/
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --nbval-lax -p no:cacheprovider notebooks/
+
+lint: setup
+	$(BIN)/ruff check avere_utils tests bench
 
 # Research containers often run as root: --allow-root.  The token comes from JUPYTER_TOKEN when set
 # (Jupyter reads it itself), else Jupyter prints one.  LAB_IP=0.0.0.0 serves other machines too.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 import types
 import typing
@@ -25,6 +26,8 @@ from avere_utils.paths import REPO_ROOT, repo_path
 
 PARAMS_DIR = REPO_ROOT / "params"
 PATH_SUFFIXES = ("_dir", "_root", "_path", "_file")
+# nbval (make nbval) sets it so that the notebooks, run at their tiny defaults, write into a fresh folder
+RUN_DIR_ENV = "AVERE_RUN_DIR"
 
 # notebook (stage) name -> "module:Class" of its parameters (or the class itself)
 STAGES: dict[str, str | type] = {
@@ -307,7 +310,12 @@ def notebook_params(stage: str, namespace: Mapping[str, Any]):
     cls = stage_class(stage)
     names = {f.name for f in fields(cls)}
     raw = {k: v for k, v in namespace.items() if k in names}
-    return build(cls, raw, f"notebook {stage} parameters")
+    source = f"notebook {stage} parameters"
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    if run_dir:  # tests run the notebooks at their defaults, but never into the folder `make reproduce` uses
+        raw["run_dir"] = run_dir
+        source += f" (run_dir from ${RUN_DIR_ENV})"
+    return build(cls, raw, source)
 
 
 def load_run(profile: str) -> RunConfig:

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,9 @@ def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[
          out: str | None = None, overrides: Mapping[str, Any] | None = None,
          notebooks_dir: Path = NOTEBOOKS_DIR) -> tuple[Path, list[Execution]]:
     """Every notebook execution of a run, in order, with validated parameters (nothing runs)."""
+    if os.environ.get(config.RUN_DIR_ENV):  # it would send every notebook's outputs to that folder
+        raise config.ConfigError(f"${config.RUN_DIR_ENV} is set ({os.environ[config.RUN_DIR_ENV]}): it is for "
+                                 f"`make nbval` only; unset it and use --out to choose the run folder")
     run = config.load_run(profile)
     run_dir = out or run.run_dir
     overrides = dict(overrides or {})

@@ -2,13 +2,12 @@
 evaluation stage and of a training stage, then rerun.  Nothing is lost or doubled (one prediction record,
 one training-log line per item / step) and the results equal those of a run that was never interrupted.
 
-Smallest sizes (as tests/test_pipeline_smoke.py): one base run of stages 01-03, then each fault is one
+Smallest sizes: the session's base run of stages 01-03 (tests/conftest.py), then each fault is one
 killed run, its rerun and one uninterrupted run of a single stage for a single variant."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import clone_run
 
 from avere_utils.paths import REPO_ROOT
 
-BASE_SIZES = ["n_train_source=84", "n_dfew_test_per_class=2", "n_dfew_train_per_class=1", "n_ravdess_actors=1",
-              "n_mer2023=10", "n_mer2023_worried=1", "n_emer=7", "n_emorealm_per_task=4", "sft_epochs=1",
-              "sft_max_steps=6", "n_check=14", "n_show=2", "assert_learning=false"]
 # 05 on 8 DFEW items, one per batch (so a kill lands between records), text modes only (no per-class
 # log-likelihoods); 04: 6 steps, a checkpoint after each
 N_ITEMS, N_STEPS = 8, 6
@@ -81,24 +78,15 @@ def stable(metrics_file: Path, run_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    if os.environ.get("AVERE_TEST_FAULTS_BASE"):  # a base run made beforehand with BASE_SIZES (iterating)
-        return Path(os.environ["AVERE_TEST_FAULTS_BASE"])
-    out = tmp_path_factory.mktemp("faults") / "base"
-    run_ok(kit("--out", str(out), "--only", "01_data_preparation", "02_pair_construction", "03_reference_model",
-               "--set", *BASE_SIZES))
-    return out
-
-
-def clone(base: Path, dst: Path) -> Path:
-    shutil.copytree(base, dst, symlinks=True)
-    return dst
+def base(tiny_base_run) -> Path:
+    """Stages 01-03 at the smallest sizes, shared with the smoke test (tests/conftest.py)."""
+    return tiny_base_run
 
 
 @pytest.fixture(scope="module")
 def clean(base, tmp_path_factory) -> Path:
     """The uninterrupted runs, on a copy of the base."""
-    out = clone(base, tmp_path_factory.mktemp("faults-clean") / "clean")
+    out = clone_run(base, tmp_path_factory.mktemp("faults-clean") / "clean")
     run_ok(kit("--out", str(out), *EVAL))
     run_ok(kit("--out", str(out), *TRAIN))
     return out
@@ -106,7 +94,7 @@ def clean(base, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_evaluation_killed_mid_stage_then_rerun_equals_an_uninterrupted_run(base, clean, tmp_path):
-    killed = clone(base, tmp_path / "killed")
+    killed = clone_run(base, tmp_path / "killed")
     preds = killed / "predictions" / "dfew-reference.jsonl"
     n_items = N_ITEMS
     n_at_kill = run_and_kill(kit("--out", str(killed), *EVAL), preds, 3, n_items)
@@ -126,7 +114,7 @@ def test_training_killed_mid_stage_resumes_through_the_cli(base, clean, tmp_path
     import torch
     from safetensors.torch import load_file
 
-    killed = clone(base, tmp_path / "killed")
+    killed = clone_run(base, tmp_path / "killed")
     log = killed / "train_logs" / "avem_dpo.jsonl"
     n_at_kill = run_and_kill(kit("--out", str(killed), *TRAIN), log, 2, N_STEPS)
     run_ok(kit("--out", str(killed), *TRAIN))

@@ -8,17 +8,10 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import BASE_STAGES, LATER_SIZES, clone_run
 
 from avere_utils import config, runner, sweep
 
-SMALLEST = {
-    # 01: a world of ~250 clips instead of ~1,100
-    "n_train_source": 84, "n_dfew_test_per_class": 2, "n_dfew_train_per_class": 1, "n_ravdess_actors": 1,
-    "n_mer2023": 10, "n_mer2023_worried": 1, "n_emer": 7, "n_emorealm_per_task": 4,
-    # 03: six SFT steps (a step bound, never a time cap); 04: one optimizer step per variant
-    "sft_epochs": 1, "sft_max_steps": 6, "n_check": 14, "n_show": 2,
-    "max_samples": 8, "assert_learning": False,
-}
 CLASSIFICATION_KEYS = {"uar", "war", "weighted_f1", "n_items", "n_scored", "coverage", "scoring_mode", "model", "modes"}
 EMOREALM_KEYS = {"reasoning_basic_audio", "reasoning_basic_video", "modality_agreement", "reasoning_stress_audio",
                  "reasoning_stress_video", "average_accuracy", "n_items", "n_scored", "coverage"}
@@ -26,9 +19,12 @@ EMER_KEYS = {"clue", "label", "spurious", "hallucination", "n_items", "n_scored"
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    return out, runner.run("tiny", out=str(out), overrides=SMALLEST, echo=lambda s: None)
+def small_run(tiny_base_run, tmp_path_factory):
+    """The whole run: stages 01-03 from the session's base run (conftest), then every later stage here."""
+    out = clone_run(tiny_base_run, tmp_path_factory.mktemp("smoke") / "run")
+    later = [s for s in config.load_run("tiny").stages if s not in BASE_STAGES]
+    result = runner.run("tiny", only=later, out=str(out), overrides=LATER_SIZES, echo=lambda s: None)
+    return out, result
 
 
 @pytest.mark.slow
@@ -37,7 +33,8 @@ def test_whole_tiny_run_at_smallest_sizes(small_run):
     run = config.load_run("tiny")
     once = [s for s in run.stages if s not in run.per_train_variant + run.per_eval_variant]
     n_expected = len(once) + len(run.train_variants) * len(run.per_train_variant) + len(run.eval_variants) * len(run.per_eval_variant)
-    assert len(result.times) == n_expected
+    times = json.loads((out / "run_times.json").read_text())  # the base stages' times are kept beside the rest
+    assert len(times) == n_expected and len(result.times) == n_expected - len(BASE_STAGES)
 
     metrics = out / "metrics"
     for variant in run.eval_variants:
@@ -68,7 +65,7 @@ def test_whole_tiny_run_at_smallest_sizes(small_run):
 @pytest.mark.slow
 def test_sweep_on_a_two_point_grid_reuses_the_base_run_and_skips_done_points(small_run):
     out, _ = small_run
-    per_variant = {"max_samples": 8, "assert_learning": False}
+    per_variant = LATER_SIZES
     table = sweep.sweep("tiny", {"gamma_tpd": [0.0, 0.4]}, out=str(out), overrides=per_variant, echo=lambda s: None)
     assert list(table["gamma_tpd"]) == [0.0, 0.4]
     assert table[["DFEW UAR", "Avg", "Halluc"]].notna().all().all()

@@ -261,3 +261,17 @@ def test_sweep_summary_has_one_panel_per_metric_and_yes_rates(tmp_path):
     assert sweep.yes_rate_row(m, "avem_dpo", "scoring") == {"Yes relevant": 80, "Yes spurious": 30,
                                                             "Yes hallucination": 20}
     assert sweep.yes_rate_row(tmp_path / "none", "avem_dpo") == {f"Yes {k}": None for k in story.KINDS}
+
+
+def test_emer_scores_carry_their_coverage_and_partial_ones_are_marked():
+    from avere_utils.report.tables import PARTIAL_MARK, with_emer_coverage
+
+    emer = {"reference": {"clue": 5.0, "label": 6.0, "spurious": 7.0, "hallucination": 4.0, "coverage": 100.0},
+            "avem_dpo": {"clue": 6.0, "label": 6.5, "spurious": 8.0, "hallucination": 5.0, "coverage": 40.0},
+            "naive_dpo": {"clue": None, "label": None, "spurious": None, "hallucination": None, "coverage": 0.0}}
+    metrics = {("emer", v): m for v, m in emer.items()}
+    shown = with_emer_coverage(table2(metrics, list(emer)), metrics)
+    assert shown.loc["reference", "Clue"] == "5.00" and shown.loc["reference", "EMER cov %"] == "100"
+    assert shown.loc["avem_dpo", "Halluc"] == "5.00" + PARTIAL_MARK and shown.loc["avem_dpo", "EMER cov %"] == "40"
+    assert pd.isna(shown.loc["naive_dpo", "Clue"]) and shown.loc["naive_dpo", "EMER cov %"] == "0"  # null, never 1.0
+    assert "-" in markdown_table(shown, index=True).splitlines()[-1]

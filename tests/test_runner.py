@@ -137,3 +137,19 @@ def test_fresh_kernels_give_each_execution_its_own_process(fixture_profile):
     runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, reuse_kernels=False)
     pids = _pids(out)
     assert pids["v1"] != pids["v2"]
+
+
+def test_the_nbval_run_folder_variable_is_refused_by_the_runner(monkeypatch):
+    from avere_utils import config
+
+    monkeypatch.setenv(config.RUN_DIR_ENV, "/tmp/elsewhere")
+    with pytest.raises(config.ConfigError, match="AVERE_RUN_DIR"):
+        runner.plan("tiny")
+
+
+def test_notebook_params_take_the_nbval_run_folder(monkeypatch, tmp_path):
+    from avere_utils import config
+
+    monkeypatch.setenv(config.RUN_DIR_ENV, str(tmp_path / "tiny"))
+    P = config.notebook_params("02_pair_construction", {"run_dir": "outputs/tiny"})
+    assert P.run_dir == str(tmp_path / "tiny") and P.pairs_dir == str(tmp_path / "tiny" / "pairs")

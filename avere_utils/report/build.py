@@ -15,9 +15,8 @@ from avere_utils.paths import REPO_ROOT, atomic_write_text
 from avere_utils.report import figures, story
 from avere_utils.report.params import ResultsParams
 from avere_utils.report.tables import (PAPER_SCORING_MODE, ablation_table, load_metrics, markdown_table, mode_label,
-                                       paper_reported, relative_gain, table2, table3, TABLE2_COLUMNS, TABLE3_COLUMNS, metric)
+                                       paper_reported, relative_gain, table2, table3, with_emer_coverage, PARTIAL_MARK, TABLE2_COLUMNS, TABLE3_COLUMNS, metric)
 
-CLASSIFICATION_BENCHES = ("dfew", "ravdess", "mer2023", "emorealm")
 
 
 @dataclass
@@ -131,8 +130,9 @@ def build_report(P: ResultsParams) -> Report:
         t2, t3 = table2(metrics, variants, mode), table3(metrics, variants, mode)
         rep.tables[f"table2_{mode}"], rep.tables[f"table3_{mode}"] = t2, t3
         md += [f"## This run, scoring mode {mode_label(mode)}", "",
-               "Table 2 shape (percent; EMER 1-10, same judge for all modes):", "",
-               markdown_table(t2, index=True), "", "Table 3 shape (EmoReAlM accuracy, percent):", "",
+               "Table 2 shape (percent; EMER 1-10, same judge for all modes; EMER cov % = items judged, "
+               f"{PARTIAL_MARK} = judged on fewer than all items):", "",
+               markdown_table(with_emer_coverage(t2, metrics), index=True), "", "Table 3 shape (EmoReAlM accuracy, percent):", "",
                markdown_table(t3, index=True), ""]
         if P.baseline in t2.index:
             gains = pd.concat([relative_gain(t2, P.baseline), relative_gain(t3, P.baseline)], axis=1)

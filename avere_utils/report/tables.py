@@ -69,6 +69,25 @@ def table3(metrics: dict, variants: Sequence[str], mode: str | None = None) -> p
     return _table(metrics, variants, TABLE3_COLUMNS, mode)
 
 
+EMER_COLUMNS = [col for col, bench, _ in TABLE2_COLUMNS if bench == "emer"]
+PARTIAL_MARK = "†"
+
+
+def with_emer_coverage(table: pd.DataFrame, metrics: dict, floatfmt: str = "{:.2f}") -> pd.DataFrame:
+    """Table 2 for reading: EMER's coverage (percent of items judged) beside its scores, and every EMER
+    score judged on fewer than all items marked, so a partial judge run never reads as a full one."""
+    out = table.astype(object).copy()
+    cov = pd.Series({v: metric(metrics.get(("emer", v)), "coverage") for v in table.index}, dtype=object)
+    for v in table.index:
+        partial = cov[v] is not None and cov[v] < 100.0
+        for col in EMER_COLUMNS:
+            x = table.at[v, col] if col in table.columns else None
+            if x is not None and not pd.isna(x):
+                out.at[v, col] = floatfmt.format(x) + (PARTIAL_MARK if partial else "")
+    out["EMER cov %"] = [None if c is None else f"{c:.0f}" for c in cov]
+    return out
+
+
 def relative_gain(table: pd.DataFrame, baseline: str = "reference") -> pd.DataFrame:
     """Per-cell change over the baseline row, in percent of the baseline value."""
     if baseline not in table.index:

@@ -19,14 +19,12 @@ from typing import Any
 from avere_utils.datasets.common import (DatasetError, LoadResult, load_side_cues, require_dir, require_file,
                                          resolve_inside)
 from avere_utils.datasets.dfew import VIDEO_SUBDIR, WAV_SUBDIR
+from avere_utils.protocol import EMOREALM_TASKS, STRESS_KINDS, YES_NO_TASKS
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("reasoning_basic_audio", "reasoning_basic_video", "modality_agreement",
-                          "reasoning_stress_audio", "reasoning_stress_video")
-YES_NO_TASKS: tuple[str, ...] = ("modality_agreement", "reasoning_stress_audio", "reasoning_stress_video")
-STRESS_KINDS: tuple[str, ...] = ("relevant", "spurious", "hallucination")
+TASKS = EMOREALM_TASKS
 CHOICE = re.compile(r"^\(([A-Z])\)\s*\S")
 
 

@@ -21,12 +21,12 @@ from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_
 from avere_utils.evaluation.released import (RELEASED_YES_NO_TASKS, paper_letter, record_text, released_answer_kind,
                                              released_average, released_task_metrics)
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
-STRESS_TASKS = ("reasoning_stress_audio", "reasoning_stress_video")
-KINDS = ("relevant", "spurious", "hallucination")
+KINDS = STRESS_KINDS
 MODE_NOTES = {
     "paper": common.PAPER_MODE_NOTE + "; right letter anywhere (regex), missing predictions dropped, empty "
              "answers wrong, yes_rate = released model_yes_percentage",
@@ -36,8 +36,8 @@ MODE_NOTES = {
 }
 
 
-def build_prompt(item: Item, template: str = "{question} {choices}") -> str:
-    return template.format(question=item.text["question"], choices=" ".join(item.text["choices"]))
+def build_prompt(item: Item, template: str = EMOREALM_PROMPT_TEMPLATE) -> str:
+    return emorealm_prompt(item.text["question"], item.text["choices"], template)
 
 
 def candidate_answers(item: Item, template: str = "{choice}") -> list[str]:

@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avere_utils.config import ConfigError, StageParams
+from avere_utils.protocol import (CLASSIFICATION_PROMPT, EMER_PROMPT, EMOREALM_PROMPT_TEMPLATE,  # noqa: F401
+                                  EMOREALM_TASKS)
 
 SCORING_MODES = ("paper", "strict", "scoring")
 CLASSIFICATION_BENCHMARKS = ("dfew", "ravdess", "mer2023")
-EMOREALM_TASKS = ("reasoning_basic_audio", "reasoning_basic_video", "modality_agreement",
-                  "reasoning_stress_audio", "reasoning_stress_video")
 JUDGES = ("cue", "openai", "hf")
 
 
@@ -62,7 +62,7 @@ class ClassificationParams(EvalParams):
     benchmarks: list[str] = field(default_factory=lambda: list(CLASSIFICATION_BENCHMARKS))
     modes: list[str] = field(default_factory=lambda: list(SCORING_MODES))  # all reported side by side
     headline_mode: str = "strict"  # whose numbers sit at the top level of the metrics file
-    prompt: str = "Describe the emotion of the person in the video in one word."
+    prompt: str = CLASSIFICATION_PROMPT
     # What `scoring` mode scores for each class (the answer the model was trained to give).
     label_answer_template: str = "{label}"
 
@@ -80,7 +80,7 @@ class EmoRealmParams(EvalParams):
     """07: EmoReAlM multiple-choice and Yes/No questions."""
 
     # The paper's prompt: the question, a space, the lettered choices joined by spaces.
-    prompt_template: str = "{question} {choices}"
+    prompt_template: str = EMOREALM_PROMPT_TEMPLATE
     modes: list[str] = field(default_factory=lambda: list(SCORING_MODES))
     headline_mode: str = "strict"
     # What `scoring` mode scores per choice: {choice} = "(B) furrowed brows", {letter} = "B", {text}.
@@ -100,7 +100,7 @@ class EmoRealmParams(EvalParams):
 class EmerParams(EvalParams):
     """06: open-ended emotion descriptions judged on the paper's four criteria (1-10)."""
 
-    prompt: str = "Describe the emotion of the person in the video in detail."
+    prompt: str = EMER_PROMPT
     max_new_tokens: int = 48
     judge: str = "cue"  # cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)
     judge_base_url: str = "https://api.openai.com/v1"

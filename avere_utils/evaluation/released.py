@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from avere_utils.protocol import YES_NO_TASKS
+
 # --- free text -> emotion class (DFEW, RAVDESS, MER2023) ------------------------------------------------
 # Word lists of the released mapping (data, reproduced as released: no "sad", "angry", "scared",
 # "afraid", "upset"; "serious" and "tension" in two classes each; "smile" is happiness).
@@ -167,7 +169,7 @@ def released_classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]
 
 # --- EmoReAlM -----------------------------------------------------------------------------------------
 # The released script decides Yes/No scoring by task name, not by the choices.
-RELEASED_YES_NO_TASKS: tuple[str, ...] = ("modality_agreement", "reasoning_stress_audio", "reasoning_stress_video")
+RELEASED_YES_NO_TASKS: tuple[str, ...] = YES_NO_TASKS  # the same three task keys
 _CHOICE_PREFIX = re.compile(r"^(?:\([A-D]\)|[A-D][:.])")
 
 

@@ -15,9 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from avere_utils.protocol import STRESS_KINDS
 from avere_utils.report.tables import load_metrics, metric
 
-KINDS = ("relevant", "spurious", "hallucination")
+KINDS = STRESS_KINDS
 # (quantity, benchmark, key, higher_is_better): what the story table reports per variant
 QUANTITIES: list[tuple[str, str, str, bool]] = [
     ("Yes relevant", "emorealm", "yes:relevant", True),

@@ -117,8 +117,8 @@ def geometry_bench(args) -> dict:
         prompt_tokens = int(backend._build([Example(questions[0], clips[0])], with_response=False).attention_mask.sum())
     same_generation = all(records["generate"][i]["generation"] == records["generate_reuse"][i]["generation"]
                           for i in records["generate"])
-    same_choice = all(int(np.argmax(records["scoring"][i]["scores"])) == int(np.argmax(records["scoring_reuse"][i]["scores"]))
-                      for i in records["scoring"])
+    same_choice = all(int(np.argmax(records["scoring"][i]["scores"]))
+                      == int(np.argmax(records["scoring_reuse"][i]["scores"])) for i in records["scoring"])
     max_score_diff = max(abs(a - b) for i in records["scoring"]
                          for a, b in zip(records["scoring"][i]["scores"], records["scoring_reuse"][i]["scores"]))
     med = {k: float(np.median(v)) for k, v in rates.items()}

@@ -56,10 +56,10 @@ def build_model(args, work: Path) -> str:
 
     head_dim = args.hidden // args.heads
     quarter = head_dim // 8  # Qwen2.5-Omni-7B: head_dim 128 -> mrope_section [16, 24, 24]
+    mrope = [quarter, 3 * quarter // 2, head_dim // 2 - quarter - 3 * quarter // 2]
     size = {"text": {"hidden_size": args.hidden, "intermediate_size": args.intermediate,
                      "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
-                     "num_key_value_heads": args.kv_heads, "mrope_section": [quarter, 3 * quarter // 2,
-                                                                             head_dim // 2 - quarter - 3 * quarter // 2]},
+                     "num_key_value_heads": args.kv_heads, "mrope_section": mrope},
             "vision": {"depth": args.vision_depth, "hidden_size": args.vision_hidden,
                        "intermediate_size": 2 * args.vision_hidden, "num_heads": 4, "patch_size": 14},
             "audio": {"encoder_layers": args.audio_layers, "d_model": args.audio_d_model,
@@ -259,7 +259,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("step_s_all", "step_cpu_s_all", "memory_check")}, indent=1))
+    brief = {k: v for k, v in result.items() if k not in ("step_s_all", "step_cpu_s_all", "memory_check")}
+    print(json.dumps(brief, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,15 @@ import json
 
 import pytest
 
-from avere_utils.evaluation.predict import (Decoding, PredictionTask, StalePredictionsError, read_records,
-                                            run_predictions, shard_file, stable_seed)
+from avere_utils.evaluation.predict import (
+    Decoding,
+    PredictionTask,
+    StalePredictionsError,
+    read_records,
+    run_predictions,
+    shard_file,
+    stable_seed,
+)
 from avere_utils.evaluation.testing import FakeBackend, Interrupted, fake_media_fn
 from avere_utils.records import Item
 

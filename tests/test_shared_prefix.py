@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_trainer import CORPUS, fake_rows, make_params, real_media_source
 
 from avere_utils.models.shared_prefix import common_prefix_length, group_by_prefix, nest_plan, prefix_key
 from avere_utils.records import Example, Media
 from avere_utils.training.trainer import Trainer
 from avere_utils.training.variants import VARIANTS
-from test_trainer import CORPUS, fake_rows, make_params, real_media_source
 
 ATOL = 1e-5
 

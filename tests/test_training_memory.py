@@ -3,13 +3,18 @@ same hook the geometry benchmark uses), and the 7B table's figures are what the 
 from __future__ import annotations
 
 import pytest
-import torch
+from test_trainer import CORPUS
 
 from avere_utils.records import Example
 from avere_utils.training.memory import (
-    LMShape, Pass, SavedTensorMeter, activation_bytes, estimate_step_memory, shape_from_config, step_passes,
+    LMShape,
+    Pass,
+    SavedTensorMeter,
+    activation_bytes,
+    estimate_step_memory,
+    shape_from_config,
+    step_passes,
 )
-from test_trainer import CORPUS
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,8 @@ def test_padding_adds_the_mask_and_full_head_kv(backend):
     b = backend._build(exs, with_response=True)
     rows, length = b.input_ids.shape
     scored = int(b.response_mask.sum())
-    est = activation_bytes(shape, [Pass(rows, length, length, masked=True)], scored_tokens=scored, act_bytes=4, lora_r=8)
+    est = activation_bytes(shape, [Pass(rows, length, length, masked=True)], scored_tokens=scored, act_bytes=4,
+                           lora_r=8)
     measured = _measured(backend, exs, False)
     assert abs(est - measured) / measured < 0.02, (est, measured)
 

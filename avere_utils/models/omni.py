@@ -21,8 +21,16 @@ from transformers import DynamicCache
 
 from avere_utils.models.backend import Backend
 from avere_utils.models.processor import (
-    ENDOFTEXT, IM_END, AudioFeaturizer, EncodedMedia, ProcessorSettings, audio_output_length,
-    batch_media_features, encode_media, media_or_none, render_prompt,
+    ENDOFTEXT,
+    IM_END,
+    AudioFeaturizer,
+    EncodedMedia,
+    ProcessorSettings,
+    audio_output_length,
+    batch_media_features,
+    encode_media,
+    media_or_none,
+    render_prompt,
 )
 from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key
 from avere_utils.records import Example, Media
@@ -155,7 +163,8 @@ class OmniBackend(Backend):
 
     def response_ids(self, response: str) -> list[int]:
         """Token ids of a response as the model would produce it: the text, then <|im_end|>."""
-        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.tokenizer.convert_tokens_to_ids(IM_END)]
+        end = self.tokenizer.convert_tokens_to_ids(IM_END)
+        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [end]
 
     def _embed(self, batch: _Batch) -> torch.Tensor:
         """Token embeddings with each distinct clip's encoder output scattered into its placeholders."""
@@ -321,9 +330,12 @@ class OmniBackend(Backend):
         merged = DynamicCache(config=self.thinker.config.get_text_config())
         for layer_idx, (la_layer, lb_layer) in enumerate(zip(cache_a.layers, cache_b.layers)):
             def joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-                return torch.cat([F.pad(a, (0, 0, total - a.shape[2], 0)), F.pad(b, (0, 0, total - b.shape[2], 0))])[perm]
-            merged.update(joined(la_layer.keys, lb_layer.keys), joined(la_layer.values, lb_layer.values), layer_idx)
-        att_m = torch.cat([F.pad(att[ra, length - la:], (total - la, 0)), F.pad(att_b, (total - att_b.shape[1], 0))])[perm]
+                return torch.cat([F.pad(a, (0, 0, total - a.shape[2], 0)),
+                                  F.pad(b, (0, 0, total - b.shape[2], 0))])[perm]
+            merged.update(joined(la_layer.keys, lb_layer.keys), joined(la_layer.values, lb_layer.values),
+                          layer_idx)
+        att_m = torch.cat([F.pad(att[ra, length - la:], (total - la, 0)),
+                           F.pad(att_b, (total - att_b.shape[1], 0))])[perm]
         last = torch.cat([hid_a[:, -1], hid_b[:, -1]])[perm]
         self.nested_rows_total += d
         return _PromptState(last, merged, att_m, nxt, nested_rows=d, plan=plan)

@@ -7,7 +7,8 @@ reach the LoRA gradients.
 
 Per micro-batch: ONE policy call `sequence_logprobs(grad=True)` over every sample's chosen and rejected
 responses on the real input (one shared Media per sample, encoded once; with `shared_prefix` its prompt
-is also run once for the three responses) and the chosen response on the PMP input; the reference log-probs of the same sequences either precomputed once per sample (default,
+is also run once for the three responses) and the chosen response on the PMP input; the reference
+log-probs of the same sequences either precomputed once per sample (default,
 cached on disk and shared by the variants) or from a no-grad call with the adapters disabled; the
 text-only log-probs (TPD) precomputed once per sample.  Sequences a variant does not use are never run.
 

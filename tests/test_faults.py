@@ -24,8 +24,7 @@ from avere_utils.paths import REPO_ROOT
 N_ITEMS, N_STEPS = 8, 6
 EVAL_SET = ["benchmarks=[dfew]", "batch_size=1", f"max_items={N_ITEMS}", "modes=[paper,strict]",
             "headline_mode=strict"]
-TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_batch_size=1", "grad_accum_steps=1", "save_steps=1",
-             "assert_learning=false"]
+TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_batch_size=1", "grad_accum_steps=1", "save_steps=1"]
 EVAL = ["--only", "05_zero_shot_classification", "--variants", "reference", "--set", *EVAL_SET]
 TRAIN = ["--only", "04_avem_dpo_training", "--variants", "avem_dpo", "--set", *TRAIN_SET]
 VOLATILE = {"created", "timing", "seconds", "predictions_file", "judged_file", "judge_batch_file", "run_dir"}

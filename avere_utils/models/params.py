@@ -42,6 +42,3 @@ class ReferenceParams(StageParams):
     # closed-set recognition and cue citations on n_check held-out clips (DFEW test manifest)
     n_show: int = 6
     n_check: int = 140
-    # quality asserts of the notebook (loss halves, recognition above chance, ...); False only for smoke
-    # runs at sizes too small to learn anything (tests/test_pipeline_smoke.py)
-    assert_learning: bool = True

@@ -62,9 +62,6 @@ class TrainParams(StageParams):
     save_total_limit: int = 2
     resume: bool = True  # continue from the latest checkpoint of this same run (else start over)
     report_to: str = "none"  # none | tensorboard
-    # the notebook's learning asserts (loss falls, margin ends positive); False only for smoke runs at sizes
-    # too small to learn anything (tests/test_pipeline_smoke.py)
-    assert_learning: bool = True
 
     def __post_init__(self) -> None:
         checks = [

@@ -168,7 +168,7 @@ def _interpolate(values: dict[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(v, str) or "${" not in v:
                 continue
 
-            def sub(m: re.Match[str]) -> str:
+            def sub(m: re.Match[str], k: str = k) -> str:
                 ref = m.group(1)
                 if ref not in out:
                     raise ConfigError(f"{source}: key {k!r} references ${{{ref}}}, which is not a key of this stage")

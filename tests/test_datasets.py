@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from avere_utils.datacheck import check_params
-from avere_utils.datasets import (DatasetError, load_dfew, load_emer, load_emorealm, load_mafw_labels, load_mer2023,
-                                  load_ravdess, load_train_source, read_manifest, write_manifest)
+from avere_utils.datasets import (
+    DatasetError,
+    load_dfew,
+    load_emer,
+    load_emorealm,
+    load_mafw_labels,
+    load_mer2023,
+    load_ravdess,
+    load_train_source,
+    read_manifest,
+    write_manifest,
+)
 from avere_utils.datasets.common import resolve_inside
 from avere_utils.datasets.emorealm import validate_qa
 from avere_utils.datasets.params import DataPrepParams

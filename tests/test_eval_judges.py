@@ -8,9 +8,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from avere_utils.evaluation.judges import (CRITERIA, CueJudge, JudgeResult, OpenAIJudge, cue_rates,
-                                           parse_judge_reply, rates_to_scores, summarize, to_scale,
-                                           write_batch_requests)
+from avere_utils.evaluation.judges import (
+    CRITERIA,
+    CueJudge,
+    JudgeResult,
+    OpenAIJudge,
+    cue_rates,
+    parse_judge_reply,
+    rates_to_scores,
+    summarize,
+    to_scale,
+    write_batch_requests,
+)
 from avere_utils.records import Item
 
 GOOD = '{"clue": 7, "label": 9, "spurious": 6, "hallucination": 5}'

@@ -6,8 +6,15 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, recall_score
 
 from avere_utils.emotions import EMOTIONS
-from avere_utils.evaluation.metrics import (OTHER, accuracy, classification_metrics, confusion, disagreement,
-                                            harmonic_mean, yes_no_metrics)
+from avere_utils.evaluation.metrics import (
+    OTHER,
+    accuracy,
+    classification_metrics,
+    confusion,
+    disagreement,
+    harmonic_mean,
+    yes_no_metrics,
+)
 
 
 def _random_case(seed, n=300, classes=EMOTIONS, none_share=0.1):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from chat_stub import StubChat, completion
 
 from avere_utils.llm_client import ChatClient, ChatError, MissingKeyError, cache_key
-from chat_stub import StubChat, completion
 
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 SECRET = "sk-test-0123456789-very-secret"

@@ -10,8 +10,16 @@ import pytest
 import soundfile as sf
 
 from avere_utils.cache import FeatureCache
-from avere_utils.media import (MediaError, MediaSettings, MissingAudioError, frame_indices, load_audio, load_media,
-                               load_video_frames, probe)
+from avere_utils.media import (
+    MediaError,
+    MediaSettings,
+    MissingAudioError,
+    frame_indices,
+    load_audio,
+    load_media,
+    load_video_frames,
+    probe,
+)
 from avere_utils.synth.encode import write_mp4, write_wav
 
 SR = 16000

@@ -13,24 +13,51 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from chat_stub import StubChat, completion
 
 from avere_utils.config import load_stage
-from avere_utils.emotions import (AUDIO_CONTEXT, AUDIO_CUES, AUDIO_PARTS, EMOTIONS, VISUAL_CONTEXT, VISUAL_CUES,
-                                  VISUAL_PARTS, all_cue_phrases, cue_kind, find_cues)
+from avere_utils.emotions import (
+    AUDIO_CONTEXT,
+    AUDIO_CUES,
+    AUDIO_PARTS,
+    EMOTIONS,
+    VISUAL_CONTEXT,
+    VISUAL_CUES,
+    VISUAL_PARTS,
+    all_cue_phrases,
+    cue_kind,
+    find_cues,
+)
 from avere_utils.media import MediaSettings
-from avere_utils.pairs import (FAMILIES, FAMILY_MODALITY, PairParams, build_and_save, build_pairs, check_sample,
-                               import_released_json, load_pair_media, load_pairs,
-                               load_stats, template_sample)
+from avere_utils.pairs import (
+    FAMILIES,
+    FAMILY_MODALITY,
+    PairParams,
+    build_and_save,
+    build_pairs,
+    check_sample,
+    import_released_json,
+    load_pair_media,
+    load_pairs,
+    load_stats,
+    template_sample,
+)
 from avere_utils.pairs.build import balanced_cap
 from avere_utils.pairs.cues import CueRecord
 from avere_utils.pairs.inputs import noise_audio, noise_frames
 from avere_utils.pairs.interop import MEDIA_TAGS, RELEASED_KEYS, from_released, to_released
 from avere_utils.pairs.store import COLUMNS, CONTRACT_COLUMNS
-from avere_utils.pairs.templates import (DESCRIPTION_FRAGMENTS, EVIDENCE_FRAGMENTS, PROMPTS, RESPONSES_AGREEMENT,
-                                         RESPONSES_DESCRIPTION, RESPONSES_EMOTION_ID, RESPONSES_SINGLE,
-                                         feasible_families)
+from avere_utils.pairs.templates import (
+    DESCRIPTION_FRAGMENTS,
+    EVIDENCE_FRAGMENTS,
+    PROMPTS,
+    RESPONSES_AGREEMENT,
+    RESPONSES_DESCRIPTION,
+    RESPONSES_EMOTION_ID,
+    RESPONSES_SINGLE,
+    feasible_families,
+)
 from avere_utils.records import Item
-from chat_stub import StubChat, completion
 
 SECRET = "sk-pairs-test-secret-424242"
 

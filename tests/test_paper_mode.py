@@ -10,11 +10,20 @@ import pytest
 from avere_utils.emotions import EMOTIONS, MER2023_CLASSES
 from avere_utils.evaluation import classification, emorealm
 from avere_utils.evaluation.parsing import strict_label
-from avere_utils.evaluation.released import (Outcome, batch_reply_content, paper_classify, paper_letter,
-                                             released_answer_kind, released_average,
-                                             released_classification_metrics, released_judge_means,
-                                             released_label, released_letter_correct, released_parse_reply,
-                                             released_task_metrics)
+from avere_utils.evaluation.released import (
+    Outcome,
+    batch_reply_content,
+    paper_classify,
+    paper_letter,
+    released_answer_kind,
+    released_average,
+    released_classification_metrics,
+    released_judge_means,
+    released_label,
+    released_letter_correct,
+    released_parse_reply,
+    released_task_metrics,
+)
 from avere_utils.records import Item
 
 MISSING, ERROR = Outcome(dropped="missing"), Outcome(dropped="error")

@@ -10,8 +10,15 @@ from avere_utils import sweep
 from avere_utils.config import build
 from avere_utils.report.build import build_report
 from avere_utils.report.params import ResultsParams
-from avere_utils.report.tables import (ablation_table, load_metrics, markdown_table, paper_reported,
-                                       relative_gain, table2, table3)
+from avere_utils.report.tables import (
+    ablation_table,
+    load_metrics,
+    markdown_table,
+    paper_reported,
+    relative_gain,
+    table2,
+    table3,
+)
 
 TASKS = ["reasoning_basic_audio", "reasoning_basic_video", "modality_agreement", "reasoning_stress_audio",
          "reasoning_stress_video"]

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from avere_utils.datasets.emorealm import STRESS_KINDS, TASKS, validate_qa
-from avere_utils.emotions import (AUDIO_CUES, EMOTIONS, VISUAL_CUES, SPURIOUS_AMBIENCE, SPURIOUS_BACKGROUND,
-                                  context_cues, find_cues, typical_cues)
+from avere_utils.emotions import (
+    AUDIO_CUES,
+    EMOTIONS,
+    SPURIOUS_AMBIENCE,
+    SPURIOUS_BACKGROUND,
+    VISUAL_CUES,
+    context_cues,
+    find_cues,
+    typical_cues,
+)
 from avere_utils.synth import WorldConfig, cue_record, generate_world
 from avere_utils.synth.face import OCCLUDER, PART_BOX, draw_still
 from avere_utils.synth.spec import clip_rng

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from avere_utils.datasets.common import (LoadResult, bad_row_counter, load_side_cues, read_csv_rows, require_dir,
-                                         resolve_duplicates)
+from avere_utils.datasets.common import (
+    LoadResult,
+    bad_row_counter,
+    load_side_cues,
+    read_csv_rows,
+    require_dir,
+    resolve_duplicates,
+)
 from avere_utils.emotions import DFEW_LABELS
 from avere_utils.records import Item
 

@@ -16,8 +16,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from avere_utils.datasets.common import (DatasetError, LoadResult, load_side_cues, require_dir, require_file,
-                                         resolve_inside)
+from avere_utils.datasets.common import (
+    DatasetError,
+    LoadResult,
+    load_side_cues,
+    require_dir,
+    require_file,
+    resolve_inside,
+)
 from avere_utils.datasets.dfew import VIDEO_SUBDIR, WAV_SUBDIR
 from avere_utils.protocol import EMOREALM_TASKS, STRESS_KINDS, YES_NO_TASKS
 from avere_utils.records import Item

@@ -124,7 +124,7 @@ def knob_table(results: Mapping[str, LoadResult]) -> pd.DataFrame:
                "audio voices another emotion": np.mean([c["video_emotion"] != c["audio_emotion"] for _, c in recs])}
         caps = [(it.text["captions"], c) for it, c in recs if it.text.get("captions")]
         if caps:
-            def share(kind: str) -> float:
+            def share(kind: str, caps: list = caps) -> float:
                 return float(np.mean([bool(set(find_cues(k[m])) & set(c[m][kind])) for k, c in caps
                                       for m in ("visual", "audio")]))
             row["captions citing an absent cue"] = share("absent")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from avere_utils.datasets.common import (LoadResult, bad_row_counter, load_side_cues, read_csv_rows, require_dir,
-                                         resolve_duplicates)
+from avere_utils.datasets.common import (
+    LoadResult,
+    bad_row_counter,
+    load_side_cues,
+    read_csv_rows,
+    require_dir,
+    resolve_duplicates,
+)
 from avere_utils.emotions import MER2023_LABELS
 from avere_utils.records import Item
 

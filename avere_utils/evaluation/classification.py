@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -20,9 +20,12 @@ from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import classification_metrics, disagreement
 from avere_utils.evaluation.params import ClassificationParams
 from avere_utils.evaluation.parsing import strict_label
-from avere_utils.evaluation.released import Outcome, paper_classify, record_text, released_classification_metrics
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.evaluation.released import Outcome, paper_classify, record_text, released_classification_metrics
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # pandas is imported where a table is built
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ def evaluate_benchmark(params: ClassificationParams, benchmark: str, backend: An
     return metrics
 
 
-def summary_frame(results: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
+def summary_frame(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One row per (benchmark, mode): the headline numbers and how many items each mode counted."""
     import pandas as pd
 
@@ -149,7 +152,7 @@ def summary_frame(results: Mapping[str, Mapping[str, Any]]) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index(["benchmark", "mode"]).round(2)
 
 
-def example_frame(params: ClassificationParams, benchmark: str, n: int = 8) -> "pd.DataFrame":
+def example_frame(params: ClassificationParams, benchmark: str, n: int = 8) -> pd.DataFrame:
     """Answers next to the label each mode reads from them, the items where modes disagree first."""
     import pandas as pd
 

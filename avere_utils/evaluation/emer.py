@@ -12,18 +12,28 @@ import json
 import logging
 import math
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from avere_utils.evaluation import common
-from avere_utils.evaluation.judges import (CueJudge, HFJudge, Judge, JudgeResult, OpenAIJudge,
-                                           summarize, write_batch_requests)
+from avere_utils.evaluation.judges import (
+    CueJudge,
+    HFJudge,
+    Judge,
+    JudgeResult,
+    OpenAIJudge,
+    summarize,
+    write_batch_requests,
+)
 from avere_utils.evaluation.params import EmerParams
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # pandas is imported where a table is built
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +126,7 @@ def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None =
     return metrics
 
 
-def example_frame(metrics: dict[str, Any], n: int = 6) -> "pd.DataFrame":
+def example_frame(metrics: dict[str, Any], n: int = 6) -> pd.DataFrame:
     """A few judged descriptions with their four scores (and the cue judge's rates when present)."""
     import pandas as pd
 

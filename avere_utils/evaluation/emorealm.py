@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,11 +18,20 @@ from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
 from avere_utils.evaluation.params import EMOREALM_TASKS, EmoRealmParams
 from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
-from avere_utils.evaluation.released import (RELEASED_YES_NO_TASKS, paper_letter, record_text, released_answer_kind,
-                                             released_average, released_task_metrics)
 from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.evaluation.released import (
+    RELEASED_YES_NO_TASKS,
+    paper_letter,
+    record_text,
+    released_answer_kind,
+    released_average,
+    released_task_metrics,
+)
 from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # pandas is imported where a table is built
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +217,7 @@ def evaluate(params: EmoRealmParams, backend: Any, *, items: Sequence[Item] | No
     return metrics
 
 
-def summary_frame(metrics: Mapping[str, Any]) -> "pd.DataFrame":
+def summary_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """One row per mode: accuracy per task, the average, and the stress-item failure rates."""
     import pandas as pd
 
@@ -222,7 +231,7 @@ def summary_frame(metrics: Mapping[str, Any]) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("mode").round(2)
 
 
-def yes_no_frame(metrics: Mapping[str, Any]) -> "pd.DataFrame":
+def yes_no_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """The Yes/No tasks: accuracy on Yes-items, on No-items and their harmonic mean, per mode."""
     import pandas as pd
 

@@ -5,8 +5,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avere_utils.config import ConfigError, StageParams
-from avere_utils.protocol import (CLASSIFICATION_PROMPT, EMER_PROMPT, EMOREALM_PROMPT_TEMPLATE,  # noqa: F401
-                                  EMOREALM_TASKS)
+from avere_utils.protocol import (  # noqa: F401
+    CLASSIFICATION_PROMPT,
+    EMER_PROMPT,
+    EMOREALM_PROMPT_TEMPLATE,
+    EMOREALM_TASKS,
+)
 
 SCORING_MODES = ("paper", "strict", "scoring")
 CLASSIFICATION_BENCHMARKS = ("dfew", "ravdess", "mer2023")

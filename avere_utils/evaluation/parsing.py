@@ -12,7 +12,6 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
-
 # --- classification: the corrected (strict) mapping --------------------------------------------------
 STRICT_LEXICON: dict[str, tuple[str, ...]] = {
     "happiness": ("happiness", "happy", "happier", "happiest", "happily", "joy", "joyful", "joyous",

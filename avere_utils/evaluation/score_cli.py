@@ -21,8 +21,13 @@ from avere_utils.evaluation import classification, emorealm
 from avere_utils.evaluation.common import PAPER_MODE_NOTE, _clean
 from avere_utils.evaluation.metrics import disagreement
 from avere_utils.evaluation.params import EMOREALM_TASKS
-from avere_utils.evaluation.released import (JUDGE_KEYS, batch_reply_content, record_text, released_judge_means,
-                                             released_parse_reply)
+from avere_utils.evaluation.released import (
+    JUDGE_KEYS,
+    batch_reply_content,
+    record_text,
+    released_judge_means,
+    released_parse_reply,
+)
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
 

@@ -19,7 +19,11 @@ from avere_utils.emotions import find_cues
 from avere_utils.models.loading import load_backend
 from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
 from avere_utils.models.sft import (
-    CLASSIFICATION_PROMPT, EMER_PROMPT, SFTConfig, run_sft, tokenizer_corpus,
+    CLASSIFICATION_PROMPT,
+    EMER_PROMPT,
+    SFTConfig,
+    run_sft,
+    tokenizer_corpus,
 )
 from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
 from avere_utils.records import Example, Item, Media

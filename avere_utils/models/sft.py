@@ -139,9 +139,11 @@ def clip_grouped_batches(records: Sequence[SFTRecord], batch_size: int, rng: np.
 def tokenizer_corpus(manifest_files: Iterable[str | Path], pairs_dir: str | Path | None = None) -> list[str]:
     """Every text the tiny model will read or write: manifests' text fields, pair texts if present, the
     evaluation prompts and the emotion lexicon."""
-    from avere_utils.synth.text import ADJECTIVE  # adjectives used by the captions
-
-    from avere_utils.synth.text import GROUNDED_PROMPTS, PRESENCE_TEMPLATES
+    from avere_utils.synth.text import (
+        ADJECTIVE,  # adjectives used by the captions
+        GROUNDED_PROMPTS,
+        PRESENCE_TEMPLATES,
+    )
 
     texts: list[str] = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS, *ADJECTIVE.values(), *all_cue_phrases(),
                         *[c for v in VISUAL_CONTEXT.values() for c in v], *[c for v in AUDIO_CONTEXT.values() for c in v]]

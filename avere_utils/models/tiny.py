@@ -13,8 +13,19 @@ from typing import Any, Iterable
 import torch
 
 from avere_utils.models.processor import (
-    AUDIO_BOS, AUDIO_EOS, AUDIO_TOKEN, CHAT_TEMPLATE, ENDOFTEXT, IM_END, IM_START, IMAGE_TOKEN, SPECIAL_TOKENS,
-    VIDEO_TOKEN, VISION_BOS, VISION_EOS, ProcessorSettings,
+    AUDIO_BOS,
+    AUDIO_EOS,
+    AUDIO_TOKEN,
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    IM_END,
+    IM_START,
+    IMAGE_TOKEN,
+    SPECIAL_TOKENS,
+    VIDEO_TOKEN,
+    VISION_BOS,
+    VISION_EOS,
+    ProcessorSettings,
 )
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from avere_utils.llm_client import ChatClient
-from avere_utils.pairs.cues import (RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record,
-                                    cited_cues)
+from avere_utils.pairs.cues import RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record, cited_cues
 from avere_utils.pairs.inputs import ClipRef, RejectedInputPicker, media_ok, noise_seed
 from avere_utils.pairs.interop import export_released_json
 from avere_utils.pairs.llm import LLMGenerator

@@ -16,8 +16,14 @@ from collections import Counter
 from typing import Any
 
 from avere_utils.llm_client import ChatClient, ChatError
-from avere_utils.pairs.cues import (RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record,
-                                    claimed_emotion, targeted_modalities)
+from avere_utils.pairs.cues import (
+    RESPONSE_KINDS,
+    CueRecord,
+    check_sample,
+    check_sample_without_record,
+    claimed_emotion,
+    targeted_modalities,
+)
 from avere_utils.pairs.templates import Draft
 
 log = logging.getLogger(__name__)

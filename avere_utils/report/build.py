@@ -7,16 +7,28 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from avere_utils.paths import REPO_ROOT, atomic_write_text
 from avere_utils.report import figures, story
 from avere_utils.report.params import ResultsParams
-from avere_utils.report.tables import (PAPER_SCORING_MODE, ablation_table, load_metrics, markdown_table, mode_label,
-                                       paper_reported, relative_gain, table2, table3, with_emer_coverage, PARTIAL_MARK, TABLE2_COLUMNS, TABLE3_COLUMNS, metric)
-
+from avere_utils.report.tables import (
+    PAPER_SCORING_MODE,
+    PARTIAL_MARK,
+    TABLE2_COLUMNS,
+    TABLE3_COLUMNS,
+    ablation_table,
+    load_metrics,
+    markdown_table,
+    metric,
+    mode_label,
+    paper_reported,
+    relative_gain,
+    table2,
+    table3,
+    with_emer_coverage,
+)
 
 
 @dataclass

@@ -15,8 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from avere_utils.emotions import (AUDIO_CONTEXT, AUDIO_CUES, AUDIO_PARTS, EMOTIONS, SPURIOUS_AMBIENCE,
-                                  SPURIOUS_BACKGROUND, VISUAL_CONTEXT, VISUAL_CUES, VISUAL_PARTS)
+from avere_utils.emotions import (
+    AUDIO_CONTEXT,
+    AUDIO_CUES,
+    AUDIO_PARTS,
+    EMOTIONS,
+    SPURIOUS_AMBIENCE,
+    SPURIOUS_BACKGROUND,
+    VISUAL_CONTEXT,
+    VISUAL_CUES,
+    VISUAL_PARTS,
+)
 
 # Bump when the rendering or the layout changes, so that a stored world is regenerated.
 GENERATOR_VERSION = 4

@@ -167,7 +167,7 @@ def synth_ambience(name: str, seconds: float, sr: int, rng: np.random.Generator,
         notes = np.array([523.25, 587.33, 659.25, 783.99, 880.0, 1046.5])
         x = np.zeros(n)
         step = int(0.25 * sr)
-        for i, start in enumerate(range(0, n, step)):
+        for start in range(0, n, step):
             f = notes[int(rng.integers(len(notes)))]
             m = min(n - start, int(0.6 * sr))
             tt = np.arange(m) / sr

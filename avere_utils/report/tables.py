@@ -110,7 +110,7 @@ def headline_row(metrics_dir: str | Path, variant: str, mode: str | None = None)
 
 
 def paper_reported(table: str) -> pd.DataFrame:
-    """A table as REPORTED BY THE PAPER (data copied from PAPER.md; not produced by this kit), scored by the
+    """A table as REPORTED BY THE PAPER (data copied from docs/method.md; not produced by this kit), scored by the
     released code: compare it with mode PAPER_SCORING_MODE only."""
     data = yaml.safe_load(PAPER_FILE.read_text())[table]
     return pd.DataFrame.from_dict(data["rows"], orient="index", columns=data["columns"])

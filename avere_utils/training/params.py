@@ -31,7 +31,7 @@ class TrainParams(StageParams):
     figures_dir: str = "${run_dir}/figures"
     split: str = "train"
     max_samples: int = 384  # 0 = every pair of the split (the first N pairs otherwise)
-    # the loss (PAPER.md defaults)
+    # the loss (docs/method.md defaults)
     beta: float = 0.1
     beta_vr: float = 0.5
     beta_er: float = 0.5

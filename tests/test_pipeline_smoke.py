@@ -67,7 +67,8 @@ def test_sweep_on_a_two_point_grid_reuses_the_base_run_and_skips_done_points(sma
     per_variant = LATER_SIZES
     table = sweep.sweep("tiny", {"gamma_tpd": [0.0, 0.4]}, out=str(out), overrides=per_variant, echo=lambda s: None)
     assert list(table["gamma_tpd"]) == [0.0, 0.4]
-    assert table[["DFEW UAR", "Avg", "Halluc"]].notna().all().all()
+    assert table[["DFEW UAR", "Avg"]].notna().all().all()
+    assert "Halluc" in table.columns  # null when nothing was judged (a smoke-sized model may answer nothing)
     for point, gamma in (("gamma_tpd-0.0", 0.0), ("gamma_tpd-0.4", 0.4)):
         point_dir = out / "sweep" / point
         assert (point_dir / "models" / "avem_dpo" / "adapter_config.json").is_file()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+
+from avere_utils.emotions import EMOTIONS
 
 
 @dataclass
@@ -14,7 +16,7 @@ class Item:
     `video` / `audio` are absolute paths (or None when the dataset has no such file).  `label` is a
     canonical name from `emotions.EMOTIONS` (None for unlabeled items).  `text` holds the dataset's own
     text fields: EmoReAlM `task`/`question`/`choices`/`answer`, EMER `reason`, training-source `captions`,
-    and for the synthetic world the clip's `cues` record (see CueRecord in docs/ARCHITECTURE.md).
+    and for the synthetic world the clip's `cues` record (`cue_record()` reads it as a `CueRecord`).
     """
 
     id: str
@@ -27,6 +29,11 @@ class Item:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def cue_record(self) -> "CueRecord | None":
+        """The synthetic world's cue record of this clip, typed (None for real data)."""
+        raw = (self.text or {}).get("cues")
+        return CueRecord.from_dict(raw, where=f"{self.dataset} item {self.id} cue record") if raw else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Item":
@@ -54,3 +61,53 @@ class Example:
     prompt: str
     media: Media | None = None
     response: str | None = None
+
+
+@dataclass(frozen=True)
+class ModalityCues:
+    present: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CueRecord:
+    """The synthetic world's per-clip record (docs/ARCHITECTURE.md, "Cue record")."""
+
+    video_emotion: str
+    audio_emotion: str
+    visual: ModalityCues = field(default_factory=ModalityCues)
+    audio: ModalityCues = field(default_factory=ModalityCues)
+
+    @property
+    def agree(self) -> bool:
+        return self.video_emotion == self.audio_emotion
+
+    def of(self, modality: str) -> ModalityCues:
+        return self.visual if modality == "visual" else self.audio
+
+    def emotion_of(self, modality: str) -> str:
+        return self.video_emotion if modality == "visual" else self.audio_emotion
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "cue record") -> "CueRecord":
+        try:
+            ve, ae = d["video_emotion"], d["audio_emotion"]
+        except KeyError as e:
+            raise ValueError(f"{where}: missing key {e.args[0]!r}") from None
+        for name, emo in (("video_emotion", ve), ("audio_emotion", ae)):
+            if emo not in EMOTIONS:
+                raise ValueError(f"{where}: {name} {emo!r} is not one of {EMOTIONS}")
+
+        def part(key: str) -> ModalityCues:
+            m = d.get(key) or {}
+            return ModalityCues(*(tuple(m.get(k) or ()) for k in ("present", "absent", "context")))
+
+        return cls(ve, ae, part("visual"), part("audio"))
+
+    def to_dict(self) -> dict[str, Any]:
+        def part(m: ModalityCues) -> dict[str, list[str]]:
+            return {"present": list(m.present), "absent": list(m.absent), "context": list(m.context)}
+
+        return {"video_emotion": self.video_emotion, "audio_emotion": self.audio_emotion,
+                "visual": part(self.visual), "audio": part(self.audio)}

@@ -5,7 +5,6 @@ Notebook 03 calls these; later stages only need the folder (`RunLayout.reference
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -15,6 +14,7 @@ from typing import Any, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
+from avere_utils.datasets.common import read_manifest as read_items  # noqa: F401  (notebook 03 reads it here)
 from avere_utils.emotions import find_cues
 from avere_utils.models.loading import load_backend
 from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
@@ -29,20 +29,6 @@ from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
 from avere_utils.records import Example, Item, Media
 
 log = logging.getLogger(__name__)
-
-
-def read_items(path: str | Path) -> list[Item]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path} (run notebook 01_data_preparation first)")
-    try:
-        from avere_utils.datasets import read_manifest
-    except ImportError:
-        read_manifest = None
-    if read_manifest is not None:
-        return list(read_manifest(path))
-    with open(path) as f:
-        return [Item.from_dict(json.loads(line)) for line in f if line.strip()]
 
 
 def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str | Path | None) -> dict[str, Media]:

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from avere_utils.datasets.common import read_manifest
 from avere_utils.llm_client import ChatClient
 from avere_utils.pairs.cues import RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record, cited_cues
 from avere_utils.pairs.inputs import ClipRef, RejectedInputPicker, media_ok, noise_seed
@@ -59,25 +60,8 @@ class BuildResult:
 
 
 def read_items(manifest_file: str | Path) -> list[Item]:
-    """The manifest's Items, through the data layer's reader when it is installed."""
-    try:
-        from avere_utils.datasets import read_manifest  # the data layer's reader (validates more)
-    except ImportError:
-        read_manifest = None
-    if read_manifest is not None:
-        return list(read_manifest(manifest_file))
-    path = Path(manifest_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: training-source manifest not found; run notebook 01_data_preparation")
-    items = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    items.append(Item.from_dict(json.loads(line)))
-                except (ValueError, TypeError) as e:
-                    raise ValueError(f"{path}:{n}: not an Item record ({e})") from None
-    return items
+    """The training-source manifest's Items (the data layer's one reader; a missing file names stage 01)."""
+    return read_manifest(manifest_file)
 
 
 def _clip_seed(seed: int, clip_id: str) -> list[int]:

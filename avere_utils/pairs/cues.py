@@ -14,11 +14,11 @@ only difference the model can learn from.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
-from avere_utils.emotions import EMOTIONS, cue_kind, find_cues
+from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.pairs.params import FAMILY_MODALITY
+from avere_utils.records import CueRecord, ModalityCues  # noqa: F401  (the cue record type lives with the records)
 
 RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
 
@@ -32,56 +32,6 @@ EMOTION_WORDS: dict[str, tuple[str, ...]] = {
     "disgust": ("disgust", "disgusted"),
     "fear": ("fear", "fearful", "afraid", "scared"),
 }
-
-
-@dataclass(frozen=True)
-class ModalityCues:
-    present: tuple[str, ...] = ()
-    absent: tuple[str, ...] = ()
-    context: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CueRecord:
-    """The synthetic world's per-clip record (docs/ARCHITECTURE.md, "Cue record")."""
-
-    video_emotion: str
-    audio_emotion: str
-    visual: ModalityCues = field(default_factory=ModalityCues)
-    audio: ModalityCues = field(default_factory=ModalityCues)
-
-    @property
-    def agree(self) -> bool:
-        return self.video_emotion == self.audio_emotion
-
-    def of(self, modality: str) -> ModalityCues:
-        return self.visual if modality == "visual" else self.audio
-
-    def emotion_of(self, modality: str) -> str:
-        return self.video_emotion if modality == "visual" else self.audio_emotion
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "cue record") -> "CueRecord":
-        try:
-            ve, ae = d["video_emotion"], d["audio_emotion"]
-        except KeyError as e:
-            raise ValueError(f"{where}: missing key {e.args[0]!r}") from None
-        for name, emo in (("video_emotion", ve), ("audio_emotion", ae)):
-            if emo not in EMOTIONS:
-                raise ValueError(f"{where}: {name} {emo!r} is not one of {EMOTIONS}")
-
-        def part(key: str) -> ModalityCues:
-            m = d.get(key) or {}
-            return ModalityCues(*(tuple(m.get(k) or ()) for k in ("present", "absent", "context")))
-
-        return cls(ve, ae, part("visual"), part("audio"))
-
-    def to_dict(self) -> dict[str, Any]:
-        def part(m: ModalityCues) -> dict[str, list[str]]:
-            return {"present": list(m.present), "absent": list(m.absent), "context": list(m.context)}
-
-        return {"video_emotion": self.video_emotion, "audio_emotion": self.audio_emotion,
-                "visual": part(self.visual), "audio": part(self.audio)}
 
 
 def targeted_modalities(family: str) -> tuple[str, ...]:

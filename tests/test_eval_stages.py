@@ -20,9 +20,12 @@ def test_params_files_load_with_every_key(profile, stage):
 
     p = config.load_stage(profile, stage)
     raw = config.load_yaml(config.stage_file(profile, stage))
-    assert set(raw) == {f.name for f in dataclasses.fields(p)}  # every key written out
-    if profile == "tiny":
+    names = {f.name for f in dataclasses.fields(p)}
+    if profile == "tiny":  # every key written out (the notebook's parameters cell mirrors it)
+        assert set(raw) == names
         assert p == config.build(type(p), {}, "defaults")  # dataclass defaults = the tiny profile
+    else:  # the paper profile lists only what it sets (tests/test_config_drift.py)
+        assert set(raw) <= names and len(raw) < len(names)
     assert p.adapter_dir.endswith("/models/avem_dpo") and p.reference_dir.endswith("/models/reference")
 
 

@@ -186,9 +186,9 @@ def tokenizer_corpus(manifest_files: Iterable[str | Path], pairs_dir: str | Path
 
 @dataclass
 class SFTConfig:
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     grad_clip: float = 1.0
@@ -201,7 +201,7 @@ class SFTConfig:
     loss_normalization: str = "token"
     # weight of the auxiliary perception loss on the encoders (models/perception.py); 0 = off.  Needs the
     # items' cue records (synthetic world); items without one add nothing.
-    perception_weight: float = 0.0
+    perception_weight: float = 1.0
 
 
 def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],

@@ -45,7 +45,7 @@ class WorldConfig:
     n_emorealm_per_task: int = 240
     spurious_rate: float = 0.8  # train_source only: P(context follows SPURIOUS_BACKGROUND/AMBIENCE)
     text_prior_rate: float = 0.3  # train_source captions: P(cite an ABSENT typical cue)
-    context_reason_rate: float = 0.3  # train_source captions: P(cite a context cue as a reason)
+    context_reason_rate: float = 0.6  # train_source captions: P(cite a context cue as a reason)
     qa_text_prior_rate: float = 0.0  # train_source stress questions about context / absent cues: P(answered Yes)
     disagreement_rate: float = 0.15  # train_source and DFEW: P(audio voices another emotion)
     parts_probs: tuple[float, float, float] = (0.25, 0.5, 0.25)  # P(1, 2, 3 rendered parts) per modality

@@ -102,7 +102,8 @@ def main() -> None:
         "gen_tokens_per_s_cache": round(with_cache, 1),
         "gen_tokens_per_s_nocache": round(without_cache, 1),
         "gen_setup": f"{len(prompts)} audio+video prompts, {args.new_tokens} new tokens each, greedy, no early stop",
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "device": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                   else f"cpu ({platform.processor() or platform.machine()})"),
         "torch_threads": torch.get_num_threads(),
         "dtype": str(backend.dtype),
     }

@@ -131,7 +131,8 @@ def test_mer2023_drops_worried_and_counts_problems(tmp_path):
     for n in ("s1", "s2", "s3", "s5"):
         touch(d / "test3" / f"{n}.mp4")
     touch(d / "test3" / "s6.avi")
-    touch(d / "test3_label.csv", b"name,discrete,valence\ns1,happy,1\ns2,worried,0\ns3,bored,0\ns4,sad,0\ns5,Angry,0\ns6,surprise,0\ns1,happy,1\n")
+    touch(d / "test3_label.csv", b"name,discrete,valence\ns1,happy,1\ns2,worried,0\ns3,bored,0\ns4,sad,0\n"
+                                 b"s5,Angry,0\ns6,surprise,0\ns1,happy,1\n")
     res = load_mer2023(d / "test3_label.csv", d / "test3")
     assert [(i.id, i.label) for i in res.items] == [("s1", "happiness"), ("s5", "anger"), ("s6", "surprise")]
     assert res.skipped == {"dropped_label:worried": 1, "bad_label": 1, "missing_video": 1, "duplicate_id": 1}

@@ -15,6 +15,8 @@ from avere_utils.evaluation.predict import (
 from avere_utils.evaluation.testing import FakeBackend, Interrupted, fake_media_fn
 from avere_utils.records import Item
 
+pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast
+
 LABELS = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
 
 

@@ -10,11 +10,19 @@ import torch
 from avere_utils.emotions import EMOTIONS
 from avere_utils.models import LoraSettings, load_backend
 from avere_utils.models.processor import (
-    AUDIO_TOKEN, VIDEO_TOKEN, VISION_BOS, AudioFeaturizer, ProcessorSettings, audio_output_length, patchify_video,
+    AUDIO_TOKEN,
+    VIDEO_TOKEN,
+    VISION_BOS,
+    AudioFeaturizer,
+    ProcessorSettings,
+    audio_output_length,
+    patchify_video,
 )
 from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_answer, qa_prompt
 from avere_utils.models.tiny import build_tiny_checkpoint
 from avere_utils.records import Example, Media
+
+pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast
 
 CORPUS = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS,
           "The face shows a broad smile and crinkled eyes, which points to happiness.",
@@ -241,7 +249,7 @@ def test_cuda_bf16_matches_cpu(ckpt, clips):
     assert g == gpu.generate(exs, max_new_tokens=6)
 
 
-def _train_item(i: int, media_dir) -> "Item":
+def _train_item(i: int, media_dir):
     from avere_utils.records import Item
 
     qa = [{"task": "modality_agreement", "question": "Do the face and the voice express the same emotion?",
@@ -385,8 +393,13 @@ def test_sft_presence_records_rotate_over_the_typical_cues():
 
 
 def test_perception_targets_and_loss_follow_the_cue_record(backend, clips):
-    from avere_utils.models.perception import (PerceptionHead, encoder_outputs, perception_loss,
-                                               perception_targets, video_positions)
+    from avere_utils.models.perception import (
+        PerceptionHead,
+        encoder_outputs,
+        perception_loss,
+        perception_targets,
+        video_positions,
+    )
 
     record = {"video_emotion": "anger", "audio_emotion": "sadness",
               "visual": {"present": ["furrowed brows"], "absent": ["tightly pressed lips", "a glaring stare"],

@@ -142,7 +142,8 @@ def test_every_template_recovers_exactly_the_inserted_cue():
                              "adjective")}
     for cue in all_cue_phrases():
         for t in templates:
-            text = t.format(**{**blank, "cues": cue, "cue": cue, "Cue": cue[:1].upper() + cue[1:], "evidence": cue, "vcue": cue, "acue": cue})
+            text = t.format(**{**blank, "cues": cue, "cue": cue, "Cue": cue[:1].upper() + cue[1:], "evidence": cue,
+                               "vcue": cue, "acue": cue})
             assert find_cues(text) == [cue.lower()], (t, cue)
 
 
@@ -229,7 +230,8 @@ def test_each_family_gets_the_right_rejected_input(world, tmp_path):
     noisy = build_pairs(params_for(tmp_path, pmp_video_source="noise", pmp_audio_source="noise"), items,
                         progress=False).rows
     for r in noisy:
-        for col, real, swapped in (("video_l", "video", r["modality"] != "audio"), ("audio_l", "audio", r["modality"] != "visual")):
+        for col, real, swapped in (("video_l", "video", r["modality"] != "audio"),
+                                   ("audio_l", "audio", r["modality"] != "visual")):
             assert r[col].startswith("noise:") if swapped else r[col] == r[real]
 
 

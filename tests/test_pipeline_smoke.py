@@ -31,7 +31,8 @@ def test_whole_tiny_run_at_smallest_sizes(small_run):
     out, result = small_run
     run = config.load_run("tiny")
     once = [s for s in run.stages if s not in run.per_train_variant + run.per_eval_variant]
-    n_expected = len(once) + len(run.train_variants) * len(run.per_train_variant) + len(run.eval_variants) * len(run.per_eval_variant)
+    n_expected = (len(once) + len(run.train_variants) * len(run.per_train_variant)
+                  + len(run.eval_variants) * len(run.per_eval_variant))
     times = json.loads((out / "run_times.json").read_text())  # the base stages' times are kept beside the rest
     assert len(times) == n_expected and len(result.times) == n_expected - len(BASE_STAGES)
 

@@ -12,6 +12,8 @@ import pytest
 from avere_utils import config, runner
 from avere_utils.config import StageParams
 
+pytestmark = pytest.mark.slow  # starts Jupyter kernels through papermill: not in make test-fast
+
 
 @dataclass
 class AParams(StageParams):

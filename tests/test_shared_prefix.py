@@ -14,6 +14,8 @@ from avere_utils.records import Example, Media
 from avere_utils.training.trainer import Trainer
 from avere_utils.training.variants import VARIANTS
 
+pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast
+
 ATOL = 1e-5
 
 

@@ -20,6 +20,8 @@ from avere_utils.training.step_log import read_log
 from avere_utils.training.trainer import Hooks, StopTraining, Trainer, train
 from avere_utils.training.variants import VARIANTS
 
+pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast
+
 
 # --- a small fake backend: characters in, log-probs out, and the media matter -------------------------
 class FakeBackend(Backend):

@@ -16,6 +16,8 @@ from avere_utils.training.memory import (
     step_passes,
 )
 
+pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):

@@ -185,8 +185,8 @@ def template_sample(record: CueRecord, family: str, rng: np.random.Generator, ma
         emotion = record.video_emotion
         for kind, by_mod in picks.items():
             if describe:
-                evidence = " ".join(DESCRIPTION_FRAGMENTS[mod][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:], emotion=emotion,
-                                                                             adjective=ADJECTIVE[emotion])
+                evidence = " ".join(DESCRIPTION_FRAGMENTS[mod][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:],
+                                                                             emotion=emotion, adjective=ADJECTIVE[emotion])
                                     for mod, cue in by_mod.items())
                 texts[kind] = _fill(RESPONSES_DESCRIPTION[r], emotion=emotion,
                                     evidence=evidence)

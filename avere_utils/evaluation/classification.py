@@ -24,8 +24,10 @@ from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predicti
 from avere_utils.evaluation.released import Outcome, paper_classify, record_text, released_classification_metrics
 from avere_utils.records import Item
 
-if TYPE_CHECKING:  # pandas is imported where a table is built
+if TYPE_CHECKING:  # pandas is imported where a table is built; torch comes with the backend
     import pandas as pd
+
+    from avere_utils.models.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def build_task(params: ClassificationParams, classes: Sequence[str]) -> Predicti
                           candidates_for=(lambda it: candidates) if "scoring" in params.modes else None)
 
 
-def evaluate_benchmark(params: ClassificationParams, benchmark: str, backend: Any, *,
+def evaluate_benchmark(params: ClassificationParams, benchmark: str, backend: Backend, *,
                        items: Sequence[Item] | None = None, media_fn: MediaFn | None = None,
                        media_settings: Any = None) -> dict[str, Any]:
     """Predict (resumably), score in every mode, write `metrics/<benchmark>-<variant>.json`, return it."""

@@ -7,12 +7,15 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avere_utils.evaluation.params import EvalParams
 from avere_utils.evaluation.predict import Decoding, MediaFn, media_loader, model_stamp
 from avere_utils.paths import RunLayout, atomic_write_text
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # the backend module imports torch: only for annotations here
+    from avere_utils.models.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +80,16 @@ def is_main_process() -> bool:
     return _state().is_main_process
 
 
-def media_settings(params: EvalParams, backend: Any) -> Any:
+def media_settings(params: EvalParams, backend: Backend) -> Any:
     """The checkpoint's decoding settings with the params' non-zero overrides applied."""
     from avere_utils.media import MediaSettings
 
-    base = getattr(backend, "media_settings", None)
-    if not isinstance(base, MediaSettings):
-        base = MediaSettings()
+    base = backend.media_settings or MediaSettings()
     over = {k: getattr(params, k) for k in ("n_frames", "frame_size", "sample_rate") if getattr(params, k)}
     return dataclasses.replace(base, **over)
 
 
-def make_media_fn(params: EvalParams, backend: Any) -> tuple[MediaFn, Any]:
+def make_media_fn(params: EvalParams, backend: Backend) -> tuple[MediaFn, Any]:
     settings = media_settings(params, backend)
     return media_loader(settings, params.cache_dir), settings
 

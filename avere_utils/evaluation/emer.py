@@ -32,8 +32,10 @@ from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predicti
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
 
-if TYPE_CHECKING:  # pandas is imported where a table is built
+if TYPE_CHECKING:  # pandas is imported where a table is built; torch comes with the backend
     import pandas as pd
+
+    from avere_utils.models.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def make_judge(params: EmerParams) -> Judge:
     raise ValueError(f"unknown judge {params.judge!r}")
 
 
-def evaluate(params: EmerParams, backend: Any, *, items: Sequence[Item] | None = None,
+def evaluate(params: EmerParams, backend: Backend, *, items: Sequence[Item] | None = None,
              media_fn: MediaFn | None = None, media_settings: Any = None, judge: Judge | None = None
              ) -> dict[str, Any]:
     """Describe every clip, judge every description, write `metrics/emer-<variant>.json`, return it."""

@@ -30,8 +30,10 @@ from avere_utils.evaluation.released import (
 from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
 from avere_utils.records import Item
 
-if TYPE_CHECKING:  # pandas is imported where a table is built
+if TYPE_CHECKING:  # pandas is imported where a table is built; torch comes with the backend
     import pandas as pd
+
+    from avere_utils.models.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ def by_kind(judged: Sequence[tuple[Item, bool | None, str | None]], mode: str) -
             "spurious_rate": kinds["spurious"]["yes_rate"]}
 
 
-def evaluate(params: EmoRealmParams, backend: Any, *, items: Sequence[Item] | None = None,
+def evaluate(params: EmoRealmParams, backend: Backend, *, items: Sequence[Item] | None = None,
              media_fn: MediaFn | None = None, media_settings: Any = None) -> dict[str, Any]:
     """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
     t_start = time.perf_counter()

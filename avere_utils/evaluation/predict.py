@@ -22,11 +22,14 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from avere_utils.records import Example, Item, Media
+
+if TYPE_CHECKING:  # the backend module imports torch: only for annotations here
+    from avere_utils.models.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +196,7 @@ def _process_layout(shard: tuple[int, int] | None) -> tuple[int, int, Callable[[
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
-def run_predictions(backend: Any, items: Sequence[Item], out_file: str | os.PathLike, task: PredictionTask,
+def run_predictions(backend: Backend, items: Sequence[Item], out_file: str | os.PathLike, task: PredictionTask,
                     decoding: Decoding, *, settings: dict[str, Any], media_fn: MediaFn, batch_size: int = 8,
                     stale_policy: str = "restart", shard: tuple[int, int] | None = None,
                     desc: str = "predict") -> PredictionRun:
@@ -259,13 +262,9 @@ def run_predictions(backend: Any, items: Sequence[Item], out_file: str | os.Path
             if ok and task.candidates_for is not None:
                 t0 = time.perf_counter()
                 cands = [task.candidates_for(it) for it, _, _ in ok]
-                # one call per batch where the backend offers it: each prompt (and, with prefix reuse, each
-                # clip's media block) is run once for all its candidates
-                batched = getattr(backend, "score_choices_batch", None)
-                if batched is not None:
-                    scores = batched([ex for _, ex, _ in ok], cands)
-                else:
-                    scores = [backend.score_choices(ex, c) for (_, ex, _), c in zip(ok, cands)]
+                # one call per batch: each prompt (and, with prefix reuse, each clip's media block) is run
+                # once for all its candidates
+                scores = backend.score_choices_batch([ex for _, ex, _ in ok], cands)
                 for (_, _, rec), c, sc in zip(ok, cands, scores):
                     rec["candidates"] = c
                     rec["scores"] = [float(x) for x in sc]

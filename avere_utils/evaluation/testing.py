@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from avere_utils.models.backend import Backend
 from avere_utils.records import Example, Item, Media
 
 
@@ -32,8 +33,9 @@ def fake_media_fn(items: Sequence[Item]) -> Callable[[Item], Media]:
     return load
 
 
-class FakeBackend:
-    """Implements the parts of `Backend` that evaluation uses: generate and score_choices."""
+class FakeBackend(Backend):
+    """A `Backend` whose evaluation methods (generate, score_choices) answer from the items; the training
+    methods raise (evaluation never calls them)."""
 
     def __init__(self, items: Sequence[Item], answer: Callable[[Item], str] | None = None,
                  scores: Callable[[Item, Sequence[str]], Sequence[float]] | None = None,
@@ -70,11 +72,17 @@ class FakeBackend:
         self.scored.append(it.id)
         return torch.tensor(list(self.scores(it, choices)), dtype=torch.float32)
 
-    def sequence_logprobs(self, examples, *, grad=False):  # not used by evaluation
-        raise NotImplementedError
+    def sequence_logprobs(self, examples, *, grad=False, share_prefix=False):  # not used by evaluation
+        raise NotImplementedError("FakeBackend has no log-likelihoods of responses")
 
     def reference(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
     def trainable_parameters(self) -> Iterator[torch.nn.Parameter]:
         return iter(())
+
+    def save_adapter(self, path: str) -> None:
+        raise NotImplementedError("FakeBackend has no adapters")
+
+    def load_adapter(self, path: str) -> None:
+        raise NotImplementedError("FakeBackend has no adapters")

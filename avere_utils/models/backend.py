@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -19,6 +19,10 @@ class Backend(abc.ABC):
     model: torch.nn.Module
     tokenizer: object
     device: torch.device
+    # the decoding settings the checkpoint expects (`avere_utils.media.MediaSettings`; None: the defaults)
+    # and the folder it was loaded from (None for an in-memory model): training fingerprints both
+    media_settings: Any = None
+    model_dir: str | None = None
 
     @abc.abstractmethod
     def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False

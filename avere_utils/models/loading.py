@@ -1,6 +1,7 @@
 """Load a Qwen2.5-Omni thinker checkpoint folder (real or tiny, same code) into an `OmniBackend`."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from typing import Any
 
 import torch
 
+from avere_utils.media import MediaSettings
+from avere_utils.models.adapters import attach_adapter
 from avere_utils.models.omni import OmniBackend
 from avere_utils.models.processor import CHAT_TEMPLATE, ProcessorSettings
 
@@ -89,23 +92,8 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False) -> An
     return tok
 
 
-def attach_adapter(thinker: torch.nn.Module, adapter_dir: str | Path, trainable: bool = True):
-    from peft import PeftModel
-
-    if not (Path(adapter_dir) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir} is not a LoRA adapter folder (no adapter_config.json)")
-    return PeftModel.from_pretrained(thinker, str(adapter_dir), is_trainable=trainable)
-
-
-def default_media_settings(settings: ProcessorSettings) -> Any:
-    """The checkpoint's expected decoding settings as `avere_utils.media.MediaSettings` when that module
-    exists (else the plain dict)."""
-    try:
-        from avere_utils.media import MediaSettings
-    except ImportError:
-        return dict(settings.media)
-    import dataclasses
-
+def default_media_settings(settings: ProcessorSettings) -> MediaSettings:
+    """The checkpoint's expected decoding settings (its avere_processor.json) as `MediaSettings`."""
     known = {f.name for f in dataclasses.fields(MediaSettings)}
     unknown = sorted(set(settings.media) - known)
     if unknown:

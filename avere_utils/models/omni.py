@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from avere_utils.models.adapters import attach_adapter
 from avere_utils.models.backend import Backend
 from avere_utils.models.processor import (
     ENDOFTEXT,
@@ -474,8 +475,6 @@ class OmniBackend(Backend):
         log.info("saved LoRA adapter to %s", path)
 
     def load_adapter(self, path: str) -> None:
-        from avere_utils.models.loading import attach_adapter
-
         if self.has_adapters:
             from peft import set_peft_model_state_dict
             from peft.utils import load_peft_weights

@@ -93,8 +93,7 @@ def load_default_pairs(params: TrainParams, backend: Backend) -> PairSource:
 
     rows = [dict(r) for r in load_pairs(params.pairs_dir, params.split)]
     cache = FeatureCache(params.media_cache_dir)
-    settings = getattr(backend, "media_settings", None)
-    return PairSource(rows, lambda row: load_pair_media(row, settings, cache))
+    return PairSource(rows, lambda row: load_pair_media(row, backend.media_settings, cache))
 
 
 def run_signature(params: TrainParams, rows: Sequence[Any], model_fp: str | None) -> dict[str, Any]:
@@ -145,8 +144,8 @@ class Trainer:
         self.scheduler = get_scheduler(params.lr_scheduler, self.optimizer,
                                        num_warmup_steps=math.ceil(params.warmup_ratio * self.total_steps),
                                        num_training_steps=self.total_steps)
-        media_key = getattr(getattr(self.backend, "media_settings", None), "key", lambda: "")()
-        self.model_fp = model_fingerprint(getattr(self.backend, "model_dir", None), media_key)
+        settings = self.backend.media_settings
+        self.model_fp = model_fingerprint(self.backend.model_dir, settings.key() if settings is not None else "")
         self.logps = LogpCache(params.logp_cache_dir, self.model_fp)
 
     # --- sequences ------------------------------------------------------------------------------

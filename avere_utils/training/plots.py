@@ -58,13 +58,7 @@ def plot_training_curves(log_file: str | Path, out_png: str | Path, title: str =
         if panel != "loss per term":
             ax.axhline(0.0 if "accur" not in panel else 0.5, color="grey", lw=0.8, ls=":")
         ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return _save(fig, title, out_png)
 
 
 # What each margin compares, for legends: the chosen response's reward minus ...
@@ -117,10 +111,16 @@ def plot_margins(log_file: str | Path, out_png: str | Path, title: str = "", smo
         ax.set_xlabel("optimizer step")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc=where)
+    return _save(fig, title, out_png)
+
+
+def _save(fig, title: str, out_png: str | Path) -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     return out_png

@@ -52,7 +52,7 @@ def run_dir(tmp_path):
     logs = tmp_path / "run" / "train_logs"
     logs.mkdir()
     (logs / "avem_dpo.jsonl").write_text("\n".join(json.dumps({"step": s, "loss": 0.7 - s / 10, "loss_y": 0.6,
-                                                               "margin_y": s / 10}) for s in range(5)))
+                                                               "margins/response": s / 10}) for s in range(5)))
     return tmp_path / "run"
 
 

@@ -28,7 +28,8 @@ from avere_utils.evaluation.judges import (
     write_batch_requests,
 )
 from avere_utils.evaluation.params import EmerParams
-from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
+from avere_utils.evaluation.stage import Scored, Scorer, run_stage
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
 
@@ -54,78 +55,106 @@ def make_judge(params: EmerParams) -> Judge:
     raise ValueError(f"unknown judge {params.judge!r}")
 
 
-def evaluate(params: EmerParams, backend: Backend, *, items: Sequence[Item] | None = None,
-             media_fn: MediaFn | None = None, media_settings: Any = None, judge: Judge | None = None
-             ) -> dict[str, Any]:
-    """Describe every clip, judge every description, write `metrics/emer-<variant>.json`, return it."""
-    t_start = time.perf_counter()
-    items = list(items) if items is not None else common.load_items(params, "emer")
+def check_items(items: Sequence[Item]) -> None:
     no_ref = [it.id for it in items if not (it.text or {}).get("reason")]
     if no_ref:
         raise ValueError(f"EMER items without a reference 'reason': {no_ref[:5]} ({len(no_ref)} in all)")
-    judge = judge or make_judge(params)  # before predicting: a missing key or prompt file fails now
-    if media_fn is None:
-        media_fn, media_settings = common.make_media_fn(params, backend)
-    task = PredictionTask(prompt_for=lambda it: params.prompt, generate=True)
-    settings = common.run_settings(params, media_settings, prompt=params.prompt)
-    run = run_predictions(backend, items, common.predictions_file(params, "emer"), task, common.decoding(params),
-                          settings=settings, media_fn=media_fn, batch_size=params.batch_size,
-                          stale_policy=params.stale_predictions, desc=f"emer-{params.variant}")
-    if not common.is_main_process():  # the other processes only predicted their shard
-        return {}
-    answers = {it.id: (run.records.get(it.id) or {}).get("generation") for it in items}
 
-    t_judge = time.perf_counter()
+
+def judge_answers(params: EmerParams, judge: Judge, items: Sequence[Item], answers: dict[str, str | None]
+                  ) -> tuple[list[JudgeResult], str]:
+    """One judgement per item, and the Batch-API requests file (written either way, for those who prefer
+    batch pricing)."""
     if params.judge_use_batch and isinstance(judge, OpenAIJudge):
         results: list[JudgeResult] = judge.judge_batch(items, answers, params.judge_batch_file,
                                                        poll_s=params.judge_batch_poll_s,
                                                        max_polls=params.judge_batch_max_polls)
+        return results, params.judge_batch_file
+    rows_in = [(it.id, it.text["reason"], answers[it.id]) for it in items if answers[it.id]]
+    if isinstance(judge, OpenAIJudge):
+        atomic_write_text(params.judge_batch_file,
+                          "".join(json.dumps(r) + "\n" for r in judge.batch_requests(rows_in)))
         batch_file = params.judge_batch_file
     else:
-        # The same rubric requests as a Batch-API file, for those who prefer batch pricing.
-        rows_in = [(it.id, it.text["reason"], answers[it.id]) for it in items if answers[it.id]]
-        if isinstance(judge, OpenAIJudge):
-            atomic_write_text(params.judge_batch_file,
-                              "".join(json.dumps(r) + "\n" for r in judge.batch_requests(rows_in)))
-            batch_file = params.judge_batch_file
-        else:
-            batch_file = write_batch_requests(params.judge_batch_file, rows_in, params.judge_model)
-        results = [judge.judge(it, answers[it.id]) for it in tqdm(items, desc=f"judge ({judge.name})", unit="item")]
-    judge_s = time.perf_counter() - t_judge
-    summary = summarize(results)
-    rows = [{"id": it.id, "answer": answers[it.id], "scores": r.scores, "rates": r.rates, "error": r.error,
-             "attempts": r.attempts} for it, r in zip(items, results)]
-    judged_file = common.predictions_file(params, "emer").with_suffix(".judged.jsonl")
-    atomic_write_text(judged_file, "".join(json.dumps(row) + "\n" for row in rows))
+        batch_file = write_batch_requests(params.judge_batch_file, rows_in, params.judge_model)
+    results = [judge.judge(it, answers[it.id]) for it in tqdm(items, desc=f"judge ({judge.name})", unit="item")]
+    return results, batch_file
 
-    metrics: dict[str, Any] = {
-        "variant": params.variant, "scoring_mode": f"judge:{judge.name}",
-        # means over judged items only (None = nothing judged); never a failure scored as a number
-        **summary.means,
-        "n_items": summary.n_items, "n_scored": summary.n_judged, "n_judged": summary.n_judged,
-        "coverage": 100 * summary.n_judged / summary.n_items if summary.n_items else 0.0,
-        "n_no_answer": summary.n_no_answer, "n_judge_failed": summary.n_failed, "judge_errors": summary.errors,
-        "n_defined": summary.n_defined, "judge_protocol": params.judge_protocol,
-        "judge": judge.describe(),
-        "model": common.model_info(params),
-        "protocol": common.protocol(params, media_settings, prompt=params.prompt),
-        "timing": {"computed_items": run.n_computed, "generate_s": run.generate_s, "media_s": run.media_s,
-                   "judge_s": judge_s, "total_s": time.perf_counter() - t_start},
-        "predictions_file": run.files[0], "judged_file": str(judged_file), "judge_batch_file": str(batch_file),
-    }
+
+def cue_rate_entries(results: Sequence[JudgeResult]) -> dict[str, Any]:
+    """The cue judge's raw rates (percent), what the results notebook plots; {} for other judges."""
     rates = [r.rates for r in results if r.rates]
-    if rates:  # the cue judge's raw rates (percent), what the results notebook plots
-        metrics["cue_rates"] = {k: 100 * float(np.nanmean([r[k] for r in rates])) if not all(
-            math.isnan(r[k]) for r in rates) else None for k in ("clue_recall", "label_match", "spurious_rate",
-                                                                 "hallucination_rate")}
-        metrics["cue_rates"]["mean_cues_cited"] = float(np.mean([r["n_cited"] for r in rates]))
+    if not rates:
+        return {}
+    cue_rates: dict[str, Any] = {k: 100 * float(np.nanmean([r[k] for r in rates])) if not all(
+        math.isnan(r[k]) for r in rates) else None for k in ("clue_recall", "label_match", "spurious_rate",
+                                                             "hallucination_rate")}
+    cue_rates["mean_cues_cited"] = float(np.mean([r["n_cited"] for r in rates]))
+    return {
+        "cue_rates": cue_rates,
         # An answer citing no cue has nothing spurious or hallucinated (10 on both) but recalls nothing
         # (clue 1): how many such answers there are says how to read those two scores.
-        metrics["n_no_cues_cited"] = sum(r["n_cited"] == 0 for r in rates)
-        metrics["hallucination_rate"] = metrics["cue_rates"]["hallucination_rate"]
-        metrics["spurious_rate"] = metrics["cue_rates"]["spurious_rate"]
-    common.write_metrics(params, "emer", metrics)
-    return metrics
+        "n_no_cues_cited": sum(r["n_cited"] == 0 for r in rates),
+        "hallucination_rate": cue_rates["hallucination_rate"],
+        "spurious_rate": cue_rates["spurious_rate"],
+    }
+
+
+class EmerScorer(Scorer):
+    """EMER: free descriptions, each judged against its reference by the judge of `params.judge`."""
+
+    reports_scoring_time = False  # descriptions only: no candidate answers are ever scored
+
+    def __init__(self, benchmark: str = "emer", judge: Judge | None = None):
+        super().__init__(benchmark)
+        self.judge = judge
+
+    def prepare(self, params: EmerParams, items: list[Item]) -> list[Item]:
+        check_items(items)
+        self.judge = self.judge or make_judge(params)  # before predicting: a missing key or prompt file fails now
+        return items
+
+    def task(self, params: EmerParams) -> PredictionTask:
+        return PredictionTask(prompt_for=lambda it: params.prompt, generate=True)
+
+    def settings(self, params: EmerParams, task: PredictionTask, items: Sequence[Item]) -> dict[str, Any]:
+        return {"prompt": params.prompt}
+
+    def protocol(self, params: EmerParams) -> dict[str, Any]:
+        return {"prompt": params.prompt}
+
+    def headline_keys(self, params: EmerParams) -> tuple[str, ...]:
+        return ("clue", "label", "spurious", "hallucination", "coverage")
+
+    def score(self, params: EmerParams, items: Sequence[Item], run: PredictionRun) -> Scored:
+        judge = self.judge or make_judge(params)
+        answers = {it.id: (run.records.get(it.id) or {}).get("generation") for it in items}
+        t_judge = time.perf_counter()
+        results, batch_file = judge_answers(params, judge, items, answers)
+        judge_s = time.perf_counter() - t_judge
+        summary = summarize(results)
+        rows = [{"id": it.id, "answer": answers[it.id], "scores": r.scores, "rates": r.rates, "error": r.error,
+                 "attempts": r.attempts} for it, r in zip(items, results)]
+        judged_file = common.predictions_file(params, self.benchmark).with_suffix(".judged.jsonl")
+        atomic_write_text(judged_file, "".join(json.dumps(row) + "\n" for row in rows))
+        return Scored(f"judge:{judge.name}", {
+            # means over judged items only (None = nothing judged); never a failure scored as a number
+            **summary.means,
+            "n_items": summary.n_items, "n_scored": summary.n_judged, "n_judged": summary.n_judged,
+            "coverage": 100 * summary.n_judged / summary.n_items if summary.n_items else 0.0,
+            "n_no_answer": summary.n_no_answer, "n_judge_failed": summary.n_failed, "judge_errors": summary.errors,
+            "n_defined": summary.n_defined, "judge_protocol": params.judge_protocol,
+            "judge": judge.describe(),
+        }, timing={"judge_s": judge_s},
+            tail={"judged_file": str(judged_file), "judge_batch_file": str(batch_file), **cue_rate_entries(results)})
+
+
+def evaluate(params: EmerParams, backend: Backend, *, items: Sequence[Item] | None = None,
+             media_fn: MediaFn | None = None, media_settings: Any = None, judge: Judge | None = None
+             ) -> dict[str, Any]:
+    """Describe every clip, judge every description, write `metrics/emer-<variant>.json`, return it."""
+    return run_stage(params, "emer", backend, EmerScorer(judge=judge), items=items, media_fn=media_fn,
+                     media_settings=media_settings)
 
 
 def example_frame(metrics: dict[str, Any], n: int = 6) -> pd.DataFrame:

@@ -9,8 +9,7 @@ the Yes/No accuracies into the two failure rates the paper is about.
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
 from avere_utils.evaluation.params import EMOREALM_TASKS, EmoRealmParams
 from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
-from avere_utils.evaluation.predict import MediaFn, PredictionTask, run_predictions
+from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
 from avere_utils.evaluation.released import (
     RELEASED_YES_NO_TASKS,
     paper_letter,
@@ -27,6 +26,7 @@ from avere_utils.evaluation.released import (
     released_average,
     released_task_metrics,
 )
+from avere_utils.evaluation.stage import Scored, Scorer, run_stage
 from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
 from avere_utils.records import Item
 
@@ -70,21 +70,36 @@ def check_item(item: Item) -> None:
         raise ValueError(f"EmoReAlM item {item.id}: answer {t['answer']!r} is not one of its letters {letters}")
 
 
-def judge_item(mode: str, item: Item, rec: Mapping[str, Any] | None) -> tuple[bool | None, str | None]:
+# --- the modes: how each reads an answer (correct or not, and the letter chosen) ----------------------
+Judged = tuple[bool | None, str | None]
+
+
+def _judge_paper(item: Item, rec: Mapping[str, Any] | None) -> Judged:
+    return paper_letter(record_text(rec), item.text["answer"]).value, None
+
+
+def _judge_strict(item: Item, rec: Mapping[str, Any] | None) -> Judged:
+    chosen = strict_letter((rec or {}).get("generation"), item.text["choices"])
+    return chosen == item.text["answer"], chosen
+
+
+def _judge_scoring(item: Item, rec: Mapping[str, Any] | None) -> Judged:
+    scores = (rec or {}).get("scores")
+    chosen = choice_letters(item.text["choices"])[int(np.argmax(scores))] if scores else None
+    return chosen == item.text["answer"], chosen
+
+
+MODES: dict[str, Callable[[Item, Mapping[str, Any] | None], Judged]] = {
+    "paper": _judge_paper, "strict": _judge_strict, "scoring": _judge_scoring,
+}
+
+
+def judge_item(mode: str, item: Item, rec: Mapping[str, Any] | None) -> Judged:
     """(correct, chosen letter) of one item in one mode.  correct None = dropped (paper mode only);
     chosen None = no single letter chosen (paper mode never names one)."""
-    t = item.text
-    if mode == "paper":
-        return paper_letter(record_text(rec), t["answer"]).value, None
-    rec = rec or {}
-    if mode == "strict":
-        chosen = strict_letter(rec.get("generation"), t["choices"])
-    elif mode == "scoring":
-        scores = rec.get("scores")
-        chosen = choice_letters(t["choices"])[int(np.argmax(scores))] if scores else None
-    else:
-        raise ValueError(f"unknown scoring mode {mode!r}")
-    return chosen == t["answer"], chosen
+    if mode not in MODES:
+        raise ValueError(f"unknown scoring mode {mode!r}; known: {list(MODES)}")
+    return MODES[mode](item, rec)
 
 
 def answer_kind(item: Item) -> str:
@@ -167,56 +182,74 @@ def by_kind(judged: Sequence[tuple[Item, bool | None, str | None]], mode: str) -
             "spurious_rate": kinds["spurious"]["yes_rate"]}
 
 
-def evaluate(params: EmoRealmParams, backend: Backend, *, items: Sequence[Item] | None = None,
-             media_fn: MediaFn | None = None, media_settings: Any = None) -> dict[str, Any]:
-    """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
-    t_start = time.perf_counter()
-    items = list(items) if items is not None else common.load_items(params, "emorealm")
+def check_items(items: Sequence[Item]) -> None:
     for it in items:
         check_item(it)
     unknown = sorted({it.text["task"] for it in items} - set(EMOREALM_TASKS))
     if unknown:
         raise ValueError(f"EmoReAlM items with unknown task keys {unknown}; known: {list(EMOREALM_TASKS)}")
-    skipped = sum(it.text["task"] not in params.tasks for it in items)
-    items = [it for it in items if it.text["task"] in params.tasks]
-    if skipped:
-        log.info("EmoReAlM: %d items of tasks outside params.tasks left out", skipped)
-    if media_fn is None:
-        media_fn, media_settings = common.make_media_fn(params, backend)
-    task = PredictionTask(
+
+
+def build_task(params: EmoRealmParams) -> PredictionTask:
+    return PredictionTask(
         prompt_for=lambda it: build_prompt(it, params.prompt_template),
         generate=any(m in params.modes for m in ("paper", "strict")),
         candidates_for=((lambda it: candidate_answers(it, params.choice_answer_template))
                         if "scoring" in params.modes else None))
-    settings = common.run_settings(params, media_settings, prompt_template=params.prompt_template,
-                                   choice_answer_template=params.choice_answer_template)
-    run = run_predictions(backend, items, common.predictions_file(params, "emorealm"), task,
-                          common.decoding(params), settings=settings, media_fn=media_fn,
-                          batch_size=params.batch_size, stale_policy=params.stale_predictions,
-                          desc=f"emorealm-{params.variant}")
-    if not common.is_main_process():  # the other processes only predicted their shard
-        return {}
-    modes = {m: score_mode(m, items, run.records, params.tasks) for m in params.modes}
-    head = modes[params.headline_mode]
-    chosen = {m: [judge_item(m, it, run.records.get(it.id))[1] for it in items]
-              for m in params.modes if m != "paper"}
-    correct = {m: [judge_item(m, it, run.records.get(it.id))[0] for it in items] for m in params.modes}
-    metrics: dict[str, Any] = {
-        "variant": params.variant, "scoring_mode": params.headline_mode,
-        **{k: v for k, v in head.items() if k != "note"},
-        "n_skipped_other_tasks": skipped,
-        "modes": modes,
-        "disagreement": {"chosen_letter": disagreement(chosen) if len(chosen) > 1 else {},
-                         "correctness": disagreement(correct) if len(correct) > 1 else {}},
-        "model": common.model_info(params),
-        "protocol": common.protocol(params, media_settings, prompt_template=params.prompt_template,
-                                    choice_answer_template=params.choice_answer_template),
-        "timing": {"computed_items": run.n_computed, "generate_s": run.generate_s, "scoring_s": run.scoring_s,
-                   "media_s": run.media_s, "total_s": time.perf_counter() - t_start},
-        "predictions_file": run.files[0],
-    }
-    common.write_metrics(params, "emorealm", metrics)
-    return metrics
+
+
+class EmoRealmScorer(Scorer):
+    """EmoReAlM: lettered answers to the five tasks' questions, in every mode of `params.modes`."""
+
+    def __init__(self, benchmark: str = "emorealm"):
+        super().__init__(benchmark)
+        self.n_skipped = 0
+
+    def prepare(self, params: EmoRealmParams, items: list[Item]) -> list[Item]:
+        check_items(items)
+        self.n_skipped = sum(it.text["task"] not in params.tasks for it in items)
+        if self.n_skipped:
+            log.info("EmoReAlM: %d items of tasks outside params.tasks left out", self.n_skipped)
+        return [it for it in items if it.text["task"] in params.tasks]
+
+    def task(self, params: EmoRealmParams) -> PredictionTask:
+        return build_task(params)
+
+    def settings(self, params: EmoRealmParams, task: PredictionTask, items: Sequence[Item]) -> dict[str, Any]:
+        return self.protocol(params)
+
+    def protocol(self, params: EmoRealmParams) -> dict[str, Any]:
+        return {"prompt_template": params.prompt_template, "choice_answer_template": params.choice_answer_template}
+
+    def score(self, params: EmoRealmParams, items: Sequence[Item], run: PredictionRun) -> Scored:
+        modes = {m: score_mode(m, items, run.records, params.tasks) for m in params.modes}
+        head = modes[params.headline_mode]
+        chosen = {m: [judge_item(m, it, run.records.get(it.id))[1] for it in items]
+                  for m in params.modes if m != "paper"}
+        correct = {m: [judge_item(m, it, run.records.get(it.id))[0] for it in items] for m in params.modes}
+        return Scored(params.headline_mode, {
+            **{k: v for k, v in head.items() if k != "note"},
+            "n_skipped_other_tasks": self.n_skipped,
+            "modes": modes,
+            "disagreement": {"chosen_letter": disagreement(chosen) if len(chosen) > 1 else {},
+                             "correctness": disagreement(correct) if len(correct) > 1 else {}},
+        })
+
+    def headline_keys(self, params: EmoRealmParams) -> tuple[str, ...]:
+        return ("average_accuracy", *params.tasks, "coverage")
+
+    def score_text(self, items: Sequence[Item], records: Mapping[str, dict[str, Any]],
+                   modes: Sequence[str]) -> dict[str, Any]:
+        """`avere-kit score`: the modes of text answers made anywhere, over the tasks the items cover."""
+        tasks = [t for t in EMOREALM_TASKS if any(it.text["task"] == t for it in items)]
+        return {"modes": {m: score_mode(m, items, records, tasks) for m in modes}}
+
+
+def evaluate(params: EmoRealmParams, backend: Backend, *, items: Sequence[Item] | None = None,
+             media_fn: MediaFn | None = None, media_settings: Any = None) -> dict[str, Any]:
+    """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
+    return run_stage(params, "emorealm", backend, EmoRealmScorer(), items=items, media_fn=media_fn,
+                     media_settings=media_settings)
 
 
 def summary_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:

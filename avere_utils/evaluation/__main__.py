@@ -12,11 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import Any
 
 from avere_utils import config
-from avere_utils.evaluation import classification, common, emer, emorealm
+from avere_utils.evaluation import common, registry, stage
 
-STAGES = ("05_zero_shot_classification", "06_zero_shot_emer", "07_zero_shot_emorealm")
+# The benchmarks each stage evaluates: notebook 05 those its params list, 06 and 07 one each.
+STAGE_BENCHMARKS: dict[str, tuple[str, ...] | None] = {
+    "05_zero_shot_classification": None,  # params.benchmarks
+    "06_zero_shot_emer": ("emer",),
+    "07_zero_shot_emorealm": ("emorealm",),
+}
+STAGES = tuple(STAGE_BENCHMARKS)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,17 +36,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = config.load_stage(args.profile, args.stage, config.parse_overrides(args.set))
     backend = common.open_backend(params)
-    if args.stage == "05_zero_shot_classification":
-        result = {b: classification.evaluate_benchmark(params, b, backend) for b in params.benchmarks}
-        headline = {b: {k: m.get(k) for k in ("uar", "war", "weighted_f1", "coverage")} for b, m in result.items() if m}
-    elif args.stage == "06_zero_shot_emer":
-        m = emer.evaluate(params, backend)
-        headline = {k: m.get(k) for k in ("clue", "label", "spurious", "hallucination", "coverage")} if m else {}
-    else:
-        m = emorealm.evaluate(params, backend)
-        headline = {k: m.get(k) for k in ("average_accuracy", *params.tasks, "coverage")} if m else {}
+    benchmarks = STAGE_BENCHMARKS[args.stage] or tuple(params.benchmarks)
+    headlines: dict[str, dict[str, Any]] = {}
+    for benchmark in benchmarks:
+        scorer = registry.get_scorer(benchmark)
+        m = stage.run_stage(params, benchmark, backend, scorer)
+        headlines[benchmark] = {k: m.get(k) for k in scorer.headline_keys(params)} if m else {}
     if common.is_main_process():
-        print(json.dumps(headline, indent=1))
+        # notebook 05's stage prints one headline per benchmark, 06 and 07 that of their one benchmark
+        if STAGE_BENCHMARKS[args.stage] is None:
+            print(json.dumps({b: h for b, h in headlines.items() if h}, indent=1))
+        else:
+            print(json.dumps(headlines[benchmarks[0]], indent=1))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`avere-kit score`: score predictions made anywhere (the released inference scripts' `<id>.txt` files, or
 the kit's predictions JSONL) against a benchmark's native annotation file, with no model and no media.
 
-The metrics come from the same functions notebooks 05-07 use (classification.score_mode,
-emorealm.score_mode), so a number here and one in a notebook's metrics file mean the same thing.
+The metrics come from the same scorers notebooks 05-07 use (`registry.get_scorer(benchmark)`, whose
+`score_text` calls classification.score_mode / emorealm.score_mode), so a number here and one in a
+notebook's metrics file mean the same thing.
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from typing import Any, Mapping, Sequence
 
 from avere_utils.datasets.common import DatasetError, read_csv_rows
 from avere_utils.emotions import DFEW_LABELS, RAVDESS_LABELS
-from avere_utils.evaluation import classification, emorealm
+from avere_utils.evaluation import emorealm, registry
 from avere_utils.evaluation.common import PAPER_MODE_NOTE, _clean
-from avere_utils.evaluation.metrics import disagreement
 from avere_utils.evaluation.params import EMOREALM_TASKS
 from avere_utils.evaluation.released import (
     JUDGE_KEYS,
@@ -33,7 +33,7 @@ from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("dfew", "ravdess", "mer2023", "emer", "emorealm")
+BENCHMARKS = registry.known_benchmarks()
 TEXT_MODES = ("paper", "strict")
 # MER2023 test3's released label map: exact `discrete` values; anything else (worried) is left out.
 RELEASED_MER2023_LABELS = {"happy": "happiness", "sad": "sadness", "neutral": "neutral", "angry": "anger",
@@ -322,17 +322,10 @@ def score(benchmark: str, annotations: str | Path, predictions: str | Path, *,
         head["ravdess_selection"] = ravdess_selection
     if unmatched:
         log.warning("%d predictions name no annotated %s item", unmatched, benchmark)
-    if benchmark == "emer":
+    if benchmark == "emer":  # scored from a judge's replies, which the records do not hold
         body = score_emer(items, records, modes, judged)
-    elif benchmark == "emorealm":
-        tasks = [t for t in EMOREALM_TASKS if any(it.text["task"] == t for it in items)]
-        body = {"modes": {m: emorealm.score_mode(m, items, records, tasks) for m in modes}}
     else:
-        classes = classification.classes_for(benchmark)
-        labels = {m: classification.predicted_labels(m, items, records, classes) for m in modes}
-        body = {"classes": list(classes),
-                "modes": {m: classification.score_mode(m, items, labels[m], records, classes) for m in modes},
-                "disagreement": disagreement(labels) if len(labels) > 1 else {}}
+        body = registry.get_scorer(benchmark).score_text(items, records, modes)
     first = modes[0]
     top = {k: v for k, v in body["modes"][first].items() if k not in ("note", "tasks", "per_class", "confusion")}
     return {**head, "scoring_mode": first, **top, **body}

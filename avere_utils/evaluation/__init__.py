@@ -3,13 +3,16 @@
     from avere_utils.evaluation import classification, emer, emorealm
     backend = common.open_backend(P)
     classification.evaluate_benchmark(P, "dfew", backend)   # -> metrics dict, also written to disk
+
+Every benchmark runs through one loop, `stage.run_stage`, with its scorer from `registry.get_scorer(name)`.
 """
 import importlib
 from typing import Any
 
 # Submodules load on first use, so that `avere-kit score` (and every other command, whose parser
 # registers it) does not pay for plotting and model imports.
-_LAZY = ("classification", "common", "emer", "emorealm", "metrics", "parsing", "plots", "released")
+_LAZY = ("classification", "common", "emer", "emorealm", "metrics", "parsing", "plots", "registry", "released",
+         "stage")
 _FROM_PARAMS = ("ClassificationParams", "EmerParams", "EmoRealmParams")
 
 
@@ -24,4 +27,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ClassificationParams", "EmerParams", "EmoRealmParams", "classification", "common", "emer",
-           "emorealm", "metrics", "open_backend", "parsing", "plots", "released"]
+           "emorealm", "metrics", "open_backend", "parsing", "plots", "registry", "released", "stage"]

@@ -38,6 +38,11 @@ class ReferenceParams(StageParams):
     sft_perception_weight: float = 1.0  # auxiliary perception loss on the encoders (models/perception.py); 0 = off
     sft_presence_per_clip: int = 2  # cue-presence questions per clip per epoch, rotating (0: all of them)
     sft_max_items: int = 0  # 0: every training-source item
+    # presence phase, after the main SFT (models/reference.presence_phase): every cue-presence question of
+    # each clip with replay of the other tasks, bounded by steps, at its own learning rate; 0 steps = none
+    sft_presence_phase_steps: int = 1000
+    sft_presence_phase_tasks: list[str] = field(default_factory=lambda: ["presence", "label", "qa", "grounded"])
+    sft_presence_phase_lr: float = 1e-3
     # what the notebook shows: generations on n_show held-out clips (paper: the smoke test on 2 clips),
     # closed-set recognition and cue citations on n_check held-out clips (DFEW test manifest)
     n_show: int = 6

@@ -66,6 +66,8 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
                       qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
                       presence_per_clip=p.sft_presence_per_clip)
+    if p.sft_presence_phase_steps:
+        history += presence_phase(backend, items, media.__getitem__, p, history)
     out = Path(p.reference_dir)
     fresh, stale = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
     for d in (fresh, stale):
@@ -81,6 +83,24 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
             shutil.rmtree(d)
     log.info("reference model saved to %s", out)
     return backend, history, items, media
+
+
+def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
+                   history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The second SFT phase: every cue-presence question of each clip, with label and QA replay, for
+    `sft_presence_phase_steps` steps at `sft_presence_phase_lr` (its own warmup and decay).
+
+    Why a phase of its own: a Yes/No question about a named cue must be bound to that cue's place in the
+    frame or the sound, a second-order use of what the encoders see.  Mixed into the main SFT (two such
+    questions per clip among the other tasks) the tiny model stays at "always Yes"; a few hundred steps
+    of mostly presence questions at a lower learning rate teach it, and the replayed label and QA records
+    keep recognition and the QA text prior from being forgotten (measured in docs/models.md)."""
+    cfg = SFTConfig(epochs=0, max_steps=p.sft_presence_phase_steps, batch_size=p.sft_batch_size,
+                    lr=p.sft_presence_phase_lr, weight_decay=p.sft_weight_decay, warmup_ratio=p.sft_warmup_ratio,
+                    seed=p.seed + 1, perception_weight=0.0)
+    return run_sft(backend, items, media_of, cfg, p.train_log_file, tasks=p.sft_presence_phase_tasks,
+                   qa_per_clip=p.sft_qa_per_clip, label_repeats=1, presence_per_clip=0, phase="presence",
+                   after=history)
 
 
 def link_paper_reference(p: Any) -> Path:

@@ -224,16 +224,32 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def planned_epochs(items: Sequence[Item], tasks: Sequence[str], cfg: SFTConfig, rng: np.random.Generator,
+                   **record_kw: Any) -> list[list[list[SFTRecord]]]:
+    """The batches of every epoch.  epochs == 0 means "as many epochs as max_steps needs" (a phase bounded
+    by steps, e.g. the presence phase)."""
+    n_epochs = cfg.epochs
+    if n_epochs == 0:
+        if cfg.max_steps <= 0:
+            raise ValueError("SFTConfig: epochs 0 needs max_steps > 0 (a phase bounded by steps)")
+        per_epoch = math.ceil(len(sft_records(items, tasks, epoch=0, **record_kw)) / cfg.batch_size)
+        n_epochs = math.ceil(cfg.max_steps / max(per_epoch, 1))
+    return [clip_grouped_batches(sft_records(items, tasks, epoch=e, **record_kw), cfg.batch_size, rng)
+            for e in range(n_epochs)]
+
+
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
             log_file: str | Path, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
-            label_repeats: int = 1, presence_per_clip: int = 0) -> list[dict[str, Any]]:
-    """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step."""
+            label_repeats: int = 1, presence_per_clip: int = 0, phase: str = "sft",
+            after: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step.
+
+    `phase` names the records of this call in the log; `after` (the history of an earlier phase) makes this
+    one continue its log file, step count and clock."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    epochs = [clip_grouped_batches(sft_records(items, tasks, epoch=e, qa_per_clip=qa_per_clip,
-                                               label_repeats=label_repeats, presence_per_clip=presence_per_clip),
-                                   cfg.batch_size, rng)
-              for e in range(cfg.epochs)]
+    epochs = planned_epochs(items, tasks, cfg, rng, qa_per_clip=qa_per_clip, label_repeats=label_repeats,
+                            presence_per_clip=presence_per_clip)
     total = sum(len(b) for b in epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -259,8 +275,9 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     start = time.perf_counter()
     backend.model.train()
     step = 0
-    with open(log_file, "w") as flog, tqdm(total=total, desc="SFT", unit="step") as bar:
-        flog.write(json.dumps({"event": "config", **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
+    step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
+    with open(log_file, "a" if after else "w") as flog, tqdm(total=total, desc=phase, unit="step") as bar:
+        flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
                                "label_repeats": label_repeats, "presence_per_clip": presence_per_clip,
                                "n_items": len(items), "steps_planned": total}) + "\n")
         for epoch, batches in enumerate(epochs):
@@ -286,9 +303,9 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 nll = nll.detach()
-                rec: dict[str, Any] = {"step": step, "epoch": epoch, "loss": float(loss.detach()),
+                rec: dict[str, Any] = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": float(loss.detach()),
                                        "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
-                                       "seconds": time.perf_counter() - start}
+                                       "seconds": seconds_offset + time.perf_counter() - start}
                 if aux is not None:
                     rec["loss_perception"] = float(aux.detach())
                 for task in SFT_TASKS:

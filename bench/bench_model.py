@@ -20,9 +20,9 @@ import torch
 
 from avere_utils.emotions import EMOTIONS, all_cue_phrases
 from avere_utils.models import load_backend
-from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.models.tiny import build_tiny_checkpoint
 from avere_utils.paths import REPO_ROOT, atomic_write_text
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.records import Example, Media
 
 DESCRIPTION = ("The person appears to feel happiness. The face shows a broad smile and crinkled eyes, which points "

@@ -5,15 +5,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from avere_utils.config import ConfigError, StageParams, param
-from avere_utils.protocol import (  # noqa: F401
+from avere_utils.protocol import (
+    CLASSIFICATION_BENCHMARKS,
     CLASSIFICATION_PROMPT,
     EMER_PROMPT,
     EMOREALM_PROMPT_TEMPLATE,
     EMOREALM_TASKS,
+    SCORING_MODES,
 )
 
-SCORING_MODES = ("paper", "strict", "scoring")
-CLASSIFICATION_BENCHMARKS = ("dfew", "ravdess", "mer2023")
 JUDGES = ("cue", "openai", "hf")
 MODES_HELP = ("scoring modes, all reported side by side: paper (the released rules), strict (the kit's "
               "parser), scoring (the likelihood of each candidate answer)")

@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from avere_utils.paths import RunLayout
+from avere_utils.protocol import EMER_CRITERIA
 
 
 def figure_path(run_dir: str, name: str) -> Path:
@@ -88,7 +89,7 @@ def stress_kind_figure(metrics: Mapping[str, Any], path: str | Path, title: str 
 
 
 def emer_figure(metrics: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
-    keys = ("clue", "label", "spurious", "hallucination")
+    keys = EMER_CRITERIA
     df = pd.DataFrame([{"criterion": k, "score": metrics[k]} for k in keys if metrics.get(k) is not None])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     if df.empty:  # no description was judged (e.g. every answer empty): say so instead of an empty plot

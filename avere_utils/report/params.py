@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avere_utils.config import StageParams, param
+from avere_utils.protocol import SCORING_MODES
 
 
 @dataclass
@@ -11,7 +12,7 @@ class ResultsParams(StageParams):
 
     variants: list[str] = param(["reference", "avem_dpo", "naive_dpo", "vista_dpo", "no_pmp", "no_erp", "no_tpd"],
                                 "the variants whose metrics the tables show, in this order")
-    modes: list[str] = param(["paper", "strict", "scoring"], "scoring modes with a table each")
+    modes: list[str] = param(list(SCORING_MODES), "scoring modes with a table each")
     headline_mode: str = param("strict", "the mode of the ablation table and the seed summary")
     baseline: str = param("reference", "the variant the relative changes and the story checks compare with")
     report_file: str = param("${run_dir}/report.md", "where the report is written")

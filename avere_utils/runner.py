@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from avere_utils import config
-from avere_utils.config import parse_overrides  # noqa: F401  (re-exported: runner.parse_overrides)
 from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
 
 log = logging.getLogger(__name__)

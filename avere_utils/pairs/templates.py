@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avere_utils.pairs.cues import CueRecord, ModalityCues
 from avere_utils.protocol import EMER_PROMPT
+from avere_utils.records import CueRecord, ModalityCues
 from avere_utils.synth.text import ADJECTIVE
 
 # Emotion description prompts (the paper's preference data mixes "emotion description" and "reasoning"

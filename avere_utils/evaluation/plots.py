@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from avere_utils.paths import RunLayout
-from avere_utils.protocol import EMER_CRITERIA
+from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE
 
 
 def figure_path(run_dir: str, name: str) -> Path:
@@ -61,7 +61,7 @@ def emorealm_figure(metrics: Mapping[str, Any], path: str | Path, title: str = "
             if entry["accuracy"] is not None:
                 rows.append({"task": task.replace("reasoning_", "").replace("_", "\n"), "mode": mode,
                              "accuracy": entry["accuracy"]})
-        rows.append({"task": "average", "mode": mode, "accuracy": m["average_accuracy"]})
+        rows.append({"task": "average", "mode": mode, "accuracy": m[EMOREALM_AVERAGE]})
     fig, ax = plt.subplots(figsize=(9, 3.6))
     sns.barplot(pd.DataFrame(rows), x="task", y="accuracy", hue="mode", ax=ax)
     ax.axhline(25, color="gray", ls=":", lw=1)

@@ -1,4 +1,4 @@
-"""`avere-kit`: run a profile, sweep a grid, check the data, show the effective parameters.
+"""`avere-kit`: run a profile, sweep a grid, check the data, show the effective parameters and their help.
 
 Every command that reads a profile takes the same `--profile`, `--params-dir DIR` (profiles kept outside
 the repository) and `--set KEY=VALUE ...` (a parameter of any stage, or STAGE.KEY=VALUE; values are
@@ -93,6 +93,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_params(args: argparse.Namespace) -> int:
+    from avere_utils import runner
+
+    overrides = profile_overrides(args, [args.stage])
+    print(config.describe_stage(args.profile, args.stage, runner.overrides_for(args.stage, overrides)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avere-kit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -130,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_args(sh)
     sh.add_argument("stages", nargs="*")
     sh.set_defaults(func=_cmd_show)
+
+    pa = sub.add_parser("params", help="every key of one stage: type, value in the profile, where it comes from, help")
+    pa.add_argument("--stage", required=True, metavar="STAGE", help=f"one of {', '.join(config.STAGES)}")
+    add_profile_args(pa)
+    pa.set_defaults(func=_cmd_params)
 
     from avere_utils.evaluation import score_cli  # `score`: text predictions -> metrics, no model
 

@@ -10,10 +10,13 @@ cell all hold the same flat keys; `load_stage` / `notebook_params` turn them int
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import importlib
 import os
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -61,15 +64,49 @@ def check_env_name(value: str, what: str) -> str:
     return value
 
 
+# --- one definition per setting: its default and its help --------------------------------------------
+def param(default: Any, help: str, **kw: Any) -> Any:
+    """A stage parameter: the default and the help text that `avere-kit params` prints, side by side.
+
+    A list or dict default is copied for each instance (a dataclass may not share one mutable default)."""
+    metadata = {**kw.pop("metadata", {}), "help": help}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
+
+
+def param_help(f: dataclasses.Field) -> str:
+    return f.metadata.get("help", "")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (a fresh copy for list/dict defaults), so that a
+    library config can take its defaults from the stage parameters instead of repeating them."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            break
+    raise KeyError(f"{cls.__name__} has no field {name!r} with a default")
+
+
+def close_matches(key: str, known: Sequence[str]) -> str:
+    """' (did you mean a, b?)' for a mistyped key, or '' when nothing is close."""
+    near = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(near)}?)" if near else ""
+
+
 @dataclass
 class StageParams:
     """Keys every stage has.  Subclasses add their own (all with defaults equal to the tiny profile)."""
 
-    profile: str = "tiny"
-    run_dir: str = "outputs/tiny"
-    data_root: str = "${run_dir}/world"
-    seed: int = 0
-    device: str = "auto"
+    profile: str = param("tiny", "the profile these values belong to (each params/<profile>/*.yaml names it)")
+    run_dir: str = param("outputs/tiny", "the run folder every stage reads from and writes into")
+    data_root: str = param("${run_dir}/world", "the folder holding the datasets (tiny: the generated synthetic world)")
+    seed: int = param(0, "seed of every random choice of the stage (sampling, initialisation, shuffling)")
+    device: str = param("auto", "torch device: auto (cuda when available, else cpu), or any torch name (cpu, cuda, cuda:1)")
 
     def path(self, key: str) -> Path:
         return repo_path(getattr(self, key))
@@ -93,7 +130,8 @@ class RunConfig:
 
 def stage_class(stage: str) -> type:
     if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; stages are: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {stage!r}{close_matches(stage, list(STAGES))}; "
+                          f"stages are: {', '.join(STAGES)}")
     target = STAGES[stage]
     if isinstance(target, type):
         return target
@@ -190,8 +228,8 @@ def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = Tru
     known = {f.name: f for f in fields(cls)}
     unknown = [k for k in raw if k not in known]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} for {cls.__name__}; "
-                          f"known keys: {', '.join(sorted(known))}")
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} for {cls.__name__}"
+                          f"{close_matches(unknown[0], list(known))}; known keys: {', '.join(sorted(known))}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for name, value in raw.items():
@@ -333,3 +371,33 @@ def format_params(params: Any) -> str:
 
 def print_params(params: Any) -> None:
     print(format_params(params))
+
+
+def describe_stage(profile: str, stage: str, overrides: Mapping[str, Any] | None = None) -> str:
+    """Every key of a stage as a table: key, type, its value in this profile (unresolved, as the YAML and
+    papermill hold it), where that value comes from (default, the profile's file or --set), and its help."""
+    cls = stage_class(stage)
+    overrides = dict(overrides or {})
+    from_file = load_yaml(stage_file(profile, stage))
+    values = raw_stage(profile, stage, overrides)
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in fields(cls):
+        source = "--set" if f.name in overrides else profile if f.name in from_file else "default"
+        rows.append((f.name, _type_name(hints[f.name]), repr(values[f.name]), source, param_help(f)))
+    head = ("key", "type", "value", "from", "help")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    widths[2] = min(widths[2], 40)  # a long value (a dict, a prompt) pushes only its own row's help down
+    indent = sum(widths) + 2 * 4
+    lines = [f"{cls.__name__} ({stage}, profile {profile})"]
+    for row in [head, *rows]:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths)]
+        left = "  ".join(cells)
+        helps = textwrap.wrap(row[4], width=max(40, 150 - indent)) or [""]
+        if len(left) > indent:  # the value overflowed its column: the help starts on the next line
+            lines.append(left.rstrip())
+            lines.extend(" " * indent + h for h in helps)
+        else:
+            lines.append(left + "  " + helps[0])
+            lines.extend(" " * indent + h for h in helps[1:])
+    return "\n".join(line.rstrip() for line in lines)

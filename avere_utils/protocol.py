@@ -26,3 +26,15 @@ def emorealm_prompt(question: str, choices: Sequence[str], template: str = EMORE
 def qa_prompt(qa: Mapping[str, Any], template: str = EMOREALM_PROMPT_TEMPLATE) -> str:
     """`emorealm_prompt` of an item dict with `question` and `choices` (EmoReAlM items, SFT qa records)."""
     return emorealm_prompt(qa["question"], qa["choices"], template)
+
+
+# how a prediction becomes an answer: the released rules | the kit's strict parser | answer log-likelihoods
+SCORING_MODES: tuple[str, ...] = ("paper", "strict", "scoring")
+
+# --- metric keys of the metrics files (metrics/<benchmark>-<variant>.json), which the report reads ---------
+CLASSIFICATION_BENCHMARKS: tuple[str, ...] = ("dfew", "ravdess", "mer2023")
+CLASSIFICATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "weighted_f1")
+# the EMER judge's four criteria (1-10; higher is better for every one of them)
+EMER_CRITERIA: tuple[str, ...] = ("clue", "label", "spurious", "hallucination")
+EMOREALM_AVERAGE = "average_accuracy"  # the mean over the EmoReAlM tasks
+COUNT_KEYS: tuple[str, ...] = ("n_items", "n_scored", "coverage")  # in every metrics file

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from avere_utils import config
-from avere_utils.config import parse_overrides  # noqa: F401  (re-exported: runner.parse_overrides)
 from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
 
 log = logging.getLogger(__name__)
@@ -80,10 +79,13 @@ def check_overrides(stages: Sequence[str], overrides: Mapping[str, Any]) -> None
         target, dot, name = key.rpartition(".")
         if dot:
             if target not in config.STAGES:
-                raise config.ConfigError(f"override {key!r}: unknown stage {target!r}")
+                raise config.ConfigError(f"override {key!r}: unknown stage {target!r}"
+                                         f"{config.close_matches(target, list(config.STAGES))}")
             continue
-        if not any(key in {f.name for f in dataclasses.fields(config.stage_class(s))} for s in stages):
-            raise config.ConfigError(f"override {key!r} matches no parameter of the stages {', '.join(stages)}")
+        known = sorted({f.name for s in stages for f in dataclasses.fields(config.stage_class(s))})
+        if key not in known:
+            raise config.ConfigError(f"override {key!r} matches no parameter of the stages {', '.join(stages)}"
+                                     f"{config.close_matches(key, known)}")
 
 
 def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,

@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from avere_utils import config, runner
-from avere_utils.config import parse_grid  # noqa: F401  (re-exported: sweep.parse_grid)
 from avere_utils.paths import atomic_write_text, repo_path
 
 SHARED = ("world", "manifests", "pairs", "cache", "models/reference")

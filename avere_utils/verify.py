@@ -12,11 +12,12 @@ from pathlib import Path
 
 from avere_utils import runner
 from avere_utils.paths import repo_path
+from avere_utils.protocol import EMER_CRITERIA
 from avere_utils.report.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, load_metrics, metric
 
 TOL_PERCENT = 3.0
 TOL_SCORE = 0.3
-SCORE_KEYS = {"clue", "label", "spurious", "hallucination"}
+SCORE_KEYS = set(EMER_CRITERIA)  # the EMER judge's 1-10 scores (the rest are percentages)
 
 
 def compare(reference_dir: Path, run_dir: Path) -> list[dict]:

@@ -30,9 +30,9 @@ from avere_utils.emotions import EMOTIONS
 from avere_utils.evaluation.predict import Decoding, PredictionTask, run_predictions
 from avere_utils.models import load_backend
 from avere_utils.paths import REPO_ROOT, atomic_write_text
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.records import Example, Item, Media
 
-PROMPT = "Describe the emotion of the person in the video in one word."
 TINY = REPO_ROOT / "outputs" / "tiny"
 
 
@@ -40,7 +40,6 @@ def model_dir(tmp: Path, given: str | None) -> tuple[str, str]:
     ref = Path(given) if given else TINY / "models" / "reference"
     if (ref / "config.json").is_file():
         return str(ref), f"trained reference {ref}"
-    from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT
     from avere_utils.models.tiny import build_tiny_checkpoint
 
     corpus = [CLASSIFICATION_PROMPT, EMER_PROMPT, *EMOTIONS]
@@ -157,15 +156,17 @@ def main() -> None:
         backend = load_backend(path, device=args.device)
         items, media_fn, items_note = bench_items(args.items, backend)
         # warm-up (first-call allocations), not timed
-        warm = PredictionTask(prompt_for=lambda it: PROMPT, generate=True, candidates_for=lambda it: list(EMOTIONS))
+        warm = PredictionTask(prompt_for=lambda it: CLASSIFICATION_PROMPT, generate=True,
+                              candidates_for=lambda it: list(EMOTIONS))
         run_predictions(backend, items[:2], tmp / "warm.jsonl", warm, Decoding(max_new_tokens=4), settings={},
                         media_fn=media_fn, batch_size=2, shard=(0, 1))
-        gen = PredictionTask(prompt_for=lambda it: PROMPT, generate=True)
+        gen = PredictionTask(prompt_for=lambda it: CLASSIFICATION_PROMPT, generate=True)
         t = time.perf_counter()
         rg = run_predictions(backend, items, tmp / "gen.jsonl", gen, Decoding(max_new_tokens=args.max_new_tokens),
                              settings={}, media_fn=media_fn, batch_size=args.batch, shard=(0, 1))
         gen_s = time.perf_counter() - t
-        score = PredictionTask(prompt_for=lambda it: PROMPT, generate=False, candidates_for=lambda it: list(EMOTIONS))
+        score = PredictionTask(prompt_for=lambda it: CLASSIFICATION_PROMPT, generate=False,
+                               candidates_for=lambda it: list(EMOTIONS))
         t = time.perf_counter()
         run_predictions(backend, items, tmp / "score.jsonl", score, Decoding(), settings={}, media_fn=media_fn,
                         batch_size=args.batch, shard=(0, 1))

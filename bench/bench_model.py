@@ -20,9 +20,9 @@ import torch
 
 from avere_utils.emotions import EMOTIONS, all_cue_phrases
 from avere_utils.models import load_backend
-from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.models.tiny import build_tiny_checkpoint
 from avere_utils.paths import REPO_ROOT, atomic_write_text
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.records import Example, Media
 
 DESCRIPTION = ("The person appears to feel happiness. The face shows a broad smile and crinkled eyes, which points "
@@ -30,13 +30,9 @@ DESCRIPTION = ("The person appears to feel happiness. The face shows a broad smi
 
 
 def clips(n: int) -> list[Media]:
-    try:
-        from avere_utils.synth.face import render_frames
-        from avere_utils.synth.voice import render_audio
-    except ImportError:  # the synth package needs PyAV; the timings only depend on the shapes
-        rng = np.random.default_rng(0)
-        return [Media(frames=rng.integers(0, 256, (8, 56, 56, 3), dtype=np.uint8),
-                      audio=(0.1 * rng.standard_normal(32000)).astype(np.float32)) for _ in range(n)]
+    from avere_utils.synth.face import render_frames
+    from avere_utils.synth.voice import render_audio
+
     out = []
     for i in range(n):
         rng = np.random.default_rng(i)

@@ -1,8 +1,9 @@
 """Every default has one value: a library config (the synthetic world, SFT, the loss) and the stage
 parameter it is built from must agree, and a profile YAML that repeats a default must say why.
 
-The library configs keep defaults so that they can be used on their own (tests, scripts); this test makes a
-second copy that drifts impossible to land."""
+The library configs have defaults so that they can be used on their own (tests, scripts).  SFTConfig takes
+them from ReferenceParams (config.default_of); LossConfig (imported by training/params.py, so it cannot import
+it back) and WorldConfig keep their own, and this test makes a copy that drifts impossible to land."""
 from __future__ import annotations
 
 import dataclasses

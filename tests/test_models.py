@@ -18,8 +18,9 @@ from avere_utils.models.processor import (
     audio_output_length,
     patchify_video,
 )
-from avere_utils.models.sft import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_answer, qa_prompt
+from avere_utils.models.sft import qa_answer
 from avere_utils.models.tiny import build_tiny_checkpoint
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
 from avere_utils.records import Example, Media
 
 pytestmark = pytest.mark.model  # builds or trains a Qwen2.5-Omni thinker: not in make test-fast

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from avere_utils import sweep
+from avere_utils import config, sweep
 from avere_utils.config import build
 from avere_utils.report.build import build_report
 from avere_utils.report.params import ResultsParams
@@ -118,7 +118,7 @@ def test_markdown_table_formats_missing_as_dash():
 
 
 def test_sweep_grid_parsing_and_point_names():
-    grid = sweep.parse_grid(["gamma_tpd=0,0.1", "lambda_av=0,1"])
+    grid = config.parse_grid(["gamma_tpd=0,0.1", "lambda_av=0,1"])
     assert grid == {"gamma_tpd": [0, 0.1], "lambda_av": [0, 1]}
     points = sweep.grid_points(grid)
     assert len(points) == 4 and points[1] == {"gamma_tpd": 0, "lambda_av": 1}

@@ -113,10 +113,10 @@ def test_bad_only_and_unmatched_override_are_config_errors(fixture_profile):
 
 
 def test_parse_overrides_reads_yaml_values():
-    assert runner.parse_overrides(["a=0.1", "b=true", "c=x", "04_avem_dpo_training.gamma_tpd=0"]) == {
+    assert config.parse_overrides(["a=0.1", "b=true", "c=x", "04_avem_dpo_training.gamma_tpd=0"]) == {
         "a": 0.1, "b": True, "c": "x", "04_avem_dpo_training.gamma_tpd": 0}
     with pytest.raises(config.ConfigError):
-        runner.parse_overrides(["novalue"])
+        config.parse_overrides(["novalue"])
 
 
 def _pids(out):

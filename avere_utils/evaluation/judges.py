@@ -29,11 +29,12 @@ from typing import Any, Callable, Protocol, Sequence
 from avere_utils.emotions import find_cues
 from avere_utils.evaluation.parsing import strict_label
 from avere_utils.paths import atomic_write_text
+from avere_utils.protocol import EMER_CRITERIA
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("clue", "label", "spurious", "hallucination")
+CRITERIA = EMER_CRITERIA
 SCALE_MIN, SCALE_MAX = 1.0, 10.0
 
 RUBRIC_SYSTEM = "You are a careful expert who evaluates explanations of human emotions in videos."

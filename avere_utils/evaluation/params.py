@@ -1,20 +1,22 @@
 """Parameters of the three evaluation notebooks (05, 06, 07).  Defaults = the tiny profile."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from avere_utils.config import ConfigError, StageParams
-from avere_utils.protocol import (  # noqa: F401
+from avere_utils.config import ConfigError, StageParams, param
+from avere_utils.protocol import (
+    CLASSIFICATION_BENCHMARKS,
     CLASSIFICATION_PROMPT,
     EMER_PROMPT,
     EMOREALM_PROMPT_TEMPLATE,
     EMOREALM_TASKS,
+    SCORING_MODES,
 )
 
-SCORING_MODES = ("paper", "strict", "scoring")
-CLASSIFICATION_BENCHMARKS = ("dfew", "ravdess", "mer2023")
 JUDGES = ("cue", "openai", "hf")
+MODES_HELP = ("scoring modes, all reported side by side: paper (the released rules), strict (the kit's "
+              "parser), scoring (the likelihood of each candidate answer)")
 
 
 def _one_of(cls: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -26,21 +28,23 @@ def _one_of(cls: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
 class EvalParams(StageParams):
     """Keys shared by the three evaluation notebooks: which model, how media are decoded, how we decode."""
 
-    variant: str = "avem_dpo"  # "reference" = the reference checkpoint without adapter
-    reference_dir: str = "${run_dir}/models/reference"
-    adapter_dir: str = "${run_dir}/models/${variant}"  # ignored for variant "reference"
-    manifest_dir: str = "${run_dir}/manifests"
-    cache_dir: str = "${run_dir}/cache"  # the feature cache shared with the other stages
-    # Media decoding; 0 = the checkpoint's own setting (saved with the model), which the model expects.
-    n_frames: int = 0
-    frame_size: int = 0
-    sample_rate: int = 0
-    batch_size: int = 32  # prompts per generate call (the tiny model is bound by per-step overhead)
-    max_new_tokens: int = 16
-    temperature: float = 0.0  # 0 = greedy; the paper sampled at 0.1 (with `seed` fixed here)
-    use_cache: bool = True  # the KV cache (the released code disabled it; results are identical, slower)
-    max_items: int = 0  # 0 = every item; >0 = N items evenly spread over each benchmark (a quick look)
-    stale_predictions: str = "restart"  # predictions made with other settings/weights: restart | error
+    variant: str = param("avem_dpo", "the model evaluated: a trained variant's adapter, or \"reference\" (the "
+                                     "reference checkpoint without adapter)")
+    reference_dir: str = param("${run_dir}/models/reference", "the reference model (notebook 03)")
+    adapter_dir: str = param("${run_dir}/models/${variant}", "the variant's LoRA adapter (notebook 04); ignored for "
+                                                             "variant \"reference\"")
+    manifest_dir: str = param("${run_dir}/manifests", "the benchmark manifests (notebook 01)")
+    cache_dir: str = param("${run_dir}/cache", "the feature cache shared with the other stages")
+    # media decoding; 0 = the checkpoint's own setting (saved with the model), which the model expects
+    n_frames: int = param(0, "frames per clip; 0 = the checkpoint's own setting")
+    frame_size: int = param(0, "frame size in pixels; 0 = the checkpoint's own setting")
+    sample_rate: int = param(0, "audio rate in Hz; 0 = the checkpoint's own setting")
+    batch_size: int = param(32, "prompts per generate call (the tiny model is bound by per-step overhead)")
+    max_new_tokens: int = param(16, "tokens generated per answer at most")
+    temperature: float = param(0.0, "0 = greedy; the paper sampled at 0.1 (with `seed` fixed here)")
+    use_cache: bool = param(True, "the KV cache (the released code disabled it; results are identical, slower)")
+    max_items: int = param(0, "0 = every item; >0 = N items evenly spread over each benchmark (a quick look)")
+    stale_predictions: str = param("restart", "predictions made with other settings/weights: restart | error")
 
     def __post_init__(self) -> None:
         _one_of(type(self).__name__, "stale_predictions", self.stale_predictions, ("restart", "error"))
@@ -63,12 +67,13 @@ def _check_modes(name: str, modes: list[str], headline_mode: str) -> None:
 class ClassificationParams(EvalParams):
     """05: one-word emotion recognition on DFEW, RAVDESS and MER2023."""
 
-    benchmarks: list[str] = field(default_factory=lambda: list(CLASSIFICATION_BENCHMARKS))
-    modes: list[str] = field(default_factory=lambda: list(SCORING_MODES))  # all reported side by side
-    headline_mode: str = "strict"  # whose numbers sit at the top level of the metrics file
-    prompt: str = CLASSIFICATION_PROMPT
-    # What `scoring` mode scores for each class (the answer the model was trained to give).
-    label_answer_template: str = "{label}"
+    benchmarks: list[str] = param(list(CLASSIFICATION_BENCHMARKS), f"benchmarks evaluated, any of "
+                                                                   f"{', '.join(CLASSIFICATION_BENCHMARKS)}")
+    modes: list[str] = param(list(SCORING_MODES), MODES_HELP)
+    headline_mode: str = param("strict", "whose numbers sit at the top level of the metrics file")
+    prompt: str = param(CLASSIFICATION_PROMPT, "the prompt asked of every clip (the paper's protocol)")
+    label_answer_template: str = param("{label}", "what `scoring` mode scores for each class (the answer the "
+                                                  "model was trained to give); must contain {label}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,13 +88,13 @@ class ClassificationParams(EvalParams):
 class EmoRealmParams(EvalParams):
     """07: EmoReAlM multiple-choice and Yes/No questions."""
 
-    # The paper's prompt: the question, a space, the lettered choices joined by spaces.
-    prompt_template: str = EMOREALM_PROMPT_TEMPLATE
-    modes: list[str] = field(default_factory=lambda: list(SCORING_MODES))
-    headline_mode: str = "strict"
-    # What `scoring` mode scores per choice: {choice} = "(B) furrowed brows", {letter} = "B", {text}.
-    choice_answer_template: str = "{choice}"
-    tasks: list[str] = field(default_factory=lambda: list(EMOREALM_TASKS))
+    prompt_template: str = param(EMOREALM_PROMPT_TEMPLATE, "the prompt of an item; the paper's: the question, "
+                                                           "a space, the lettered choices joined by spaces")
+    modes: list[str] = param(list(SCORING_MODES), MODES_HELP)
+    headline_mode: str = param("strict", "whose numbers sit at the top level of the metrics file")
+    choice_answer_template: str = param("{choice}", "what `scoring` mode scores per choice: {choice} = \"(B) "
+                                                    "furrowed brows\", {letter} = \"B\", {text}")
+    tasks: list[str] = param(list(EMOREALM_TASKS), f"tasks evaluated, any of {', '.join(EMOREALM_TASKS)}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,26 +109,29 @@ class EmoRealmParams(EvalParams):
 class EmerParams(EvalParams):
     """06: open-ended emotion descriptions judged on the paper's four criteria (1-10)."""
 
-    prompt: str = EMER_PROMPT
-    max_new_tokens: int = 48
-    judge: str = "cue"  # cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)
-    judge_base_url: str = "https://api.openai.com/v1"
-    judge_model: str = "gpt-4o-2024-08-06"
-    judge_api_key_env: str = "OPENAI_API_KEY"  # the NAME of the environment variable, never the key
-    judge_cache_dir: str = "${run_dir}/cache/judge"
-    judge_timeout_s: float = 60.0
-    judge_max_retries: int = 3  # transport retries (timeouts, 5xx, 429)
-    judge_parse_retries: int = 2  # extra asks after an unparseable reply, then it is counted
-    judge_max_new_tokens: int = 256  # hf judge
-    judge_batch_file: str = "${run_dir}/predictions/emer-${variant}.judge_batch.jsonl"
-    hf_judge_path: str = ""  # a local causal-LM folder (judge: hf)
-    # strict: the kit's rubric (re-asked when unparseable) | paper: the released protocol (gpt-4o, 400 tokens,
-    # the prompt from judge_prompt_file with {reference} then {prediction}; unparseable replies dropped)
-    judge_protocol: str = "strict"
-    judge_prompt_file: str = ""  # the paper judge's prompt text (supplied by the user, not shipped)
-    judge_use_batch: bool = False  # openai judge: one Batch-API job instead of a request per item
-    judge_batch_poll_s: float = 10.0
-    judge_batch_max_polls: int = 8640  # polls bound the wait (10 s x 8640 = the 24 h completion window)
+    prompt: str = param(EMER_PROMPT, "the prompt asked of every clip (the paper's protocol)")
+    max_new_tokens: int = param(48, "tokens of a description at most")
+    judge: str = param("cue", "cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)")
+    judge_base_url: str = param("https://api.openai.com/v1", "the endpoint of judge openai (any compatible server)")
+    judge_model: str = param("gpt-4o-2024-08-06", "the judge model name sent to that endpoint")
+    judge_api_key_env: str = param("OPENAI_API_KEY", "the NAME of the environment variable, never the key")
+    judge_cache_dir: str = param("${run_dir}/cache/judge", "judge replies cached by request, so a rerun asks "
+                                                           "nothing again")
+    judge_timeout_s: float = param(60.0, "seconds one judge request may take")
+    judge_max_retries: int = param(3, "transport retries (timeouts, 5xx, 429)")
+    judge_parse_retries: int = param(2, "extra asks after an unparseable reply, then it is counted")
+    judge_max_new_tokens: int = param(256, "tokens the hf judge may write per reply")
+    judge_batch_file: str = param("${run_dir}/predictions/emer-${variant}.judge_batch.jsonl",
+                                  "the judge requests as a Batch-API file (written for every run; read back "
+                                  "with judge_use_batch)")
+    hf_judge_path: str = param("", "a local causal-LM folder (judge: hf)")
+    judge_protocol: str = param("strict", "strict: the kit's rubric (re-asked when unparseable) | paper: the "
+                                          "released protocol (gpt-4o, 400 tokens, the prompt from judge_prompt_file "
+                                          "with {reference} then {prediction}; unparseable replies dropped)")
+    judge_prompt_file: str = param("", "the paper judge's prompt text (supplied by the user, not shipped)")
+    judge_use_batch: bool = param(False, "openai judge: one Batch-API job instead of a request per item")
+    judge_batch_poll_s: float = param(10.0, "seconds between polls of a Batch-API job")
+    judge_batch_max_polls: int = param(8640, "polls bound the wait (10 s x 8640 = the 24 h completion window)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from avere_utils.paths import RunLayout
+from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE
 
 
 def figure_path(run_dir: str, name: str) -> Path:
@@ -60,7 +61,7 @@ def emorealm_figure(metrics: Mapping[str, Any], path: str | Path, title: str = "
             if entry["accuracy"] is not None:
                 rows.append({"task": task.replace("reasoning_", "").replace("_", "\n"), "mode": mode,
                              "accuracy": entry["accuracy"]})
-        rows.append({"task": "average", "mode": mode, "accuracy": m["average_accuracy"]})
+        rows.append({"task": "average", "mode": mode, "accuracy": m[EMOREALM_AVERAGE]})
     fig, ax = plt.subplots(figsize=(9, 3.6))
     sns.barplot(pd.DataFrame(rows), x="task", y="accuracy", hue="mode", ax=ax)
     ax.axhline(25, color="gray", ls=":", lw=1)
@@ -88,7 +89,7 @@ def stress_kind_figure(metrics: Mapping[str, Any], path: str | Path, title: str 
 
 
 def emer_figure(metrics: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
-    keys = ("clue", "label", "spurious", "hallucination")
+    keys = EMER_CRITERIA
     df = pd.DataFrame([{"criterion": k, "score": metrics[k]} for k in keys if metrics.get(k) is not None])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     if df.empty:  # no description was judged (e.g. every answer empty): say so instead of an empty plot

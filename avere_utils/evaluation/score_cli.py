@@ -29,6 +29,7 @@ from avere_utils.evaluation.released import (
     released_parse_reply,
 )
 from avere_utils.paths import atomic_write_text
+from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def run_command(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(_clean(metrics), indent=1) + "\n")
     for mode, m in metrics["modes"].items():
-        keys = ("uar", "war", "weighted_f1", "average_accuracy", "clue", "label", "spurious", "hallucination")
+        keys = ("uar", "war", "weighted_f1", EMOREALM_AVERAGE, *EMER_CRITERIA)
         shown = ", ".join(f"{k} {m[k]:.2f}" for k in keys if isinstance(m.get(k), (int, float)))
         print(f"{args.benchmark} {mode}: {shown} (n_scored {m['n_scored']} of {m['n_items']}, dropped missing "
               f"{m['n_dropped_missing']}, dropped error {m['n_dropped_error']})")

@@ -1,49 +1,55 @@
 """Parameters of notebook 03_reference_model (defaults = the tiny profile)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from avere_utils.config import StageParams
+from avere_utils.config import StageParams, param
+
+# the SFT tasks models/sft.py knows (see its docstring); all of them are taught by default
+SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded")
 
 
 @dataclass
 class ReferenceParams(StageParams):
     # where things are
-    manifests_dir: str = "${run_dir}/manifests"
-    pairs_dir: str = "${run_dir}/pairs"
-    reference_dir: str = "${run_dir}/models/reference"
-    train_log_file: str = "${run_dir}/train_logs/reference.jsonl"
-    cache_dir: str = "${run_dir}/cache"
+    manifests_dir: str = param("${run_dir}/manifests", "the manifests notebook 01 wrote")
+    pairs_dir: str = param("${run_dir}/pairs", "the preference pairs (their texts join the tiny tokenizer's corpus)")
+    reference_dir: str = param("${run_dir}/models/reference", "where the reference model is saved")
+    train_log_file: str = param("${run_dir}/train_logs/reference.jsonl", "SFT log, one JSON line per step")
+    cache_dir: str = param("${run_dir}/cache", "the decoded-clip cache shared with the other stages")
     # model: tiny builds one (base_model_path empty); paper loads a local Qwen2.5-Omni folder
-    base_model_path: str = ""
-    model_size: str = "tiny"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
+    base_model_path: str = param("", "a local Qwen2.5-Omni folder; empty: build the tiny model")
+    model_size: str = param("tiny", "the tiny model's named size (models/tiny.py SIZES)")
+    dtype: str = param("auto", "weights dtype: auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
+    trust_remote_code: bool = param(False, "let transformers run code shipped with base_model_path")
     # media the model sees (written to the reference folder's avere_processor.json)
-    n_frames: int = 8
-    frame_size: int = 56
-    long_audio: str = "extend"
-    audio_in_video: bool = True
+    n_frames: int = param(8, "frames per clip the model sees")
+    frame_size: int = param(56, "the model's frame size in pixels (square)")
+    long_audio: str = param("extend", "audio past 30 s: extend (the encoder chunks it) | cut (truncate at 30 s)")
+    audio_in_video: bool = param(True, "interleave a clip's audio with its video (Qwen2.5-Omni use_audio_in_video)")
     # SFT warm start (tiny profile; the paper's base is already trained: sft_epochs 0)
-    sft_epochs: int = 2
-    sft_batch_size: int = 16
-    sft_lr: float = 3e-3
-    sft_weight_decay: float = 0.01
-    sft_warmup_ratio: float = 0.05
-    sft_max_steps: int = 0  # 0: every step of sft_epochs; > 0 a step bound (smoke runs). Never a time cap:
-    # the reference, and every number after it, must not depend on the machine's speed
-    sft_tasks: list[str] = field(default_factory=lambda: ["label", "description", "qa", "presence", "grounded"])
-    sft_qa_per_clip: int = 1  # qa items per clip per epoch, rotating, staggered over clips (0: all of them every epoch)
-    sft_label_repeats: int = 3  # label examples per clip per epoch (see sft.sft_records)
-    sft_perception_weight: float = 1.0  # auxiliary perception loss on the encoders (models/perception.py); 0 = off
-    sft_presence_per_clip: int = 2  # cue-presence questions per clip per epoch, rotating (0: all of them)
-    sft_max_items: int = 0  # 0: every training-source item
-    # presence phase, after the main SFT (models/reference.presence_phase): every cue-presence question of
-    # each clip with replay of the other tasks, bounded by steps, at its own learning rate; 0 steps = none
-    sft_presence_phase_steps: int = 1000
-    sft_presence_phase_tasks: list[str] = field(default_factory=lambda: ["presence", "label", "qa", "grounded"])
-    sft_presence_phase_lr: float = 1e-3
-    # what the notebook shows: generations on n_show held-out clips (paper: the smoke test on 2 clips),
-    # closed-set recognition and cue citations on n_check held-out clips (DFEW test manifest)
-    n_show: int = 6
-    n_check: int = 140
+    sft_epochs: int = param(2, "SFT epochs over the training source (0: no SFT)")
+    sft_batch_size: int = param(16, "SFT examples per optimizer step")
+    sft_lr: float = param(3e-3, "SFT peak learning rate (linear warmup, then cosine decay to 10 %)")
+    sft_weight_decay: float = param(0.01, "SFT AdamW weight decay")
+    sft_warmup_ratio: float = param(0.05, "fraction of the SFT steps spent warming up")
+    sft_max_steps: int = param(0, "0: every step of sft_epochs; > 0: a step bound (smoke runs). Never a time cap: "
+                                  "the reference, and every number after it, must not depend on the machine's speed")
+    sft_tasks: list[str] = param(list(SFT_TASKS), f"SFT tasks taught, any of {', '.join(SFT_TASKS)}")
+    sft_qa_per_clip: int = param(1, "qa items per clip per epoch, rotating, staggered over clips (0: all of them every "
+                                    "epoch)")
+    sft_label_repeats: int = param(3, "label examples per clip per epoch (see sft.sft_records)")
+    sft_perception_weight: float = param(1.0, "auxiliary perception loss on the encoders (models/perception.py); 0 = off")
+    sft_presence_per_clip: int = param(2, "cue-presence questions per clip per epoch, rotating (0: all of them)")
+    sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
+    sft_presence_phase_steps: int = param(1000, "steps of the presence phase after the main SFT "
+                                                "(models/reference.presence_phase): every cue-presence question of "
+                                                "each clip with replay of the tasks below; 0: no such phase")
+    sft_presence_phase_tasks: list[str] = param(["presence", "label", "qa", "grounded"],
+                                                "tasks of the presence phase (presence plus replay, so that "
+                                                "recognition and the QA text prior are not forgotten)")
+    sft_presence_phase_lr: float = param(1e-3, "peak learning rate of the presence phase (its own warmup and "
+                                               "decay); at the main SFT's 3e-3 the presence answers do not learn")
+    # what the notebook shows (held-out clips of the DFEW test manifest)
+    n_show: int = param(6, "generations shown on this many held-out clips (paper: the smoke test on 2 clips)")
+    n_check: int = param(140, "closed-set recognition and cue citations checked on this many held-out clips")

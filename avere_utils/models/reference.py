@@ -18,14 +18,9 @@ from avere_utils.datasets.common import read_manifest as read_items  # noqa: F40
 from avere_utils.emotions import find_cues
 from avere_utils.models.loading import load_backend
 from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
-from avere_utils.models.sft import (
-    CLASSIFICATION_PROMPT,
-    EMER_PROMPT,
-    SFTConfig,
-    run_sft,
-    tokenizer_corpus,
-)
+from avere_utils.models.sft import SFTConfig, run_sft, tokenizer_corpus
 from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
 from avere_utils.records import Example, Item, Media
 
 log = logging.getLogger(__name__)
@@ -230,7 +225,6 @@ def presence_probe(backend: Any, items: Sequence[Item], media: dict[str, Media]
     """Scoring-mode Yes/No "is cue X there?" over every typical cue of the shown emotion (visual cues of
     the video emotion, audio cues of the audio emotion), present and absent, on each item with a cue
     record; "Yes" when log p("(A) Yes") > log p("(B) No").  One forward per clip (its media encoded once)."""
-    from avere_utils.models.sft import qa_prompt
     from avere_utils.synth.text import YES_NO, presence_questions
 
     rows = []

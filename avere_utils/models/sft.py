@@ -30,20 +30,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from avere_utils.config import default_of
 from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cue_phrases, cue_kind
+from avere_utils.models.params import SFT_TASKS, ReferenceParams
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
 from avere_utils.records import Example, Item, Media
 from avere_utils.synth.text import grounded_items, presence_questions
 
 log = logging.getLogger(__name__)
-
-CLASSIFICATION_PROMPT = "Describe the emotion of the person in the video in one word."
-EMER_PROMPT = "Describe the emotion of the person in the video in detail."
-SFT_TASKS = ("label", "description", "qa", "presence", "grounded")
-
-
-def qa_prompt(qa: dict[str, Any]) -> str:
-    """EmoReAlM prompt: the question, a space, the lettered choices joined by spaces."""
-    return qa["question"] + " " + " ".join(qa["choices"])
 
 
 def qa_answer(qa: dict[str, Any]) -> str:
@@ -184,16 +178,21 @@ def tokenizer_corpus(manifest_files: Iterable[str | Path], pairs_dir: str | Path
     return texts
 
 
+def _stage(name: str) -> Any:
+    """The default of ReferenceParams' `name`: the stage parameter is the one place it is defined."""
+    return default_of(ReferenceParams, name)
+
+
 @dataclass
 class SFTConfig:
-    epochs: int = 2
-    batch_size: int = 16
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
+    epochs: int = _stage("sft_epochs")
+    batch_size: int = _stage("sft_batch_size")
+    lr: float = _stage("sft_lr")
+    weight_decay: float = _stage("sft_weight_decay")
+    warmup_ratio: float = _stage("sft_warmup_ratio")
     grad_clip: float = 1.0
-    max_steps: int = 0  # 0: every planned step; > 0 stops after that many (smoke runs); never a time cap
-    seed: int = 0
+    max_steps: int = _stage("sft_max_steps")  # 0: every planned step; > 0 a step bound; never a time cap
+    seed: int = _stage("seed")
     # "token": mean NLL over all response tokens of the batch (standard SFT; every token counts the same, so
     # the first token of a long description, which tells the two prompts apart, is not drowned);
     # "example": mean over examples of each response's mean token NLL (short labels weigh as much as
@@ -201,7 +200,7 @@ class SFTConfig:
     loss_normalization: str = "token"
     # weight of the auxiliary perception loss on the encoders (models/perception.py); 0 = off.  Needs the
     # items' cue records (synthetic world); items without one add nothing.
-    perception_weight: float = 1.0
+    perception_weight: float = _stage("sft_perception_weight")
 
 
 def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],

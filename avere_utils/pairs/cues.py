@@ -18,7 +18,7 @@ from typing import Mapping
 
 from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.pairs.params import FAMILY_MODALITY
-from avere_utils.records import CueRecord, ModalityCues  # noqa: F401  (the cue record type lives with the records)
+from avere_utils.records import CueRecord
 
 RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
 

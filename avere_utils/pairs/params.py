@@ -1,9 +1,9 @@
 """Parameters of notebook 02_pair_construction (defaults = the tiny profile)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from avere_utils.config import StageParams
+from avere_utils.config import StageParams, param
 
 FAMILIES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id", "modality_agreement")
 FAMILY_MODALITY: dict[str, str] = {
@@ -26,32 +26,35 @@ def _default_family_weights() -> dict[str, float]:
 @dataclass
 class PairParams(StageParams):
     # inputs / outputs
-    manifest_file: str = "${run_dir}/manifests/train_source.jsonl"
-    pairs_dir: str = "${run_dir}/pairs"
-    released_json_file: str = "${run_dir}/pairs/released_format.json"
-    released_media_dir: str = "${data_root}"  # paths in the released JSON are relative to this folder
-    figures_dir: str = "${run_dir}/figures"
+    manifest_file: str = param("${run_dir}/manifests/train_source.jsonl", "the training-source manifest (notebook 01)")
+    pairs_dir: str = param("${run_dir}/pairs", "where the pairs (train / val) are written")
+    released_json_file: str = param("${run_dir}/pairs/released_format.json", "a copy of the pairs in the released "
+                                                                              "JSON format; empty: none")
+    released_media_dir: str = param("${data_root}", "paths in the released JSON are relative to this folder")
+    figures_dir: str = param("${run_dir}/figures", "where the notebook's figures are saved")
     # sampling
-    generator: str = "template"  # template | llm
-    samples_per_clip: int = 2
-    max_pairs: int = 0  # 0 = no cap; otherwise a family-balanced subsample
-    family_weights: dict[str, float] = field(default_factory=_default_family_weights)
-    val_fraction: float = 0.1
-    max_cues_per_response: int = 2
+    generator: str = param("template", f"who writes the responses: {' | '.join(GENERATORS)}")
+    samples_per_clip: int = param(2, "preference samples planned per training clip")
+    max_pairs: int = param(0, "0 = no cap; otherwise a family-balanced subsample")
+    family_weights: dict[str, float] = param(_default_family_weights(), "target share of each sample family "
+                                                                         "(normalised; 0 = none of that family)")
+    val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
+    max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input: "other_clip" (a clip with a different emotion in the targeted modality, as the
     # paper's text says) or "noise" (uniform noise; the released loader does this for audio)
-    pmp_video_source: str = "other_clip"
-    pmp_audio_source: str = "other_clip"
-    # LLM generator (any OpenAI-compatible endpoint).  The key is read from the env var NAMED here.
-    llm_base_url: str = "http://127.0.0.1:8000/v1"
-    llm_model: str = "gemini-2.5-flash"
-    llm_api_key_env: str = "OPENAI_API_KEY"
-    llm_cache_dir: str = "${run_dir}/cache/llm"
-    llm_timeout_s: float = 30.0
-    llm_max_retries: int = 3
-    llm_temperature: float = 0.0
-    llm_fallback_to_template: bool = True  # an invalid LLM sample is replaced by a template one (counted)
-    llm_workers: int = 4  # requests in flight at once
+    pmp_video_source: str = param("other_clip", f"the PMP rejected video: {' | '.join(PMP_SOURCES)}")
+    pmp_audio_source: str = param("other_clip", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
+    # LLM generator (any OpenAI-compatible endpoint)
+    llm_base_url: str = param("http://127.0.0.1:8000/v1", "the endpoint of generator llm")
+    llm_model: str = param("gemini-2.5-flash", "the model name sent to that endpoint")
+    llm_api_key_env: str = param("OPENAI_API_KEY", "the NAME of the environment variable holding the key, never "
+                                                   "the key; empty: no key (a local server)")
+    llm_cache_dir: str = param("${run_dir}/cache/llm", "replies cached by request, so a rerun asks nothing again")
+    llm_timeout_s: float = param(30.0, "seconds one request may take")
+    llm_max_retries: int = param(3, "transport retries per request (timeouts, 5xx, 429)")
+    llm_temperature: float = param(0.0, "sampling temperature of the LLM generator")
+    llm_fallback_to_template: bool = param(True, "an invalid LLM sample is replaced by a template one (counted)")
+    llm_workers: int = param(4, "requests in flight at once")
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:

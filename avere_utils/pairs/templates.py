@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avere_utils.pairs.cues import CueRecord, ModalityCues
+from avere_utils.protocol import EMER_PROMPT
+from avere_utils.records import CueRecord, ModalityCues
 from avere_utils.synth.text import ADJECTIVE
 
 # Emotion description prompts (the paper's preference data mixes "emotion description" and "reasoning"
@@ -24,7 +25,7 @@ from avere_utils.synth.text import ADJECTIVE
 # preference learning barely reaches the detailed answers EMER judges.  They belong to emotion_id (both
 # modalities) and are answered in the description style of the training captions (RESPONSES_DESCRIPTION).
 DESCRIPTION_PROMPTS: tuple[str, ...] = (
-    "Describe the emotion of the person in the video in detail.",
+    EMER_PROMPT,
     "Describe in detail how the person feels and what in the clip shows it.",
     "What emotion does the person show? Describe the face and the voice in detail.",
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avere_utils.config import ConfigError, StageParams
+from avere_utils.config import ConfigError, StageParams, param
 from avere_utils.training.loss import LossConfig
 from avere_utils.training.variants import VARIANTS, loss_config_for
 
@@ -19,49 +19,51 @@ SCHEDULERS = ("linear", "constant_with_warmup", "cosine")
 
 @dataclass
 class TrainParams(StageParams):
-    variant: str = "avem_dpo"
+    variant: str = param("avem_dpo", f"which loss terms are on: {', '.join(VARIANTS)} (training/variants.py)")
     # inputs / outputs
-    reference_dir: str = "${run_dir}/models/reference"
-    pairs_dir: str = "${run_dir}/pairs"
-    output_dir: str = "${run_dir}/models/${variant}"  # the LoRA adapter (what evaluation loads)
-    log_file: str = "${run_dir}/train_logs/${variant}.jsonl"  # one JSON line per optimizer step
-    checkpoint_dir: str = "${run_dir}/checkpoints/${variant}"
-    media_cache_dir: str = "${run_dir}/cache"  # decoded clips (FeatureCache), shared with the other stages
-    logp_cache_dir: str = "${run_dir}/cache/logps"  # reference / text-only log-probs, shared by variants
-    figures_dir: str = "${run_dir}/figures"
-    split: str = "train"
-    max_samples: int = 384  # 0 = every pair of the split (the first N pairs otherwise)
-    # the loss (docs/method.md defaults)
-    beta: float = 0.1
-    beta_vr: float = 0.5
-    beta_er: float = 0.5
-    gamma_tpd: float = 0.2
-    lambda_av: float = 1.0
-    single_rejection: str = "alternate"  # single-rejection variants: vr | er | alternate (per sample)
+    reference_dir: str = param("${run_dir}/models/reference", "the reference model (notebook 03), also the base "
+                                                              "the adapter trains on")
+    pairs_dir: str = param("${run_dir}/pairs", "the preference pairs (notebook 02)")
+    output_dir: str = param("${run_dir}/models/${variant}", "the LoRA adapter (what evaluation loads)")
+    log_file: str = param("${run_dir}/train_logs/${variant}.jsonl", "one JSON line per optimizer step")
+    checkpoint_dir: str = param("${run_dir}/checkpoints/${variant}", "checkpoints to resume from")
+    media_cache_dir: str = param("${run_dir}/cache", "decoded clips (FeatureCache), shared with the other stages")
+    logp_cache_dir: str = param("${run_dir}/cache/logps", "reference / text-only log-probs, shared by variants")
+    figures_dir: str = param("${run_dir}/figures", "where the notebook's figures are saved")
+    split: str = param("train", "the split of the pairs trained on")
+    max_samples: int = param(384, "0 = every pair of the split (the first N pairs otherwise)")
+    # the loss (docs/method.md, Eq. 1-4)
+    beta: float = param(0.1, "beta: the DPO temperature of every term (Eq. 1 and 3)")
+    beta_vr: float = param(0.5, "weight of the rejection y_l^vr (cites a cue that is present but irrelevant), "
+                                "Eq. 1; beta_vr + beta_er = 1")
+    beta_er: float = param(0.5, "weight of the rejection y_l^er (cites an emotion-typical cue that is absent), Eq. 1")
+    gamma_tpd: float = param(0.2, "gamma_TPD: weight of the text-prior debiasing term (Eq. 2); 0 = off")
+    lambda_av: float = param(1.0, "lambda_av: weight of the modality-preference loss L_av (Eq. 4); 0 = off")
+    single_rejection: str = param("alternate", "single-rejection variants: vr | er | alternate (per sample)")
     # LoRA (paper: rank 8, alpha 32, on the LLM's projections)
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
+    lora_r: int = param(8, "LoRA rank")
+    lora_alpha: int = param(32, "LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = param(0.0, "LoRA dropout")
     # optimisation
-    learning_rate: float = 2e-3
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # 0 = no clipping
-    num_epochs: int = 1
-    max_steps: int = 0  # 0 = num_epochs over the data; >0 = stop after this many optimizer steps
-    per_device_batch_size: int = 4
-    grad_accum_steps: int = 2
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
-    precompute_reference: bool = True  # reference log-probs once per sample before training, cached
-    # chosen, vr and er of a pair share one prompt pass (KV cache kept in the graph): same numbers up to
-    # floating-point order, about half the policy compute at paper geometry; false: one full sequence each
-    shared_prefix: bool = True
+    learning_rate: float = param(2e-3, "peak learning rate (AdamW)")
+    lr_scheduler: str = param("linear", f"learning-rate schedule after warmup: {' | '.join(SCHEDULERS)}")
+    warmup_ratio: float = param(0.1, "fraction of the optimizer steps spent warming up, in [0, 1)")
+    weight_decay: float = param(0.0, "AdamW weight decay")
+    max_grad_norm: float = param(1.0, "gradient-norm clip; 0 = no clipping")
+    num_epochs: int = param(1, "epochs over the pairs")
+    max_steps: int = param(0, "0 = num_epochs over the data; >0 = stop after this many optimizer steps")
+    per_device_batch_size: int = param(4, "pairs per forward pass")
+    grad_accum_steps: int = param(2, "forward passes per optimizer step (effective batch = the product)")
+    mixed_precision: str = param("no", "no | bf16 | fp16 (accelerate autocast)")
+    precompute_reference: bool = param(True, "reference log-probs once per sample before training, cached")
+    shared_prefix: bool = param(True, "chosen, vr and er of a pair share one prompt pass (KV cache kept in the "
+                                      "graph): same numbers up to floating-point order, about half the policy "
+                                      "compute at paper geometry; false: one full sequence each")
     # checkpoints and logs
-    save_steps: int = 10  # 0 = only the final adapter
-    save_total_limit: int = 2
-    resume: bool = True  # continue from the latest checkpoint of this same run (else start over)
-    report_to: str = "none"  # none | tensorboard
+    save_steps: int = param(10, "a checkpoint every this many optimizer steps; 0 = only the final adapter")
+    save_total_limit: int = param(2, "checkpoints kept (the oldest are deleted)")
+    resume: bool = param(True, "continue from the latest checkpoint of this same run (else start over)")
+    report_to: str = param("none", "none | tensorboard")
 
     def __post_init__(self) -> None:
         checks = [

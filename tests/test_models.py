@@ -298,6 +298,37 @@ def test_sft_reduces_loss_and_logs_every_step(ckpt, clips, tmp_path):
     assert {"loss_label", "loss_description", "loss_qa"} <= set().union(*hist)
 
 
+def test_planned_epochs_by_steps_covers_max_steps():
+    from avere_utils.models.sft import SFTConfig, planned_epochs
+
+    items = [_train_item(i, None) for i in range(3)]  # 4 records per clip with every qa item
+    cfg = SFTConfig(epochs=0, max_steps=7, batch_size=4, perception_weight=0.0)
+    epochs = planned_epochs(items, ["label", "description", "qa"], cfg, np.random.default_rng(0))
+    assert len(epochs) == 3 and sum(len(e) for e in epochs) >= 7  # 3 batches an epoch, 7 steps -> 3 epochs
+    with pytest.raises(ValueError, match="max_steps"):
+        planned_epochs(items, ["label"], SFTConfig(epochs=0, max_steps=0), np.random.default_rng(0))
+
+
+def test_a_second_sft_phase_continues_the_log_steps_and_clock(ckpt, clips, tmp_path):
+    import json
+
+    from avere_utils.models.sft import SFTConfig, run_sft
+
+    b = load_backend(str(ckpt), device="cpu")
+    items = [_train_item(i, None) for i in range(2)]
+    media = {"t0": clips[0], "t1": clips[1]}
+    log_file = tmp_path / "reference.jsonl"
+    first = run_sft(b, items, media.__getitem__, SFTConfig(epochs=1, batch_size=4, perception_weight=0.0), log_file)
+    second = run_sft(b, items, media.__getitem__, SFTConfig(epochs=0, max_steps=3, batch_size=4, perception_weight=0.0),
+                     log_file, tasks=["label", "qa"], phase="presence", after=first)
+    assert len(second) == 3 and [r["step"] for r in first + second] == list(range(len(first) + 3))
+    assert {r["phase"] for r in first} == {"sft"} and {r["phase"] for r in second} == {"presence"}
+    assert second[0]["seconds"] >= first[-1]["seconds"]
+    lines = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert [x.get("phase") for x in lines if x.get("event") == "config"] == ["sft", "presence"]
+    assert len(lines) == 2 + len(first) + len(second)
+
+
 def test_full_omni_folder_loads_its_thinker(ckpt, backend, clips, tmp_path):
     """A full Qwen2.5-Omni folder (model_type qwen2_5_omni, weights under `thinker.`) loads without the talker."""
     import json

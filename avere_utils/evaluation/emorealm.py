@@ -15,7 +15,7 @@ import numpy as np
 
 from avere_utils.evaluation import common
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
-from avere_utils.evaluation.params import EMOREALM_TASKS, EmoRealmParams
+from avere_utils.evaluation.params import EmoRealmParams
 from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
 from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
 from avere_utils.evaluation.released import (
@@ -27,7 +27,7 @@ from avere_utils.evaluation.released import (
     released_task_metrics,
 )
 from avere_utils.evaluation.stage import Scored, Scorer, run_stage
-from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
+from avere_utils.protocol import EMOREALM_PROMPT_TEMPLATE, EMOREALM_TASKS, STRESS_KINDS, STRESS_TASKS, emorealm_prompt
 from avere_utils.records import Item
 
 if TYPE_CHECKING:  # pandas is imported where a table is built; torch comes with the backend

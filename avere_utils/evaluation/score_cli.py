@@ -20,7 +20,6 @@ from avere_utils.datasets.common import DatasetError, read_csv_rows
 from avere_utils.emotions import DFEW_LABELS, RAVDESS_LABELS
 from avere_utils.evaluation import emorealm, registry
 from avere_utils.evaluation.common import PAPER_MODE_NOTE, _clean
-from avere_utils.evaluation.params import EMOREALM_TASKS
 from avere_utils.evaluation.released import (
     JUDGE_KEYS,
     batch_reply_content,
@@ -29,7 +28,7 @@ from avere_utils.evaluation.released import (
     released_parse_reply,
 )
 from avere_utils.paths import atomic_write_text
-from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE
+from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE, EMOREALM_TASKS
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)

@@ -191,3 +191,19 @@ def test_variant_presets_switch_terms_and_keep_numbers_from_params():
     assert "lambda_av = 2.0" in describe(full)
     with pytest.raises(ValueError, match="unknown training variant"):
         loss_config_for("dpo_plus", **nums)
+
+
+def test_every_loss_weight_has_a_train_param_and_switches_stay_with_the_variant():
+    """A new LossConfig weight needs only its field, one TrainParams param and the profile files: the params
+    pass every non-switch field through by name, and a switch can not be set from params."""
+    import dataclasses
+
+    from avere_utils.training.params import TrainParams
+    from avere_utils.training.variants import SWITCHES
+
+    weights = [f.name for f in dataclasses.fields(LossConfig) if f.name not in SWITCHES]
+    assert set(weights) <= {f.name for f in dataclasses.fields(TrainParams)}
+    cfg = TrainParams(gamma_tpd=0.3, lambda_av=0.5, variant="no_pmp").loss_config()
+    assert (cfg.gamma_tpd, cfg.lambda_av, cfg.use_pmp) == (0.3, 0.5, False)
+    with pytest.raises(ValueError, match="set by the variant"):
+        loss_config_for("avem_dpo", beta=0.1, use_tpd=False)

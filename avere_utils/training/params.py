@@ -6,11 +6,12 @@ the loss weights below are always taken from here (see avere_utils.training.vari
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from avere_utils.config import ConfigError, StageParams, param
 from avere_utils.training.loss import LossConfig
-from avere_utils.training.variants import VARIANTS, loss_config_for
+from avere_utils.training.variants import SWITCHES, VARIANTS, loss_config_for
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 REPORT_TO = ("none", "tensorboard")
@@ -92,7 +93,7 @@ class TrainParams(StageParams):
             raise ConfigError(f"TrainParams: loss settings are invalid: {e}") from None
 
     def loss_config(self) -> LossConfig:
-        """The effective loss: the variant's on/off switches + the weights of these params."""
-        return loss_config_for(self.variant, beta=self.beta, beta_vr=self.beta_vr, beta_er=self.beta_er,
-                               gamma_tpd=self.gamma_tpd, lambda_av=self.lambda_av,
-                               single_rejection=self.single_rejection)
+        """The effective loss: the variant's on/off switches + the weights of these params (every LossConfig
+        field that is not a switch has a param of the same name, so a new weight needs no line here)."""
+        weights = {f.name: getattr(self, f.name) for f in dataclasses.fields(LossConfig) if f.name not in SWITCHES}
+        return loss_config_for(self.variant, **weights)

@@ -9,6 +9,7 @@ forward passes it would need); the effective configuration is logged and printed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from avere_utils.training.loss import PMP_MODALITIES, LossConfig
 
@@ -41,13 +42,19 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def loss_config_for(variant: str, *, beta: float, beta_vr: float, beta_er: float, gamma_tpd: float,
-                    lambda_av: float, single_rejection: str = "alternate") -> LossConfig:
-    """The effective loss configuration: the variant's switches + the numeric weights from params."""
+# LossConfig fields a variant decides (the switches); every other field is a weight taken from params
+SWITCHES = ("use_erp", "use_tpd", "use_pmp", "pmp_modalities")
+
+
+def loss_config_for(variant: str, **weights: Any) -> LossConfig:
+    """The effective loss configuration: the variant's switches + the numeric weights from params (any
+    LossConfig field that is not a switch: beta, beta_vr, beta_er, gamma_tpd, lambda_av, single_rejection)."""
     v = get_variant(variant)
-    return LossConfig(beta=beta, beta_vr=beta_vr, beta_er=beta_er, gamma_tpd=gamma_tpd, lambda_av=lambda_av,
-                      use_erp=v.use_erp, single_rejection=single_rejection,  # type: ignore[arg-type]
-                      use_tpd=v.use_tpd, use_pmp=v.use_pmp, pmp_modalities=v.pmp_modalities)
+    switched = sorted(set(weights) & set(SWITCHES))
+    if switched:
+        raise ValueError(f"loss_config_for: {switched} are set by the variant, not by params")
+    return LossConfig(**weights, use_erp=v.use_erp, use_tpd=v.use_tpd, use_pmp=v.use_pmp,
+                      pmp_modalities=v.pmp_modalities)
 
 
 def describe(config: LossConfig) -> str:

@@ -35,9 +35,9 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+import avere_utils.training.checkpoint as ckpt
 from avere_utils.models.backend import Backend
 from avere_utils.paths import atomic_write_text
-from avere_utils.training import checkpoint as ckpt
 from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
 from avere_utils.training.logp_cache import LogpCache, model_fingerprint
 from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize

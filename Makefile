@@ -42,14 +42,14 @@ test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not model and not learning" tests
 
 unit: setup
-	$(BIN)/pytest -q -m "not learning" tests
+	$(BIN)/pytest -q --durations=15 -m "not learning" tests
 
 # Notebooks in order (01 -> 08) at their tiny defaults, written into a fresh folder (AVERE_RUN_DIR), never
 # into outputs/tiny: a pass can not lean on a stale `make reproduce`.  Then tests/test_learning.py reads
 # what they recorded (learning thresholds live there, not in notebook cells).
 nbval: setup
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --nbval-lax -p no:cacheprovider notebooks/ tests/test_learning.py
+		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --durations=15 --nbval-lax -p no:cacheprovider notebooks/ tests/test_learning.py
 
 lint: setup
 	$(BIN)/ruff check avere_utils tests bench

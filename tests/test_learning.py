@@ -33,7 +33,7 @@ def mean(xs) -> float:
 
 
 def test_sft_halves_the_loss():
-    steps = log("reference")
+    steps = [r for r in log("reference") if r.get("phase", "sft") == "sft"]  # the main SFT, not the presence phase
     first, last = mean(r["loss"] for r in steps[:10]), mean(r["loss"] for r in steps[-30:])
     assert last < 0.5 * first, (first, last)
 
@@ -41,6 +41,17 @@ def test_sft_halves_the_loss():
 def test_the_reference_recognises_emotions_on_held_out_clips():
     summary = json.loads((RUN / "metrics" / "reference_heldout.json").read_text())
     assert summary["accuracy"] > summary["chance"] + 0.1, summary
+
+
+def test_the_presence_phase_teaches_the_yes_no_probe():
+    """The reference perceives which typical cues a clip shows (notebook 03's probe, 140 held-out clips).
+    Measured on the committed reference run: 0.96 visual, 0.82 audio; before the presence phase both were
+    0.5 ("always Yes").  The floors leave room for another CPU type's last-bit differences."""
+    probe = json.loads((RUN / "metrics" / "presence_probe-reference.json").read_text())["yes_no"]
+    assert probe["visual"]["balanced_accuracy"] >= 0.85, probe
+    assert probe["audio"]["balanced_accuracy"] >= 0.7, probe
+    phases = {r.get("phase") for r in log("reference")}
+    assert phases == {"sft", "presence"}, phases
 
 
 def test_dpo_lowers_its_loss_and_ends_with_a_positive_margin():

@@ -89,3 +89,16 @@ def test_every_profile_file_loads_with_its_schema(profile):
 def test_override_is_validated_like_the_file():
     with pytest.raises(ConfigError, match="seed"):
         config.load_stage("tiny", "01_data_preparation", {"seed": "zero"})
+
+
+def test_torch_threads_is_applied_by_load_stage_and_rejected_when_negative():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        P = config.load_stage("tiny", "05_zero_shot_classification", {"torch_threads": 1})
+        assert P.torch_threads == 1 and torch.get_num_threads() == 1
+        with pytest.raises(config.ConfigError, match="torch_threads"):
+            config.apply_runtime(type(P)(torch_threads=-1))
+    finally:
+        torch.set_num_threads(before)

@@ -12,11 +12,12 @@ import pytest
 from avere_utils import runner
 
 BASE_STAGES = ("01_data_preparation", "02_pair_construction", "03_reference_model")
-# 01: a world of ~250 clips instead of ~1,100; 03: six SFT steps (a step bound, never a time cap)
+# 01: a world of ~250 clips instead of ~1,100; 03: six SFT steps and six presence-phase steps (step bounds,
+# never a time cap)
 BASE_SIZES = {
     "n_train_source": 84, "n_dfew_test_per_class": 2, "n_dfew_train_per_class": 1, "n_ravdess_actors": 1,
     "n_mer2023": 10, "n_mer2023_worried": 1, "n_emer": 7, "n_emorealm_per_task": 4,
-    "sft_epochs": 1, "sft_max_steps": 6, "n_check": 14, "n_show": 2,
+    "sft_epochs": 1, "sft_max_steps": 6, "sft_presence_phase_steps": 6, "n_check": 14, "n_show": 2,
 }
 # 04: one optimizer step per variant (nothing can be learned at these sizes: tests/test_learning.py reads
 # the full-size nbval run instead)

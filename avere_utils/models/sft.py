@@ -275,7 +275,11 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     backend.model.train()
     step = 0
     step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
-    with open(log_file, "a" if after else "w") as flog, tqdm(total=total, desc=phase, unit="step") as bar:
+    # A bar redraw is one Jupyter output message.  nbval reads a cell's messages only after the cell ends,
+    # and the kernel drops what exceeds the IOPub buffer (1,000 messages), the final "idle" included: a
+    # redraw per step of 1,720 SFT steps failed notebook 03 under nbval.  So: at most one every 5 s.
+    with open(log_file, "a" if after else "w") as flog, tqdm(total=total, desc=phase, unit="step",
+                                                               mininterval=5) as bar:
         flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
                                "label_repeats": label_repeats, "presence_per_clip": presence_per_clip,
                                "n_items": len(items), "steps_planned": total}) + "\n")
@@ -315,7 +319,7 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                 flog.write(json.dumps(rec) + "\n")
                 flog.flush()
                 bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
                 step += 1
                 if step == total:
                     break

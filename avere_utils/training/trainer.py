@@ -328,7 +328,7 @@ class Trainer:
         self.backend.model.train()
         try:
             bar = tqdm(range(start, self.total_steps), desc=f"train {p.variant}", disable=not self.is_main,
-                       initial=start, total=self.total_steps)
+                       initial=start, total=self.total_steps, mininterval=5)
             for step0 in bar:
                 step = step0 + 1
                 t_step = time.perf_counter()
@@ -359,7 +359,8 @@ class Trainer:
                 history.append(record)
                 if logger is not None:
                     logger.log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}")
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
+                                    refresh=False)  # redraws stay throttled (see models/sft.run_sft)
                 if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
                     ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,
                               scheduler=self.scheduler, state=self._state(step), is_main=self.is_main,

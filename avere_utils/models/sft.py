@@ -275,9 +275,9 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     backend.model.train()
     step = 0
     step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
-    # A bar redraw is one Jupyter output message.  nbval reads a cell's messages only after the cell ends,
-    # and the kernel drops what exceeds the IOPub buffer (1,000 messages), the final "idle" included: a
-    # redraw per step of 1,720 SFT steps failed notebook 03 under nbval.  So: at most one every 5 s.
+    # A bar redraw is one Jupyter output message, and nbval reads a cell's messages only after the cell
+    # ends: with a redraw per step (1,720 SFT steps) notebook 03 once failed under nbval waiting for its
+    # output after the cell had finished.  So: at most one redraw every 5 s.
     with open(log_file, "a" if after else "w") as flog, tqdm(total=total, desc=phase, unit="step",
                                                                mininterval=5) as bar:
         flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,

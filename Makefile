@@ -35,14 +35,18 @@ $(STAMP): requirements.lock pyproject.toml
 reproduce: setup
 	$(BIN)/avere-kit run --profile $(PROFILE)
 
-test: setup unit nbval
+# The two tiers run side by side: every torch in them uses one thread (the notebooks through their
+# torch_threads param, the unit tier through OMP_NUM_THREADS), so they share 2 cores without slowing
+# each other's kernels down.
+test: setup
+	$(MAKE) --no-print-directory -j2 unit nbval
 
 # The fast tier for daily work: pure functions and fakes, no model built, no pipeline run (< 2 min).
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not model and not learning" tests
 
 unit: setup
-	$(BIN)/pytest -q --durations=15 -m "not learning" tests
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q --durations=15 -m "not learning" tests
 
 # Notebooks in order (01 -> 08) at their tiny defaults, written into a fresh folder (AVERE_RUN_DIR), never
 # into outputs/tiny: a pass can not lean on a stale `make reproduce`.  Then tests/test_learning.py reads

@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = profile_overrides(args)
     try:
         runner.run(args.profile, only=args.only, variants=args.variants, out=args.out, overrides=overrides,
-                   reuse_kernels=not args.fresh_kernels)
+                   reuse_kernels=not args.fresh_kernels, jobs=args.jobs)
     except runner.StageFailed:
         return 1
     return 0
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default: run.yaml's run_dir)")
     r.add_argument("--fresh-kernels", action="store_true",
                    help="one new kernel per notebook (default: the variants of a stage share one, namespace wiped)")
+    r.add_argument("--jobs", type=int, metavar="N",
+                   help="variants of a stage run N at a time (default: run.yaml's variant_jobs)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")

@@ -8,15 +8,25 @@ The executions of one stage share one kernel (`StageKernel`): starting a kernel 
 transformers and the library costs about 5 s, paid once per stage instead of once per variant.  Between
 two executions the kernel's namespace is wiped, so each notebook sees only its own parameters; pass
 `reuse_kernels=False` (CLI: `--fresh-kernels`) for one fresh kernel per notebook.
+
+run.yaml's `variant_jobs` (CLI: `--jobs`) runs the variants of a per-variant stage that many at a time,
+each worker a process with its own kernel, so a 2-core machine runs two one-thread notebooks at once.
+The stage's first execution runs alone before them: it fills the caches the others read (decoded media,
+the reference's log-probabilities), so no two workers compute, or write, the same entry.  Every notebook
+still runs the same code on the same inputs at its own fixed thread count: the results are the same
+whatever `variant_jobs` is.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
+import multiprocessing
 import logging
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -36,6 +46,9 @@ class StageFailed(RuntimeError):
         self.notebook, self.cell, self.error = notebook, cell, error
         where = f"cell {cell}" if cell is not None else "before any cell ran"
         super().__init__(f"{notebook}: {where}: {error}")
+
+    def __reduce__(self):  # it crosses from a worker process (variant_jobs > 1)
+        return StageFailed, (self.notebook, self.cell, self.error)
 
 
 @dataclass
@@ -249,12 +262,42 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKern
             kernel.release_clients()
 
 
+def _run_chain(execs: Sequence[tuple[Execution, str]], notebooks_dir: Path, reuse_kernels: bool
+               ) -> list[tuple[Execution, float, StageFailed | None]]:
+    """Run (execution, header) pairs one after the other in one worker process (one kernel when
+    reuse_kernels), stopping at the first failure: (execution, seconds, failure) for each that ran."""
+    out: list[tuple[Execution, float, StageFailed | None]] = []
+    kernel = StageKernel() if reuse_kernels else None
+    try:
+        for e, header in execs:
+            print(f"{header} (started)", flush=True)
+            t0 = time.perf_counter()
+            try:
+                execute(e, notebooks_dir, kernel)
+            except StageFailed as err:
+                out.append((e, time.perf_counter() - t0, err))
+                break
+            out.append((e, time.perf_counter() - t0, None))
+    finally:
+        if kernel is not None:
+            kernel.close()
+    return out
+
+
+def stage_groups(execs: Sequence[Execution]) -> list[list[Execution]]:
+    """Consecutive executions of the same stage, in plan order."""
+    return [list(g) for _, g in itertools.groupby(execs, key=lambda e: e.stage)]
+
+
 def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,
         out: str | None = None, overrides: Mapping[str, Any] | None = None,
         notebooks_dir: Path = NOTEBOOKS_DIR, echo: Callable[[str], None] = print,
-        reuse_kernels: bool = True) -> RunResult:
+        reuse_kernels: bool = True, jobs: int | None = None) -> RunResult:
     run_dir, execs = plan(profile, only=only, variants=variants, out=out, overrides=overrides,
                           notebooks_dir=notebooks_dir)
+    jobs = config.load_run(profile).variant_jobs if jobs is None else jobs
+    if jobs < 1:
+        raise config.ConfigError(f"variant_jobs / --jobs must be >= 1, got {jobs}")
     run_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult(run_dir)
     times_file = run_dir / "run_times.json"
@@ -263,32 +306,51 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
     rerun = {(e.stage, e.variant) for e in execs}
     kept = [t for t in previous if (t["stage"], t.get("variant")) not in rerun]
     width = max((len(e.label) for e in execs), default=0)
+    header = {id(e): f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ..." for i, e in enumerate(execs, 1)}
     start = time.perf_counter()
     kernel: StageKernel | None = None
     with open(run_dir / "run.log", "a") as logf, contextlib.ExitStack() as stack:
         stack.callback(lambda: kernel and kernel.close())
-        logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks)\n")
-        for i, e in enumerate(execs, 1):
-            echo(f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ...")
-            t0 = time.perf_counter()
-            if reuse_kernels and (i == 1 or execs[i - 2].stage != e.stage):
-                if kernel is not None:
-                    kernel.close()
-                kernel = StageKernel()
-            try:
-                execute(e, notebooks_dir, kernel if reuse_kernels else None)
-            except StageFailed as err:
-                secs = time.perf_counter() - t0
+        logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
+                   f"variant_jobs {jobs})\n")
+
+        def record(e: Execution, secs: float, err: StageFailed | None) -> None:
+            if err is not None:
                 logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
-                echo(f"      FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
+                echo(f"      {e.label} FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
                      f"      cell:     {err.cell}\n      error:    {err.error}")
-                raise
-            secs = time.perf_counter() - t0
+                raise err
             result.times.append({"stage": e.stage, "variant": e.variant, "seconds": round(secs, 2)})
             logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
             logf.flush()
             atomic_write_text(times_file, json.dumps(kept + result.times, indent=1))
-            echo(f"      done in {secs:.1f}s")
+            echo(f"      done in {secs:.1f}s" + (f" ({e.label})" if jobs > 1 else ""))
+
+        for group in stage_groups(execs):
+            # the stage's first execution runs here, alone; with variant_jobs > 1 the rest go to workers
+            parallel = group[1:] if jobs > 1 and len(group) > 2 else []
+            for e in group[:len(group) - len(parallel)]:
+                echo(header[id(e)])
+                if reuse_kernels and (kernel is None or e is group[0]):
+                    if kernel is not None:
+                        kernel.close()
+                    kernel = StageKernel()
+                t0 = time.perf_counter()
+                err = None
+                try:
+                    execute(e, notebooks_dir, kernel if reuse_kernels else None)
+                except StageFailed as failure:
+                    err = failure
+                record(e, time.perf_counter() - t0, err)
+            if parallel:
+                n = min(jobs, len(parallel))
+                chains = [[(e, header[id(e)]) for e in parallel[k::n]] for k in range(n)]  # one kernel per worker
+                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    ran = [r for chain in pool.map(_run_chain, chains, [notebooks_dir] * n, [reuse_kernels] * n)
+                           for r in chain]
+                pos = {e.label: i for i, e in enumerate(parallel)}  # the workers return copies
+                for e, secs, err in sorted(ran, key=lambda r: pos[r[0].label]):
+                    record(parallel[pos[e.label]], secs, err)
         total = time.perf_counter() - start
         logf.write(f"total\t{total:.1f}s\n")
     echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")

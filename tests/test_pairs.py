@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,6 +56,9 @@ from avere_utils.pairs.templates import (
     RESPONSES_DESCRIPTION,
     RESPONSES_EMOTION_ID,
     RESPONSES_SINGLE,
+    RESPONSES_STRESS,
+    STRESS_CITED,
+    STRESS_FAMILIES,
     feasible_families,
 )
 from avere_utils.records import Item
@@ -135,11 +139,13 @@ def test_every_template_recovers_exactly_the_inserted_cue():
     """No filler word of any template is (part of) a lexicon phrase, whatever cue is inserted."""
     templates = [t for ts in RESPONSES_SINGLE.values() for t in ts] + list(RESPONSES_EMOTION_ID) \
         + list(RESPONSES_AGREEMENT) + [f for fs in EVIDENCE_FRAGMENTS.values() for f in fs] \
-        + list(RESPONSES_DESCRIPTION) + [f for fs in DESCRIPTION_FRAGMENTS.values() for f in fs]
+        + list(RESPONSES_DESCRIPTION) + [f for fs in DESCRIPTION_FRAGMENTS.values() for f in fs] \
+        + list(RESPONSES_STRESS)
     for text in [t for ts in PROMPTS.values() for t in ts]:
         assert find_cues(text) == [], text
     blank = {k: "" for k in ("emotion", "Emotion", "answer", "Answer", "link", "relation", "vemotion", "aemotion",
-                             "adjective")}
+                             "adjective", "where", "adj")}
+    blank["choice"] = "(A) Yes"
     for cue in all_cue_phrases():
         for t in templates:
             text = t.format(**{**blank, "cues": cue, "cue": cue, "Cue": cue[:1].upper() + cue[1:], "evidence": cue,
@@ -155,9 +161,40 @@ def test_template_samples_are_valid_and_differ_only_in_cues():
         for family in feasible_families(record):
             d = template_sample(record, family, rng)
             assert check_sample(d.texts(), record, family) == [], (family, d)
-            # Same sentence around different cues: removing the cues leaves the same skeleton.
+            # Same sentence around different cues (and, in a stress sample, a different choice): removing the
+            # cues leaves the same skeleton.
             skeletons = {re.sub("|".join(map(re.escape, find_cues(t))), "#", t, flags=re.I) for t in d.texts().values()}
+            if family in STRESS_FAMILIES:
+                skeletons = {re.sub(r"^\([AB]\) (Yes|No)", "#", t) for t in skeletons}
             assert len(skeletons) == 1, d
+
+
+def test_stress_samples_ask_the_benchmark_question_and_answer_it_from_the_record():
+    """The prompt is EmoReAlM's stress form about one cue of the clip; the chosen answer is right for that cue
+    (Yes only for a present typical one); each rejection gives the answer of its error, and over many samples
+    the rejections say "No" to relevant cues as well as "Yes" to irrelevant ones."""
+    rng = np.random.default_rng(3)
+    said: Counter[tuple[str, str, str]] = Counter()
+    for i in range(200):
+        record = CueRecord.from_dict(random_record(rng, EMOTIONS[i % 7], EMOTIONS[(i * 2) % 7]))
+        for family, modality in STRESS_FAMILIES.items():
+            if family not in feasible_families(record):
+                continue
+            d = template_sample(record, family, rng)
+            kind = d.template.split("/")[-1]
+            assert d.prompt.endswith("? (A) Yes (B) No"), d.prompt
+            (asked,) = find_cues(d.prompt)
+            m = record.of(modality)
+            assert asked in {"relevant": m.present, "spurious": m.context, "hallucination": m.absent}[kind]
+            for response, source in STRESS_CITED[kind].items():
+                text = getattr(d, response)
+                yes = text.startswith("(A) Yes")
+                assert yes == (source == "asked"), (kind, response, text)
+                assert (asked in find_cues(text)) == yes
+                said[kind, response, "yes" if yes else "no"] += 1
+    assert said["relevant", "chosen", "yes"] > 30 and said["relevant", "rejected_vr", "no"] > 30
+    assert said["spurious", "chosen", "no"] > 30 and said["spurious", "rejected_vr", "yes"] > 30
+    assert said["hallucination", "rejected_er", "yes"] > 30 and not said["hallucination", "chosen", "yes"]
 
 
 def test_check_sample_catches_each_kind_of_error():
@@ -192,8 +229,9 @@ def _targeted(family: str) -> tuple[str, ...]:
 
 
 def test_vr_cites_only_present_irrelevant_er_only_absent_typical(world, tmp_path):
+    """Every family, the stress ones (weight 0 by default) included."""
     _, items = world
-    result = build_pairs(params_for(tmp_path), items, progress=False)
+    result = build_pairs(params_for(tmp_path, family_weights={f: 1.0 for f in FAMILIES}), items, progress=False)
     assert len(result.rows) > 150 and result.stats["counts"].get("invalid", 0) == 0
     assert {r["family"] for r in result.rows} == set(FAMILIES)
     by_id = {it.id: it.text["cues"] for it in items}

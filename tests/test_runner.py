@@ -155,3 +155,31 @@ def test_notebook_params_take_the_nbval_run_folder(monkeypatch, tmp_path):
     monkeypatch.setenv(config.RUN_DIR_ENV, str(tmp_path / "tiny"))
     P = config.notebook_params("02_pair_construction", {"run_dir": "outputs/tiny"})
     assert P.run_dir == str(tmp_path / "tiny") and P.pairs_dir == str(tmp_path / "tiny" / "pairs")
+
+
+def test_variant_jobs_run_the_rest_of_a_stage_in_worker_processes_after_its_first(fixture_profile):
+    """variant_jobs 2: the stage's first variant runs alone, the others two at a time, one kernel per worker;
+    the outputs, run_times.json and the echo keep the plan's order."""
+    nb_dir, out = fixture_profile
+    run_yaml = config.PARAMS_DIR / "fx" / "run.yaml"
+    run_yaml.write_text(json.dumps({**json.loads(run_yaml.read_text()), "train_variants": ["v1", "v2", "v3", "v4"],
+                                    "variant_jobs": 2}))
+    lines: list[str] = []
+    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append)
+    assert [t["variant"] for t in result.times] == [None, "v1", "v2", "v3", "v4"]
+    assert [t["variant"] for t in json.loads((out / "run_times.json").read_text())] == [None, "v1", "v2", "v3", "v4"]
+    pids = _pids(out)
+    assert pids["v2"] == pids["v4"] != pids["v3"]  # round robin over two workers, one kernel each
+    assert pids["v1"] not in (pids["v2"], pids["v3"])
+    assert (out / "leak-v4.txt").read_text() == "False"
+    done = [line for line in lines if "done in" in line]  # "      done in 1.2s (02_b [v1])"
+    assert [d[-4:-2] for d in done[1:]] == ["v1", "v2", "v3", "v4"]
+
+
+def test_a_stage_failure_crosses_from_a_worker_process_whole():
+    import pickle
+    from pathlib import Path
+
+    err = pickle.loads(pickle.dumps(runner.StageFailed(Path("out/nb.ipynb"), 3, "ValueError: boom")))
+    assert (err.notebook, err.cell, err.error) == (Path("out/nb.ipynb"), 3, "ValueError: boom")
+    assert "cell 3" in str(err)

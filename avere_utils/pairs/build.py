@@ -36,7 +36,7 @@ from avere_utils.pairs.interop import export_released_json
 from avere_utils.pairs.llm import LLMGenerator
 from avere_utils.pairs.params import FAMILIES, FAMILY_MODALITY, PairParams
 from avere_utils.pairs.store import save_pairs
-from avere_utils.pairs.templates import PROMPTS, Draft, feasible_families, template_sample
+from avere_utils.pairs.templates import PROMPTS, STRESS_FAMILIES, Draft, feasible_families, template_sample
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,9 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
     for clip in sorted(clips, key=lambda c: c.ref.clip_id):
         rng = np.random.default_rng(_clip_seed(params.seed, clip.ref.clip_id))
         record = clip.record
-        feasible = feasible_families(record) if record else list(FAMILIES_WITHOUT_CUES)
-        if not any(params.family_weights.get(f, 0) > 0 for f in feasible):
+        feasible = [f for f in (feasible_families(record) if record else FAMILIES_WITHOUT_CUES)
+                    if params.family_weights.get(f, 0) > 0]  # a family of weight 0 is never planned
+        if not feasible:
             counts["skipped_no_feasible_family"] += 1
             continue
         used: set[str] = set()
@@ -195,6 +196,8 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
 def _ask_llm(llm: LLMGenerator, plans: list[PlannedSample], workers: int, progress: bool) -> list[Draft | None]:
     """One request per planned sample, `workers` at a time (order kept; the on-disk cache makes reruns free)."""
     def ask(plan: PlannedSample) -> Draft | None:
+        if plan.family in STRESS_FAMILIES:
+            return None  # written from the cue record by the template generator (see build_pairs)
         record = plan.clip.record
         captions = (plan.clip.item.text or {}).get("captions")
         return llm.generate(PROMPTS[plan.family][plan.prompt_index], plan.family, record,
@@ -229,7 +232,8 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
 
     for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
         clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
-        if llm is None:
+        # The stress families ask about one cue and answer from its cue record: always the template generator.
+        if llm is None or family in STRESS_FAMILIES:
             draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index)
         elif llm_drafts[i] is not None:
             draft = llm_drafts[i]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avere_utils.protocol import EMER_PROMPT
+from avere_utils.protocol import EMER_PROMPT, emorealm_prompt
 from avere_utils.records import CueRecord, ModalityCues
-from avere_utils.synth.text import ADJECTIVE
+from avere_utils.synth.text import ADJECTIVE, STRESS_QUESTIONS, YES_NO, stress_question
 
 # Emotion description prompts (the paper's preference data mixes "emotion description" and "reasoning"
 # prompts).  The first is the EMER evaluation prompt itself: without a description prompt among the pairs,
@@ -49,6 +49,10 @@ PROMPTS: dict[str, tuple[str, ...]] = {
         "How does the person feel in this clip, and what gives it away?",
         *DESCRIPTION_PROMPTS,
     ),
+    # The stress families ask EmoReAlM's stress question ("does cue X contribute to emotion Y?", its
+    # wordings, with its lettered Yes/No choices) about a cue of a TRAINING clip; {cue} is filled per sample.
+    "visual_stress": STRESS_QUESTIONS,
+    "audio_stress": STRESS_QUESTIONS,
     "modality_agreement": (
         "Do the person's face and voice convey the same emotion? Explain.",
         "Are the audio and the video expressing the same emotion? Answer yes or no and explain.",
@@ -97,6 +101,28 @@ DESCRIPTION_FRAGMENTS: dict[str, tuple[str, ...]] = {
     "audio": ("The voice sounds {adjective}, with {cue}.", "The speaker has {cue}, which suggests {emotion}.",
               "{Cue} also adds to the feeling of {emotion}."),
 }
+# The stress families: the lettered choice, then the cue the answer rests on ({where}: video | audio).  The
+# response always cites the cue that, by its own answer, explains the emotion: "Yes" cites the asked cue,
+# "No" the cue it puts in its place.  So the chosen response cites a present typical cue, the vr rejection a
+# present context cue, the er rejection an absent typical cue, whatever cue was asked about:
+#   asked about      chosen                  rejected_vr                  rejected_er
+#   present typical  Yes + that cue          No + a context cue           No + an absent typical cue
+#   context          No + a present typical  Yes + that context cue       No + an absent typical cue
+#   absent typical   No + a present typical  No + a context cue           Yes + that absent cue
+# The rejections say No to a relevant cue as often as Yes to an irrelevant one: the pairs reward
+# discriminating, never answering No more often.
+RESPONSES_STRESS: tuple[str, ...] = (
+    "{choice}. The {where} has {cue}, which signals {emotion}.",
+    "{choice}. What shows {emotion} is {cue} in the {where}.",
+)
+STRESS_ASKED: dict[str, str] = {"relevant": "present", "spurious": "context", "hallucination": "absent"}
+STRESS_CITED: dict[str, dict[str, str]] = {  # kind asked about -> response kind -> where its cue comes from
+    "relevant": {"chosen": "asked", "rejected_vr": "context", "rejected_er": "absent"},
+    "spurious": {"chosen": "present", "rejected_vr": "asked", "rejected_er": "absent"},
+    "hallucination": {"chosen": "present", "rejected_vr": "context", "rejected_er": "asked"},
+}
+STRESS_FAMILIES: dict[str, str] = {"visual_stress": "visual", "audio_stress": "audio"}
+
 # modality_agreement: {Answer} is Yes/No, {link} "and"/"while", {relation} "match"/"differ".
 RESPONSES_AGREEMENT: tuple[str, ...] = (
     "{Answer}. The face shows {vemotion} through {vcue}, {link} the voice conveys {aemotion} with {acue}.",
@@ -144,6 +170,7 @@ def feasible_families(record: CueRecord) -> list[str]:
         out.append("emotion_id")
     if _complete(record.visual) and _complete(record.audio):
         out.append("modality_agreement")
+    out += [f for f, m in STRESS_FAMILIES.items() if _complete(record.of(m))]
     return out
 
 
@@ -204,6 +231,27 @@ def template_sample(record: CueRecord, family: str, rng: np.random.Generator, ma
             texts[kind] = _fill(RESPONSES_AGREEMENT[r], answer="yes" if yes else "no",
                                 link="and" if yes else "while", relation="match" if yes else "differ",
                                 vemotion=record.video_emotion, aemotion=record.audio_emotion, vcue=vcue, acue=acue)
+    elif family in STRESS_FAMILIES:
+        return stress_sample(record, family, rng, p)
     else:
         raise ValueError(f"unknown family {family!r}")
     return Draft(family=family, prompt=prompt, template=f"p{p}/r{r}", **texts)
+
+
+def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, wording: int) -> Draft:
+    """A stress-family sample: the kind of cue asked about is drawn uniformly (relevant / spurious /
+    hallucination), then the cue, then the cues the three responses rest on (STRESS_CITED)."""
+    modality = STRESS_FAMILIES[family]
+    m = record.of(modality)
+    emotion = record.emotion_of(modality)
+    kind = ("relevant", "spurious", "hallucination")[int(rng.integers(3))]
+    asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
+    prompt = emorealm_prompt(stress_question(asked, modality, emotion, wording), YES_NO)
+    r = int(rng.integers(len(RESPONSES_STRESS)))
+    texts = {}
+    for response, source in STRESS_CITED[kind].items():
+        cue = asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
+        says_yes = source == "asked"
+        texts[response] = _fill(RESPONSES_STRESS[r], choice=YES_NO[0] if says_yes else YES_NO[1], cue=cue,
+                                where="video" if modality == "visual" else "audio", emotion=emotion)
+    return Draft(family=family, prompt=prompt, template=f"p{wording}/r{r}/{kind}", **texts)

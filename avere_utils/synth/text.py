@@ -152,6 +152,20 @@ def mcq_item(record: dict[str, Any], modality: str, rng: np.random.Generator) ->
             "question": question, "choices": _letter(options), "answer": chr(65 + order.index(0))}
 
 
+# The stress question's wordings (the preference pairs' stress families ask them too, on training clips).
+STRESS_QUESTIONS: tuple[str, ...] = (
+    "Does {cue} in the {where} contribute to the person seeming {adj}?",
+    "In the {where}, is {cue} a reason why the person feels {emotion}?",
+    "Does {cue} in the {where} show that the person is {adj}?",
+)
+
+
+def stress_question(cue: str, modality: str, emotion: str, wording: int) -> str:
+    """Wording `wording` of STRESS_QUESTIONS about `cue` of `modality` ("visual" | "audio")."""
+    return STRESS_QUESTIONS[wording].format(cue=cue, where="video" if modality == "visual" else "audio",
+                                            adj=ADJECTIVE[emotion], emotion=emotion)
+
+
 def stress_item(record: dict[str, Any], modality: str, kind: str, rng: np.random.Generator) -> dict[str, Any] | None:
     """Yes/No: does cue X contribute to emotion Y?  relevant (present typical) -> Yes; spurious (present
     context) -> No; hallucination (typical but absent) -> No."""
@@ -161,12 +175,7 @@ def stress_item(record: dict[str, Any], modality: str, kind: str, rng: np.random
     if not pool:
         return None
     cue = _pick(rng, pool)
-    where = "video" if modality == "visual" else "audio"
-    question = _pick(rng, (
-        f"Does {cue} in the {where} contribute to the person seeming {ADJECTIVE[emotion]}?",
-        f"In the {where}, is {cue} a reason why the person feels {emotion}?",
-        f"Does {cue} in the {where} show that the person is {ADJECTIVE[emotion]}?",
-    ))
+    question = stress_question(cue, modality, emotion, int(rng.integers(len(STRESS_QUESTIONS))))
     return {"task": f"reasoning_stress_{'video' if modality == 'visual' else 'audio'}", "question": question,
             "choices": list(YES_NO), "answer": "A" if kind == "relevant" else "B", "kind": kind}
 

@@ -22,8 +22,8 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import multiprocessing
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor

@@ -9,12 +9,12 @@ transformers and the library costs about 5 s, paid once per stage instead of onc
 two executions the kernel's namespace is wiped, so each notebook sees only its own parameters; pass
 `reuse_kernels=False` (CLI: `--fresh-kernels`) for one fresh kernel per notebook.
 
-run.yaml's `variant_jobs` (CLI: `--jobs`) runs the variants of a per-variant stage that many at a time,
-each worker a process with its own kernel, so a 2-core machine runs two one-thread notebooks at once.
-The stage's first execution runs alone before them: it fills the caches the others read (decoded media,
-the reference's log-probabilities), so no two workers compute, or write, the same entry.  Every notebook
-still runs the same code on the same inputs at its own fixed thread count: the results are the same
-whatever `variant_jobs` is.
+run.yaml's `variant_jobs` (CLI: `--jobs`) runs the variants of a per-variant stage that many at a time in
+worker processes, each keeping one kernel for the whole run, so a 2-core machine runs two one-thread
+notebooks at once.  A training stage's first variant runs alone before the others: it fills the reference
+log-prob cache they read, so no two workers compute (or write) the same entry.  Evaluation variants share
+only the decoded-media cache, whose entries are the same whoever writes them.  Every notebook runs the same
+code on the same inputs at its own fixed thread count, so the results do not depend on `variant_jobs`.
 """
 from __future__ import annotations
 
@@ -262,25 +262,36 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKern
             kernel.release_clients()
 
 
+_WORKER_KERNEL: StageKernel | None = None  # a worker process's kernel, kept across the stages of a run
+
+
+def _worker_kernel() -> StageKernel:
+    global _WORKER_KERNEL
+    if _WORKER_KERNEL is None:
+        import atexit
+
+        _WORKER_KERNEL = StageKernel()
+        atexit.register(_WORKER_KERNEL.close)
+    return _WORKER_KERNEL
+
+
 def _run_chain(execs: Sequence[tuple[Execution, str]], notebooks_dir: Path, reuse_kernels: bool
                ) -> list[tuple[Execution, float, StageFailed | None]]:
-    """Run (execution, header) pairs one after the other in one worker process (one kernel when
+    """Run (execution, header) pairs one after the other in a worker process (in its kernel when
     reuse_kernels), stopping at the first failure: (execution, seconds, failure) for each that ran."""
+    import sys
+
     out: list[tuple[Execution, float, StageFailed | None]] = []
-    kernel = StageKernel() if reuse_kernels else None
-    try:
-        for e, header in execs:
-            print(f"{header} (started)", flush=True)
-            t0 = time.perf_counter()
-            try:
-                execute(e, notebooks_dir, kernel)
-            except StageFailed as err:
-                out.append((e, time.perf_counter() - t0, err))
-                break
-            out.append((e, time.perf_counter() - t0, None))
-    finally:
-        if kernel is not None:
-            kernel.close()
+    for e, header in execs:
+        sys.stdout.write(f"{header} (started)\n")  # one write: the workers' lines do not interleave
+        sys.stdout.flush()
+        t0 = time.perf_counter()
+        try:
+            execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None)
+        except StageFailed as err:
+            out.append((e, time.perf_counter() - t0, err))
+            break
+        out.append((e, time.perf_counter() - t0, None))
     return out
 
 
@@ -295,7 +306,8 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
         reuse_kernels: bool = True, jobs: int | None = None) -> RunResult:
     run_dir, execs = plan(profile, only=only, variants=variants, out=out, overrides=overrides,
                           notebooks_dir=notebooks_dir)
-    jobs = config.load_run(profile).variant_jobs if jobs is None else jobs
+    run_config = config.load_run(profile)
+    jobs = run_config.variant_jobs if jobs is None else jobs
     if jobs < 1:
         raise config.ConfigError(f"variant_jobs / --jobs must be >= 1, got {jobs}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -309,12 +321,14 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
     header = {id(e): f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ..." for i, e in enumerate(execs, 1)}
     start = time.perf_counter()
     kernel: StageKernel | None = None
+    pool: ProcessPoolExecutor | None = None
     with open(run_dir / "run.log", "a") as logf, contextlib.ExitStack() as stack:
         stack.callback(lambda: kernel and kernel.close())
+        stack.callback(lambda: pool and pool.shutdown())
         logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
                    f"variant_jobs {jobs})\n")
 
-        def record(e: Execution, secs: float, err: StageFailed | None) -> None:
+        def record(e: Execution, secs: float, err: StageFailed | None, from_worker: bool = False) -> None:
             if err is not None:
                 logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
                 echo(f"      {e.label} FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
@@ -324,11 +338,14 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
             logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
             logf.flush()
             atomic_write_text(times_file, json.dumps(kept + result.times, indent=1))
-            echo(f"      done in {secs:.1f}s" + (f" ({e.label})" if jobs > 1 else ""))
+            echo(f"      done in {secs:.1f}s" + (f" ({e.label})" if from_worker else ""))
 
         for group in stage_groups(execs):
-            # the stage's first execution runs here, alone; with variant_jobs > 1 the rest go to workers
-            parallel = group[1:] if jobs > 1 and len(group) > 2 else []
+            # here, one after the other: single stages, every stage when variant_jobs is 1, and the first
+            # variant of a training stage; the rest go to the workers
+            parallel: list[Execution] = []
+            if jobs > 1 and len(group) > 1:
+                parallel = group[1:] if group[0].stage in run_config.per_train_variant else group
             for e in group[:len(group) - len(parallel)]:
                 echo(header[id(e)])
                 if reuse_kernels and (kernel is None or e is group[0]):
@@ -343,14 +360,15 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
                     err = failure
                 record(e, time.perf_counter() - t0, err)
             if parallel:
-                n = min(jobs, len(parallel))
-                chains = [[(e, header[id(e)]) for e in parallel[k::n]] for k in range(n)]  # one kernel per worker
-                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    ran = [r for chain in pool.map(_run_chain, chains, [notebooks_dir] * n, [reuse_kernels] * n)
-                           for r in chain]
-                pos = {e.label: i for i, e in enumerate(parallel)}  # the workers return copies
-                for e, secs, err in sorted(ran, key=lambda r: pos[r[0].label]):
-                    record(parallel[pos[e.label]], secs, err)
+                if pool is None:
+                    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+                # one task per execution: a worker takes the next when it is free (its kernel stays)
+                tasks = [[(e, header[id(e)])] for e in parallel]
+                n = len(tasks)
+                ran = [r for chain in pool.map(_run_chain, tasks, [notebooks_dir] * n, [reuse_kernels] * n)
+                       for r in chain]
+                for e, (_, secs, err) in zip(parallel, ran):  # plan order; the workers return copies
+                    record(e, secs, err, from_worker=True)
         total = time.perf_counter() - start
         logf.write(f"total\t{total:.1f}s\n")
     echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")

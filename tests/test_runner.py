@@ -158,8 +158,8 @@ def test_notebook_params_take_the_nbval_run_folder(monkeypatch, tmp_path):
 
 
 def test_variant_jobs_run_the_rest_of_a_stage_in_worker_processes_after_its_first(fixture_profile):
-    """variant_jobs 2: the stage's first variant runs alone, the others two at a time, one kernel per worker;
-    the outputs, run_times.json and the echo keep the plan's order."""
+    """variant_jobs 2: a training stage's first variant runs alone, the others two at a time in worker
+    processes with a kernel each; the outputs, run_times.json and the echo keep the plan's order."""
     nb_dir, out = fixture_profile
     run_yaml = config.PARAMS_DIR / "fx" / "run.yaml"
     run_yaml.write_text(json.dumps({**json.loads(run_yaml.read_text()), "train_variants": ["v1", "v2", "v3", "v4"],
@@ -169,11 +169,11 @@ def test_variant_jobs_run_the_rest_of_a_stage_in_worker_processes_after_its_firs
     assert [t["variant"] for t in result.times] == [None, "v1", "v2", "v3", "v4"]
     assert [t["variant"] for t in json.loads((out / "run_times.json").read_text())] == [None, "v1", "v2", "v3", "v4"]
     pids = _pids(out)
-    assert pids["v2"] == pids["v4"] != pids["v3"]  # round robin over two workers, one kernel each
-    assert pids["v1"] not in (pids["v2"], pids["v3"])
+    assert len({pids[v] for v in ("v2", "v3", "v4")}) <= 2  # two workers, each reusing its kernel
+    assert pids["v1"] not in {pids[v] for v in ("v2", "v3", "v4")}
     assert (out / "leak-v4.txt").read_text() == "False"
-    done = [line for line in lines if "done in" in line]  # "      done in 1.2s (02_b [v1])"
-    assert [d[-4:-2] for d in done[1:]] == ["v1", "v2", "v3", "v4"]
+    done = [line for line in lines if "done in" in line]  # a worker's: "      done in 1.2s (02_b [v2])"
+    assert len(done) == 5 and [d[-4:-2] for d in done[2:]] == ["v2", "v3", "v4"]
 
 
 def test_a_stage_failure_crosses_from_a_worker_process_whole():

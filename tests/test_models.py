@@ -117,6 +117,30 @@ def test_batch_equals_one_by_one_and_shared_media_encoded_once(backend, clips):
     torch.testing.assert_close(batched, one, atol=1e-4, rtol=1e-5)
 
 
+def test_length_groups_give_the_batch_logprobs_and_encoder_outputs_in_order(backend, clips):
+    """SFT's length-grouped forwards return the one padded forward's log-probs in the examples' order, and
+    the encoder outputs they hand over equal a separate encoder pass (models/perception.encoder_outputs)."""
+    from avere_utils.models.perception import encoder_outputs
+    from avere_utils.models.sft import length_grouped_logprobs
+
+    a, b = clips
+    exs = [Example(EMER_PROMPT, a, "The face shows a broad smile, which points to happiness."),
+           Example(CLASSIFICATION_PROMPT, b, "anger"), Example(CLASSIFICATION_PROMPT, a, "happiness"),
+           Example(EMER_PROMPT, b, "The voice sounds angry, with a loud shouting voice.")]
+    whole, n_whole = backend.sequence_logprobs(exs)
+    for groups in (1, 2, 3):
+        sink: list = []
+        grouped, n = length_grouped_logprobs(backend, exs, groups, sink)
+        torch.testing.assert_close(grouped.detach(), whole, atol=1e-4, rtol=1e-5)
+        assert n.tolist() == n_whole.tolist() and len(sink) == len(exs)
+    sep = encoder_outputs(backend, [a, b])
+    for (v, au), media in zip(sink, (a, b, a, b)):
+        ref_v, ref_a = sep[0] if media is a else sep[1]
+        torch.testing.assert_close(v.detach(), ref_v.detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(au.detach(), ref_a.detach(), atol=1e-5, rtol=1e-5)
+    backend.thinker.zero_grad(set_to_none=True)
+
+
 def test_gradients_reach_encoders(backend, clips):
     backend.thinker.zero_grad(set_to_none=True)
     lp, _ = backend.sequence_logprobs([Example(CLASSIFICATION_PROMPT, clips[0], "happiness")], grad=True)

@@ -167,8 +167,10 @@ class OmniBackend(Backend):
         end = self.tokenizer.convert_tokens_to_ids(IM_END)
         return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [end]
 
-    def _embed(self, batch: _Batch) -> torch.Tensor:
-        """Token embeddings with each distinct clip's encoder output scattered into its placeholders."""
+    def _embed(self, batch: _Batch, sink: list | None = None) -> torch.Tensor:
+        """Token embeddings with each distinct clip's encoder output scattered into its placeholders.
+        `sink` (a list) receives (video tokens, audio tokens) per row, the graph kept (SFT's perception
+        loss reads them instead of running the encoders a second time)."""
         thinker = self.thinker
         ids = batch.input_ids.to(self.device)
         embeds = thinker.get_input_embeddings()(ids)
@@ -206,6 +208,9 @@ class OmniBackend(Backend):
                 if e.audio_features is not None:
                     audio_per_clip[k] = own[first_a[sources[k][1]]]
         cfg = thinker.config
+        if sink is not None:
+            sink.extend((video_per_clip[k], audio_per_clip[k]) if k is not None else (None, None)
+                        for k in batch.media_of_row)
         rows_v = [video_per_clip[k] for k in batch.media_of_row if k is not None and video_per_clip[k] is not None]
         rows_a = [audio_per_clip[k] for k in batch.media_of_row if k is not None and audio_per_clip[k] is not None]
         if rows_v:
@@ -246,14 +251,16 @@ class OmniBackend(Backend):
         return out.last_hidden_state, out.cache
 
     # --- Backend API ----------------------------------------------------------------------------
-    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False,
+                          encoder_sink: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """See Backend.  encoder_sink (not with share_prefix): a list that receives each example's
+        (video tokens, audio tokens) from this forward's encoders."""
         if share_prefix:
             return self._shared_prefix_logprobs(examples, grad=grad)
         batch = self._build(examples, with_response=True)
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
-            embeds = self._embed(batch)
+            embeds = self._embed(batch, encoder_sink)
             pos, _ = self._positions(batch)
             hidden, _ = self._lm(embeds, batch.attention_mask, pos)
             target = batch.response_mask[:, 1:].bool().to(self.device)

@@ -57,7 +57,7 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     media = load_clip_media(items, backend.media_settings, p.cache_dir)
     cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
                     warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,
-                    perception_weight=p.sft_perception_weight)
+                    perception_weight=p.sft_perception_weight, length_groups=p.sft_length_groups)
     history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
                       qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
                       presence_per_clip=p.sft_presence_per_clip)
@@ -92,7 +92,7 @@ def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
     keep recognition and the QA text prior from being forgotten (measured in docs/models.md)."""
     cfg = SFTConfig(epochs=0, max_steps=p.sft_presence_phase_steps, batch_size=p.sft_batch_size,
                     lr=p.sft_presence_phase_lr, weight_decay=p.sft_weight_decay, warmup_ratio=p.sft_warmup_ratio,
-                    seed=p.seed + 1, perception_weight=0.0)
+                    seed=p.seed + 1, perception_weight=0.0, length_groups=1)  # little padding: no gain
     return run_sft(backend, items, media_of, cfg, p.train_log_file, tasks=p.sft_presence_phase_tasks,
                    qa_per_clip=p.sft_qa_per_clip, label_repeats=1, presence_per_clip=0, phase="presence",
                    after=history)

@@ -201,17 +201,62 @@ class SFTConfig:
     # weight of the auxiliary perception loss on the encoders (models/perception.py); 0 = off.  Needs the
     # items' cue records (synthetic world); items without one add nothing.
     perception_weight: float = _stage("sft_perception_weight")
+    # a batch runs as this many forwards of similar-length examples (sorted by characters): the same
+    # examples and the same loss with less padding (a quarter of a main-SFT batch's tokens were padding)
+    length_groups: int = _stage("sft_length_groups")
+
+
+def length_grouped_logprobs(backend: Any, examples: Sequence[Example], groups: int, sink: list | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """backend.sequence_logprobs(examples, grad=True) run as `groups` forwards of similar-length examples
+    (sorted by characters), returned in the examples' order; groups <= 1 is one forward in that order.
+    sink (a list) receives each example's encoder outputs, in order, when the backend can hand them over
+    (OmniBackend's encoder_sink); otherwise it stays empty."""
+    if groups <= 1:
+        parts = [list(range(len(examples)))]
+    else:
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt) + len(examples[i].response or ""))
+        parts = [p for p in (order[k * len(order) // groups:(k + 1) * len(order) // groups] for k in range(groups)) if p]
+    pass_sink = sink is not None and _takes_sink(backend)
+    logp: list[Any] = [None] * len(examples)
+    count: list[Any] = [None] * len(examples)
+    outs: list[Any] = [None] * len(examples)
+    for part in parts:
+        kw: dict[str, Any] = {"encoder_sink": []} if pass_sink else {}
+        lp, n = backend.sequence_logprobs([examples[i] for i in part], grad=True, **kw)
+        for j, i in enumerate(part):
+            logp[i], count[i] = lp[j], n[j]
+            if pass_sink:
+                outs[i] = kw["encoder_sink"][j]
+    if pass_sink and sink is not None:
+        sink.extend(outs)
+    return torch.stack(logp), torch.stack(count)
+
+
+def _takes_sink(backend: Any) -> bool:
+    import inspect
+
+    return "encoder_sink" in inspect.signature(backend.sequence_logprobs).parameters
 
 
 def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],
-                         media_of: Callable[[str], Media], targets: dict[str, Any]) -> torch.Tensor | None:
-    """Mean auxiliary perception loss over the distinct clips of a batch that have targets."""
+                         media_of: Callable[[str], Media], targets: dict[str, Any],
+                         encoded: Sequence[tuple[Any, Any]] | None = None) -> torch.Tensor | None:
+    """Mean auxiliary perception loss over the distinct clips of a batch that have targets.  `encoded`: the
+    batch's encoder outputs per record from the language-model forward (so the encoders run once); without
+    it the encoders run here."""
     from avere_utils.models.perception import encoder_outputs, perception_loss
 
     ids = list(dict.fromkeys(r.item_id for r in batch if r.item_id in targets))
     if not ids:
         return None
-    outs = encoder_outputs(backend, [media_of(i) for i in ids])
+    if encoded:
+        first = {}
+        for r, out in zip(batch, encoded):
+            first.setdefault(r.item_id, out)
+        outs = [first[i] for i in ids]
+    else:
+        outs = encoder_outputs(backend, [media_of(i) for i in ids])
     return torch.stack([perception_loss(head(v, a), targets[i]) for i, (v, a) in zip(ids, outs)]).mean()
 
 
@@ -288,7 +333,8 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
                 examples = [Example(r.prompt, media_of(r.item_id), r.response) for r in batch]
-                logp, n = backend.sequence_logprobs(examples, grad=True)
+                encoded: list | None = [] if head is not None else None
+                logp, n = length_grouped_logprobs(backend, examples, cfg.length_groups, encoded)
                 nll = -logp / n.clamp(min=1)
                 if cfg.loss_normalization == "token":
                     loss = -logp.sum() / n.sum().clamp(min=1)
@@ -298,7 +344,7 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                     raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
                 aux = None
                 if head is not None:
-                    aux = perception_step_loss(backend, head, batch, media_of, targets)
+                    aux = perception_step_loss(backend, head, batch, media_of, targets, encoded)
                     if aux is not None:
                         loss = loss + cfg.perception_weight * aux
                 opt.zero_grad(set_to_none=True)

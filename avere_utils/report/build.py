@@ -211,7 +211,9 @@ def build_report(P: ResultsParams) -> Report:
             columns={"count": "notebooks", "sum": "seconds"})
         rep.tables["wall_times"] = per_stage
         md += ["## Wall times", "", markdown_table(per_stage, "{:.1f}", index=True), "",
-               f"Total: {times['seconds'].sum():.1f} s over {len(times)} notebook executions.", ""]
+               f"Total: {times['seconds'].sum():.1f} s summed over {len(times)} notebook executions. With "
+               "`variant_jobs` > 1 (run.yaml) a stage's variants run side by side, so the run's wall time is "
+               "less than this sum: `run.log` has it (`total`).", ""]
     rep.markdown = "\n".join(md)
     atomic_write_text(P.report_file, rep.markdown)
     return rep

@@ -275,24 +275,19 @@ def _worker_kernel() -> StageKernel:
     return _WORKER_KERNEL
 
 
-def _run_chain(execs: Sequence[tuple[Execution, str]], notebooks_dir: Path, reuse_kernels: bool
-               ) -> list[tuple[Execution, float, StageFailed | None]]:
-    """Run (execution, header) pairs one after the other in a worker process (in its kernel when
-    reuse_kernels), stopping at the first failure: (execution, seconds, failure) for each that ran."""
+def _run_in_worker(e: Execution, header: str, notebooks_dir: Path, reuse_kernels: bool
+                   ) -> tuple[float, StageFailed | None]:
+    """Run one execution in a worker process (in its kernel when reuse_kernels): (seconds, failure)."""
     import sys
 
-    out: list[tuple[Execution, float, StageFailed | None]] = []
-    for e, header in execs:
-        sys.stdout.write(f"{header} (started)\n")  # one write: the workers' lines do not interleave
-        sys.stdout.flush()
-        t0 = time.perf_counter()
-        try:
-            execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None)
-        except StageFailed as err:
-            out.append((e, time.perf_counter() - t0, err))
-            break
-        out.append((e, time.perf_counter() - t0, None))
-    return out
+    sys.stdout.write(f"{header} (started)\n")  # one write: the workers' lines do not interleave
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    try:
+        execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None)
+    except StageFailed as err:
+        return time.perf_counter() - t0, err
+    return time.perf_counter() - t0, None
 
 
 def stage_groups(execs: Sequence[Execution]) -> list[list[Execution]]:
@@ -363,11 +358,10 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
                 if pool is None:
                     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 # one task per execution: a worker takes the next when it is free (its kernel stays)
-                tasks = [[(e, header[id(e)])] for e in parallel]
-                n = len(tasks)
-                ran = [r for chain in pool.map(_run_chain, tasks, [notebooks_dir] * n, [reuse_kernels] * n)
-                       for r in chain]
-                for e, (_, secs, err) in zip(parallel, ran):  # plan order; the workers return copies
+                n = len(parallel)
+                ran = pool.map(_run_in_worker, parallel, [header[id(e)] for e in parallel], [notebooks_dir] * n,
+                               [reuse_kernels] * n)
+                for e, (secs, err) in zip(parallel, ran):  # in plan order
                     record(e, secs, err, from_worker=True)
         total = time.perf_counter() - start
         logf.write(f"total\t{total:.1f}s\n")

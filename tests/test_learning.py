@@ -45,7 +45,7 @@ def test_the_reference_recognises_emotions_on_held_out_clips():
 
 def test_the_presence_phase_teaches_the_yes_no_probe():
     """The reference perceives which typical cues a clip shows (notebook 03's probe, 140 held-out clips).
-    Measured on the committed reference run: 0.96 visual, 0.82 audio; before the presence phase both were
+    Measured on the committed reference run: 0.98 visual, 0.81 audio; before the presence phase both were
     0.5 ("always Yes").  The floors leave room for another CPU type's last-bit differences."""
     probe = json.loads((RUN / "metrics" / "presence_probe-reference.json").read_text())["yes_no"]
     assert probe["visual"]["balanced_accuracy"] >= 0.85, probe
@@ -55,7 +55,10 @@ def test_the_presence_phase_teaches_the_yes_no_probe():
 
 
 def test_dpo_lowers_its_loss_and_ends_with_a_positive_margin():
+    """The last quarter of steps against the first: a step's loss is mostly its batch's TPD offset (0.5-1.9
+    on the tiny pairs), so one batch, step 1 alone, is no baseline (committed run: step 1 1.77, first quarter
+    2.60, last quarter 1.79)."""
     steps = log("avem_dpo")  # notebook 04's default variant
     quarter = max(1, len(steps) // 4)
-    assert mean(r["loss"] for r in steps[-quarter:]) < steps[0]["loss"]
+    assert mean(r["loss"] for r in steps[-quarter:]) < mean(r["loss"] for r in steps[:quarter])
     assert mean(r["margins/response"] for r in steps[-quarter:]) > 0

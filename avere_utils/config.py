@@ -130,9 +130,9 @@ class RunConfig:
     per_train_variant: list[str] = field(default_factory=lambda: ["04_avem_dpo_training"])
     per_eval_variant: list[str] = field(default_factory=lambda: [
         "05_zero_shot_classification", "06_zero_shot_emer", "07_zero_shot_emorealm"])
-    variant_jobs: int = param(1, "executions of a per-variant stage run at once, each in its own process and "
-                                 "kernel (the stage's first runs alone: it fills the shared caches); results "
-                                 "do not depend on it")
+    variant_jobs: int = param(1, "executions of a per-variant stage run at once, in worker processes with a kernel "
+                                 "each (a training stage's first runs alone: it fills the reference log-prob "
+                                 "cache); results do not depend on it")
 
 
 def stage_class(stage: str) -> type:

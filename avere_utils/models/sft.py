@@ -228,7 +228,7 @@ def length_grouped_logprobs(backend: Any, examples: Sequence[Example], groups: i
             logp[i], count[i] = lp[j], n[j]
             if pass_sink:
                 outs[i] = kw["encoder_sink"][j]
-    if pass_sink and sink is not None:
+    if pass_sink:
         sink.extend(outs)
     return torch.stack(logp), torch.stack(count)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avere_utils.protocol import EMER_PROMPT, emorealm_prompt
+from avere_utils.protocol import EMER_PROMPT, STRESS_KINDS, emorealm_prompt
 from avere_utils.records import CueRecord, ModalityCues
 from avere_utils.synth.text import ADJECTIVE, STRESS_QUESTIONS, YES_NO, stress_question
 
@@ -244,7 +244,7 @@ def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, word
     modality = STRESS_FAMILIES[family]
     m = record.of(modality)
     emotion = record.emotion_of(modality)
-    kind = ("relevant", "spurious", "hallucination")[int(rng.integers(3))]
+    kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
     asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
     prompt = emorealm_prompt(stress_question(asked, modality, emotion, wording), YES_NO)
     r = int(rng.integers(len(RESPONSES_STRESS)))

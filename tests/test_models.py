@@ -509,3 +509,55 @@ def test_grounded_probe_picks_the_most_likely_cue_list(backend, clips):
     vis = rows[rows.modality == "visual"].set_index("cue").said_yes.to_dict()
     assert vis == {c: c in best for c in typical}
     assert summary["visual"]["n_present"] == 1 and summary["audio"]["n_absent"] == 1
+
+
+# --- data-parallel SFT (models/sft_workers.py) ---------------------------------------------------------
+def _sft_as_worker(shard, ckpt, clips, log_file, perception=False):
+    """One SFT worker's whole job (module level: spawned workers import it by name)."""
+    from avere_utils.models.sft import SFTConfig, run_sft
+
+    b = load_backend(ckpt, device="cpu")
+    items = [_train_item(i, None) for i in range(2)]
+    media = {"t0": clips[0], "t1": clips[1]}
+    cfg = SFTConfig(epochs=2, batch_size=4, lr=5e-3, seed=0, perception_weight=0.0, length_groups=2)
+    hist = run_sft(b, items, media.__getitem__, cfg, log_file if shard.is_main else None, qa_per_clip=1, shard=shard)
+    return b, hist
+
+
+def _fail_as_worker(shard):
+    if not shard.is_main:
+        raise ValueError("worker 1 cannot read its clips")
+
+
+def test_two_sft_workers_train_what_one_process_trains(ckpt, clips, tmp_path):
+    """Two workers, each running one length group of every batch, give the one-process losses and weights up
+    to float order; only worker 0 writes the log, and the workers' weights agree bit for bit (the guard
+    in run_sft would raise otherwise)."""
+    import json
+
+    from avere_utils.models.sft_workers import Shard, sft_workers
+
+    one, h1 = _sft_as_worker(Shard(), str(ckpt), clips, tmp_path / "one.jsonl")
+    with sft_workers(2, _sft_as_worker, (str(ckpt), clips, None)) as shard:
+        assert (shard.rank, shard.world) == (0, 2)
+        two, h2 = _sft_as_worker(shard, str(ckpt), clips, tmp_path / "two.jsonl")
+    assert len(h1) == len(h2) == 4
+    np.testing.assert_allclose([r["loss"] for r in h2], [r["loss"] for r in h1], rtol=1e-4)
+    assert {k for r in h2 for k in r if k.startswith("loss_")} == {k for r in h1 for k in r if k.startswith("loss_")}
+    for p1, p2 in zip(one.trainable_parameters(), two.trainable_parameters()):
+        torch.testing.assert_close(p2, p1, atol=1e-5, rtol=1e-4)
+    lines = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert lines[0]["sft_workers"] == 2 and len(lines) == 1 + len(h2)
+
+
+def test_a_failing_sft_worker_fails_the_stage_with_its_traceback():
+    from avere_utils.models.sft_workers import Shard, sft_workers
+
+    with pytest.raises(RuntimeError, match="cannot read its clips"):
+        with sft_workers(2, _fail_as_worker, ()):
+            pass
+    with sft_workers(1, _fail_as_worker, ()) as shard:  # one worker: in-process, nothing spawned
+        assert isinstance(shard, Shard) and shard.world == 1
+    assert Shard(1, 2, "x").mine([[0, 1], [2], [3, 4]]) == [[2]]
+    with pytest.raises(ValueError, match="rendezvous"):
+        Shard(0, 2)

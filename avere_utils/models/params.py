@@ -42,7 +42,10 @@ class ReferenceParams(StageParams):
     sft_perception_weight: float = param(1.0, "auxiliary perception loss on the encoders (models/perception.py); 0 = off")
     sft_length_groups: int = param(2, "each main-SFT batch runs as this many forwards of examples of similar length "
                                       "(the same examples and loss, less padding); 1: one padded forward. The "
-                                      "presence phase, with little padding, always runs one")
+                                      "presence phase, with little padding, runs one per SFT worker")
+    sft_workers: int = param(2, "SFT processes, each at torch_threads, sharing every batch (models/sft_workers.py): "
+                                "the same reference on any machine for a given value, faster with that many cores; "
+                                "a different value changes the float order (like the seed). CPU only; 1: in-process")
     sft_presence_per_clip: int = param(2, "cue-presence questions per clip per epoch, rotating (0: all of them)")
     sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
     sft_presence_phase_steps: int = param(1000, "steps of the presence phase after the main SFT "

@@ -19,6 +19,7 @@ from avere_utils.emotions import find_cues
 from avere_utils.models.loading import load_backend
 from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
 from avere_utils.models.sft import SFTConfig, run_sft, tokenizer_corpus
+from avere_utils.models.sft_workers import Shard, sft_workers
 from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
 from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
 from avere_utils.records import Example, Item, Media
@@ -26,7 +27,8 @@ from avere_utils.records import Example, Item, Media
 log = logging.getLogger(__name__)
 
 
-def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str | Path | None) -> dict[str, Media]:
+def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str | Path | None, *,
+                    show: bool = True) -> dict[str, Media]:
     """Decoded Media per item id (one object per clip, so that the backend encodes each clip once)."""
     from avere_utils.media import load_media
 
@@ -36,33 +38,24 @@ def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str |
 
         cache = FeatureCache(cache_dir)
     return {it.id: load_media(it.video, it.audio, media_settings, cache)
-            for it in tqdm(items, desc="decoding clips", unit="clip")}
+            for it in tqdm(items, desc="decoding clips", unit="clip", disable=not show)}
 
 
 def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item], dict[str, Media]]:
     """Tiny profile: tokenizer + tiny thinker from the world's texts, SFT warm start, saved to reference_dir.
+    With `sft_workers` > 1 the SFT runs data-parallel in that many processes (models/sft_workers.py).
 
     Returns (backend, SFT history, training items, their media)."""
     manifests = Path(p.manifests_dir)
-    items = read_items(manifests / "train_source.jsonl")
-    if p.sft_max_items:
-        items = items[: p.sft_max_items]
     corpus = tokenizer_corpus(sorted(manifests.glob("*.jsonl")), p.pairs_dir)
     init_dir = Path(p.reference_dir).parent / "reference_init"
     size = resolve_size(p.model_size)
     size["media"].update(n_frames=p.n_frames, frame_size=p.frame_size)
     build_tiny_checkpoint(init_dir, corpus, size=size, seed=p.seed)
     _write_processor_settings(init_dir, p)
-    backend = load_backend(str(init_dir), device=p.device, dtype=p.dtype)
-    media = load_clip_media(items, backend.media_settings, p.cache_dir)
-    cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
-                    warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,
-                    perception_weight=p.sft_perception_weight, length_groups=p.sft_length_groups)
-    history = run_sft(backend, items, media.__getitem__, cfg, p.train_log_file, tasks=p.sft_tasks,
-                      qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
-                      presence_per_clip=p.sft_presence_per_clip)
-    if p.sft_presence_phase_steps:
-        history += presence_phase(backend, items, media.__getitem__, p, history)
+    with sft_workers(p.sft_workers, _sft_from_init, (p, str(init_dir)), device=p.device,
+                     threads=p.torch_threads) as shard:
+        backend, history, items, media = _sft_from_init(shard, p, str(init_dir))
     out = Path(p.reference_dir)
     fresh, stale = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
     for d in (fresh, stale):
@@ -80,8 +73,28 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     return backend, history, items, media
 
 
+def _sft_from_init(shard: Shard, p: Any, init_dir: str) -> tuple[Any, list[dict[str, Any]], list[Item], dict[str, Media]]:
+    """Both SFT phases from the initial checkpoint, as SFT worker `shard` (every worker runs this)."""
+    items = read_items(Path(p.manifests_dir) / "train_source.jsonl")
+    if p.sft_max_items:
+        items = items[: p.sft_max_items]
+    backend = load_backend(init_dir, device=p.device, dtype=p.dtype)
+    media = load_clip_media(items, backend.media_settings, p.cache_dir, show=shard.is_main)
+    cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
+                    warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,
+                    perception_weight=p.sft_perception_weight, length_groups=p.sft_length_groups)
+    log_file = p.train_log_file if shard.is_main else None
+    history = run_sft(backend, items, media.__getitem__, cfg, log_file, tasks=p.sft_tasks,
+                      qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
+                      presence_per_clip=p.sft_presence_per_clip, shard=shard)
+    if p.sft_presence_phase_steps:
+        history += presence_phase(backend, items, media.__getitem__, p, history, log_file=log_file, shard=shard)
+    return backend, history, items, media
+
+
 def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
-                   history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+                   history: Sequence[dict[str, Any]], *, log_file: str | Path | None, shard: Shard | None = None
+                   ) -> list[dict[str, Any]]:
     """The second SFT phase: every cue-presence question of each clip, with label and QA replay, for
     `sft_presence_phase_steps` steps at `sft_presence_phase_lr` (its own warmup and decay).
 
@@ -92,10 +105,10 @@ def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
     keep recognition and the QA text prior from being forgotten (measured in docs/models.md)."""
     cfg = SFTConfig(epochs=0, max_steps=p.sft_presence_phase_steps, batch_size=p.sft_batch_size,
                     lr=p.sft_presence_phase_lr, weight_decay=p.sft_weight_decay, warmup_ratio=p.sft_warmup_ratio,
-                    seed=p.seed + 1, perception_weight=0.0, length_groups=1)  # little padding: no gain
-    return run_sft(backend, items, media_of, cfg, p.train_log_file, tasks=p.sft_presence_phase_tasks,
-                   qa_per_clip=p.sft_qa_per_clip, label_repeats=1, presence_per_clip=0, phase="presence",
-                   after=history)
+                    seed=p.seed + 1, perception_weight=0.0, length_groups=1)  # little padding (one per SFT worker)
+    return run_sft(backend, items, media_of, cfg, log_file,
+                   tasks=p.sft_presence_phase_tasks, qa_per_clip=p.sft_qa_per_clip, label_repeats=1,
+                   presence_per_clip=0, phase="presence", after=history, shard=shard)
 
 
 def link_paper_reference(p: Any) -> Path:

@@ -18,6 +18,7 @@ computed through `Backend.sequence_logprobs`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -206,31 +207,40 @@ class SFTConfig:
     length_groups: int = _stage("sft_length_groups")
 
 
-def length_grouped_logprobs(backend: Any, examples: Sequence[Example], groups: int, sink: list | None = None
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """backend.sequence_logprobs(examples, grad=True) run as `groups` forwards of similar-length examples
-    (sorted by characters), returned in the examples' order; groups <= 1 is one forward in that order.
-    sink (a list) receives each example's encoder outputs, in order, when the backend can hand them over
-    (OmniBackend's encoder_sink); otherwise it stays empty."""
+def length_parts(examples: Sequence[Example], groups: int) -> list[list[int]]:
+    """The examples' indexes in `groups` parts of similar length (sorted by characters, split by count);
+    groups <= 1 is one part in the examples' order."""
     if groups <= 1:
-        parts = [list(range(len(examples)))]
-    else:
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt) + len(examples[i].response or ""))
-        parts = [p for p in (order[k * len(order) // groups:(k + 1) * len(order) // groups] for k in range(groups)) if p]
+        return [list(range(len(examples)))]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt) + len(examples[i].response or ""))
+    return [p for p in (order[k * len(order) // groups:(k + 1) * len(order) // groups] for k in range(groups)) if p]
+
+
+def grouped_logprobs(backend: Any, examples: Sequence[Example], parts: Sequence[Sequence[int]],
+                     sink: list | None = None) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """backend.sequence_logprobs(..., grad=True) with one forward per part; returns the indexes the parts
+    cover, in increasing order, and their log-probs and token counts in that order.  sink (a list)
+    receives their encoder outputs, in the same order, when the backend can hand them over
+    (OmniBackend's encoder_sink); otherwise it stays empty."""
     pass_sink = sink is not None and _takes_sink(backend)
-    logp: list[Any] = [None] * len(examples)
-    count: list[Any] = [None] * len(examples)
-    outs: list[Any] = [None] * len(examples)
+    got: dict[int, tuple[Any, Any, Any]] = {}
     for part in parts:
         kw: dict[str, Any] = {"encoder_sink": []} if pass_sink else {}
         lp, n = backend.sequence_logprobs([examples[i] for i in part], grad=True, **kw)
         for j, i in enumerate(part):
-            logp[i], count[i] = lp[j], n[j]
-            if pass_sink:
-                outs[i] = kw["encoder_sink"][j]
+            got[i] = (lp[j], n[j], kw["encoder_sink"][j] if pass_sink else None)
+    idx = sorted(got)
     if pass_sink:
-        sink.extend(outs)
-    return torch.stack(logp), torch.stack(count)
+        sink.extend(got[i][2] for i in idx)
+    return idx, torch.stack([got[i][0] for i in idx]), torch.stack([got[i][1] for i in idx])
+
+
+def length_grouped_logprobs(backend: Any, examples: Sequence[Example], groups: int, sink: list | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """backend.sequence_logprobs(examples, grad=True) run as `groups` forwards of similar-length examples
+    (`length_parts`), returned in the examples' order (see `grouped_logprobs` for sink)."""
+    _, logp, n = grouped_logprobs(backend, examples, length_parts(examples, groups), sink)
+    return logp, n
 
 
 def _takes_sink(backend: Any) -> bool:
@@ -241,23 +251,29 @@ def _takes_sink(backend: Any) -> bool:
 
 def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],
                          media_of: Callable[[str], Media], targets: dict[str, Any],
-                         encoded: Sequence[tuple[Any, Any]] | None = None) -> torch.Tensor | None:
-    """Mean auxiliary perception loss over the distinct clips of a batch that have targets.  `encoded`: the
-    batch's encoder outputs per record from the language-model forward (so the encoders run once); without
-    it the encoders run here."""
+                         encoded: Sequence[tuple[Any, Any]] | None = None, *, mine: Sequence[int] | None = None
+                         ) -> tuple[torch.Tensor | None, int]:
+    """The auxiliary perception loss of a batch: (sum over the distinct clips that have targets, their
+    number).  A clip is encoded where its first record of the batch is; `mine` (the batch indexes this SFT
+    worker runs, increasing; default all) keeps the clips whose first record is among them, and `encoded`
+    holds those records' encoder outputs in that order (from the language-model forward, so the encoders
+    run once); without it the encoders run here.  Sum / number over every worker is the batch's mean."""
     from avere_utils.models.perception import encoder_outputs, perception_loss
 
-    ids = list(dict.fromkeys(r.item_id for r in batch if r.item_id in targets))
+    first: dict[str, int] = {}
+    for i, r in enumerate(batch):
+        if r.item_id in targets:
+            first.setdefault(r.item_id, i)
+    mine = list(range(len(batch))) if mine is None else list(mine)
+    at = {i: j for j, i in enumerate(mine)}
+    ids = [cid for cid, i in first.items() if i in at]
     if not ids:
-        return None
+        return None, len(first)
     if encoded:
-        first = {}
-        for r, out in zip(batch, encoded):
-            first.setdefault(r.item_id, out)
-        outs = [first[i] for i in ids]
+        outs = [encoded[at[first[cid]]] for cid in ids]
     else:
-        outs = encoder_outputs(backend, [media_of(i) for i in ids])
-    return torch.stack([perception_loss(head(v, a), targets[i]) for i, (v, a) in zip(ids, outs)]).mean()
+        outs = encoder_outputs(backend, [media_of(cid) for cid in ids])
+    return torch.stack([perception_loss(head(v, a), targets[cid]) for cid, (v, a) in zip(ids, outs)]).sum(), len(first)
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -283,13 +299,19 @@ def planned_epochs(items: Sequence[Item], tasks: Sequence[str], cfg: SFTConfig, 
 
 
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
-            log_file: str | Path, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
+            log_file: str | Path | None, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
             label_repeats: int = 1, presence_per_clip: int = 0, phase: str = "sft",
-            after: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+            after: Sequence[dict[str, Any]] = (), shard: Any = None) -> list[dict[str, Any]]:
     """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step.
 
     `phase` names the records of this call in the log; `after` (the history of an earlier phase) makes this
-    one continue its log file, step count and clock."""
+    one continue its log file, step count and clock.  `shard` (models/sft_workers.Shard): this process's
+    share of every batch when several SFT workers train together; each worker plans the same batches,
+    runs its length groups, and the losses and gradients are summed over the workers.  Only worker 0
+    writes the log (log_file None: no log) and shows the bar."""
+    from avere_utils.models.sft_workers import Shard
+
+    shard = shard or Shard()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     epochs = planned_epochs(items, tasks, cfg, rng, qa_per_clip=qa_per_clip, label_repeats=label_repeats,
@@ -299,6 +321,9 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
         total = min(total, cfg.max_steps)
     if total == 0:
         raise ValueError("run_sft: no SFT records")
+    if cfg.loss_normalization not in ("token", "example"):
+        raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
+    groups = max(cfg.length_groups, shard.world)  # every worker needs a group of each batch
     params = [p for p in backend.trainable_parameters()]
     head, targets = None, {}
     if cfg.perception_weight > 0:
@@ -313,57 +338,71 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
         params = params + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total)
-    log_file = Path(log_file)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    writes = shard.is_main and log_file is not None
+    if writes:
+        log_file = Path(log_file)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     backend.model.train()
     step = 0
     step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
+    n_tasks = len(SFT_TASKS)
     # A bar redraw is one Jupyter output message, and nbval reads a cell's messages only after the cell
     # ends: with a redraw per step (1,720 SFT steps) notebook 03 once failed under nbval waiting for its
     # output after the cell had finished.  So: at most one redraw every 5 s.
-    with open(log_file, "a" if after else "w") as flog, tqdm(total=total, desc=phase, unit="step",
-                                                               mininterval=5) as bar:
-        flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks), "qa_per_clip": qa_per_clip,
-                               "label_repeats": label_repeats, "presence_per_clip": presence_per_clip,
-                               "n_items": len(items), "steps_planned": total}) + "\n")
+    with (open(log_file, "a" if after else "w") if writes else contextlib.nullcontext()) as flog, \
+            tqdm(total=total, desc=phase, unit="step", mininterval=5, disable=not shard.is_main) as bar:
+        if writes:
+            flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks),
+                                   "qa_per_clip": qa_per_clip, "label_repeats": label_repeats,
+                                   "presence_per_clip": presence_per_clip, "n_items": len(items),
+                                   "steps_planned": total, "sft_workers": shard.world}) + "\n")
         for epoch, batches in enumerate(epochs):
             for batch in batches:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
                 examples = [Example(r.prompt, media_of(r.item_id), r.response) for r in batch]
                 encoded: list | None = [] if head is not None else None
-                logp, n = length_grouped_logprobs(backend, examples, cfg.length_groups, encoded)
+                mine, logp, n = grouped_logprobs(backend, examples, shard.mine(length_parts(examples, groups)), encoded)
+                aux, n_clips = (None, 0) if head is None else perception_step_loss(
+                    backend, head, batch, media_of, targets, encoded, mine=mine)
+                # the batch's normalisers come from every worker: tokens, examples, clips with targets
+                counts = shard.sum_(torch.tensor([float(n.sum()), float(len(mine))], dtype=torch.float64))
                 nll = -logp / n.clamp(min=1)
                 if cfg.loss_normalization == "token":
-                    loss = -logp.sum() / n.sum().clamp(min=1)
-                elif cfg.loss_normalization == "example":
-                    loss = nll.mean()
+                    loss = -logp.sum() / counts[0].clamp(min=1).to(logp.dtype)
                 else:
-                    raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
-                aux = None
-                if head is not None:
-                    aux = perception_step_loss(backend, head, batch, media_of, targets, encoded)
-                    if aux is not None:
-                        loss = loss + cfg.perception_weight * aux
+                    loss = nll.sum() / counts[1].clamp(min=1).to(logp.dtype)
+                if aux is not None:
+                    loss = loss + cfg.perception_weight * aux / max(n_clips, 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                shard.sum_grads_(params)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
+                # what the log records, summed over the workers: the loss, the perception sum, and per task
+                # the sum and count of example NLLs
+                stats = torch.zeros(2 + 2 * n_tasks, dtype=torch.float64)
+                stats[0] = float(loss.detach())
+                stats[1] = float(aux.detach()) if aux is not None else 0.0
                 nll = nll.detach()
-                rec: dict[str, Any] = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": float(loss.detach()),
+                for t, task in enumerate(SFT_TASKS):
+                    sel = [j for j, i in enumerate(mine) if batch[i].task == task]
+                    stats[2 + t], stats[2 + n_tasks + t] = float(nll[sel].sum()) if sel else 0.0, len(sel)
+                shard.sum_(stats)
+                rec: dict[str, Any] = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": float(stats[0]),
                                        "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
                                        "seconds": seconds_offset + time.perf_counter() - start}
-                if aux is not None:
-                    rec["loss_perception"] = float(aux.detach())
-                for task in SFT_TASKS:
-                    sel = [i for i, r in enumerate(batch) if r.task == task]
-                    if sel:
-                        rec[f"loss_{task}"] = float(nll[sel].mean())
+                if head is not None and n_clips:
+                    rec["loss_perception"] = float(stats[1]) / n_clips
+                for t, task in enumerate(SFT_TASKS):
+                    if stats[2 + n_tasks + t] > 0:
+                        rec[f"loss_{task}"] = float(stats[2 + t] / stats[2 + n_tasks + t])
                 history.append(rec)
-                flog.write(json.dumps(rec) + "\n")
-                flog.flush()
+                if writes:
+                    flog.write(json.dumps(rec) + "\n")
+                    flog.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
                 step += 1
@@ -372,5 +411,6 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
             if step == total:
                 break
     backend.model.eval()
+    shard.check_same(params, f"SFT phase {phase!r}")
     log.info("SFT: %d steps in %.1f s, final loss %.3f", step, time.perf_counter() - start, history[-1]["loss"])
     return history

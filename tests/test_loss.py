@@ -65,6 +65,15 @@ def test_tpd_term_is_outside_beta_and_detached():
     assert all(v.grad is None for v in inp.text_rejected.values())
 
 
+def test_tpd_reversed_direction_adds_the_offset():
+    # the exploration knob (not the method): z_y = 0.35 + (-0.2) = 0.15; the logged offset is what is subtracted
+    out = avem_dpo_loss(example_inputs(), LossConfig(gamma_tpd=0.2, lambda_av=0.0, tpd_direction="reversed"))
+    assert out.loss.item() == pytest.approx(softplus_neg(0.15), abs=1e-12)
+    assert summarize(out.metrics)["tpd_offset"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="tpd_direction"):
+        LossConfig(tpd_direction="minus")
+
+
 def test_tpd_switched_off_ignores_text():
     cfg = LossConfig(gamma_tpd=0.2, lambda_av=0.0, use_tpd=False)
     out = avem_dpo_loss(example_inputs(text_chosen=None, text_rejected=None), cfg)

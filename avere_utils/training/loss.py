@@ -32,6 +32,7 @@ import torch.nn.functional as F
 REJECTION_KINDS = ("vr", "er")  # vr: present but emotion-irrelevant cue; er: absent emotion-typical cue
 SINGLE_REJECTION = ("vr", "er", "alternate")
 PMP_MODALITIES = ("video", "audio")
+TPD_DIRECTIONS = ("paper", "reversed")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class LossConfig:
     use_tpd: bool = True
     use_pmp: bool = True
     pmp_modalities: tuple[str, ...] = PMP_MODALITIES
+    # "paper": z_y - gamma_TPD * [text-only difference], PAPER.md's Eq. 2.  "reversed": z_y + gamma_TPD * [...],
+    # an exploration, not the method: with the paper's sign a pair whose chosen response the text alone
+    # favours needs a larger policy margin, so it gets more of the gradient (docs/training.md, TPD's sign)
+    tpd_direction: Literal["paper", "reversed"] = "paper"
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
@@ -69,6 +74,8 @@ class LossConfig:
         if self.gamma_tpd < 0 or self.lambda_av < 0:
             raise ValueError(f"LossConfig: gamma_tpd and lambda_av must be >= 0, got "
                              f"{self.gamma_tpd}, {self.lambda_av}")
+        if self.tpd_direction not in TPD_DIRECTIONS:
+            raise ValueError(f"LossConfig.tpd_direction must be one of {TPD_DIRECTIONS}, got {self.tpd_direction!r}")
         if self.single_rejection not in SINGLE_REJECTION:
             raise ValueError(f"LossConfig.single_rejection must be one of {SINGLE_REJECTION}, "
                              f"got {self.single_rejection!r}")
@@ -134,7 +141,7 @@ def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
     Metrics (per sample, detached): loss, loss_y, loss_av (NaN where no PMP input), rewards/chosen,
     rewards/<kind> for each rejection, rewards/rejected (the beta_i-weighted rejection reward),
     rewards/chosen_pmp (NaN where no PMP input), margins/response (beta*[rho_w - sum beta_i rho_i], the
-    reward margin before TPD), margins/<kind>, tpd_offset (gamma_TPD * text-only difference), z_y,
+    reward margin before TPD), margins/<kind>, tpd_offset (what is subtracted from z_y: +-gamma_TPD * text-only difference), z_y,
     margins/pmp (= z_av), and accuracies/* (margin > 0) for each margin.
     """
     weights = config.rejection_weights()
@@ -152,7 +159,7 @@ def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
         text_w = _require(inputs.text_chosen, "text_chosen", config).detach()
         text_l = _require(inputs.text_rejected, "text_rejected", config)
         text_diff = text_w - sum(w * text_l[k].detach() for k, w in weights.items())
-        tpd_offset = config.gamma_tpd * text_diff
+        tpd_offset = (1.0 if config.tpd_direction == "paper" else -1.0) * config.gamma_tpd * text_diff
     else:
         tpd_offset = torch.zeros_like(margin_y)
     z_y = margin_y - tpd_offset

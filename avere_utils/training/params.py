@@ -39,6 +39,8 @@ class TrainParams(StageParams):
                                 "Eq. 1; beta_vr + beta_er = 1")
     beta_er: float = param(0.5, "weight of the rejection y_l^er (cites an emotion-typical cue that is absent), Eq. 1")
     gamma_tpd: float = param(0.2, "gamma_TPD: weight of the text-prior debiasing term (Eq. 2); 0 = off")
+    tpd_direction: str = param("paper", "paper: TPD subtracts gamma_TPD x the text-only difference from z_y (Eq. 2); "
+                                        "reversed: adds it, an exploration, not the method (docs/training.md)")
     lambda_av: float = param(1.0, "lambda_av: weight of the modality-preference loss L_av (Eq. 4); 0 = off")
     single_rejection: str = param("alternate", "single-rejection variants: vr | er | alternate (per sample)")
     # LoRA (paper: rank 8, alpha 32, on the LLM's projections)

@@ -176,6 +176,29 @@ def test_voices_are_acoustically_distinct():
     assert peakiness(voiced) > 3 * peakiness(whisper)  # masked pitch has no harmonic peaks
 
 
+def test_masked_tempo_and_energy_match_no_emotion():
+    """Masked tempo is one continuous phonation (no syllable gaps, unlike every emotion's pace); masked
+    energy swings between quiet and loud (its loudness never settles at one level, like neutral's)."""
+    from avere_utils.synth.voice import ENERGY, MASKED_ENERGY, MASKED_TEMPO, PITCH, TEMPO, synth_voice
+
+    sr, rng = 16000, np.random.default_rng(0)
+
+    def frame_rms(y: np.ndarray) -> np.ndarray:
+        return np.sqrt((y[: len(y) // 320 * 320].reshape(-1, 320) ** 2).mean(axis=1))  # 20 ms frames
+
+    def gaps(y: np.ndarray) -> int:  # interior silent frames
+        r = frame_rms(y)
+        voiced = np.flatnonzero(r > 0.01 * r.max())
+        return int((r[voiced[0]:voiced[-1]] <= 0.01 * r.max()).sum())
+
+    drone = synth_voice(PITCH["neutral"], ENERGY["neutral"], MASKED_TEMPO, 2.0, sr, rng)
+    assert gaps(drone) == 0
+    assert all(gaps(synth_voice(PITCH["neutral"], ENERGY["neutral"], TEMPO[e], 2.0, sr, rng)) >= 1 for e in EMOTIONS)
+    swing = frame_rms(synth_voice(PITCH["neutral"], MASKED_ENERGY, MASKED_TEMPO, 2.0, sr, rng))[10:-10]
+    steady = frame_rms(synth_voice(PITCH["neutral"], ENERGY["neutral"], MASKED_TEMPO, 2.0, sr, rng))[10:-10]
+    assert swing.max() / swing.min() > 4 and steady.max() / steady.min() < swing.max() / swing.min()
+
+
 def test_world_config_is_validated():
     with pytest.raises(ValueError, match="even"):
         WorldConfig(video_size=113)

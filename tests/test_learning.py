@@ -45,11 +45,12 @@ def test_the_reference_recognises_emotions_on_held_out_clips():
 
 def test_the_presence_phase_teaches_the_yes_no_probe():
     """The reference perceives which typical cues a clip shows (notebook 03's probe, 140 held-out clips).
-    Measured on the committed reference run: 0.98 visual, 0.81 audio; before the presence phase both were
-    0.5 ("always Yes").  The floors leave room for another CPU type's last-bit differences."""
+    Measured on the committed reference run: 0.995 visual, 0.94 audio; before the presence phase both were
+    0.5 ("always Yes").  The floor is issue 11's bar, 0.85; the margin above it leaves room for another CPU
+    type's last-bit differences."""
     probe = json.loads((RUN / "metrics" / "presence_probe-reference.json").read_text())["yes_no"]
     assert probe["visual"]["balanced_accuracy"] >= 0.85, probe
-    assert probe["audio"]["balanced_accuracy"] >= 0.7, probe
+    assert probe["audio"]["balanced_accuracy"] >= 0.85, probe
     phases = {r.get("phase") for r in log("reference")}
     assert phases == {"sft", "presence"}, phases
 

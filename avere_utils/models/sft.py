@@ -230,6 +230,8 @@ def grouped_logprobs(backend: Any, examples: Sequence[Example], parts: Sequence[
         for j, i in enumerate(part):
             got[i] = (lp[j], n[j], kw["encoder_sink"][j] if pass_sink else None)
     idx = sorted(got)
+    if not idx:  # an SFT worker whose share of a short last batch is empty
+        return [], torch.zeros(0), torch.zeros(0, dtype=torch.long)
     if pass_sink:
         sink.extend(got[i][2] for i in idx)
     return idx, torch.stack([got[i][0] for i in idx]), torch.stack([got[i][1] for i in idx])
@@ -377,7 +379,8 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                 if aux is not None:
                     loss = loss + cfg.perception_weight * aux / max(n_clips, 1)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if loss.requires_grad:  # else this worker's share was empty: it adds zero gradients
+                    loss.backward()
                 shard.sum_grads_(params)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()

@@ -6,14 +6,15 @@ multi-threaded kernel splits its float reductions depends on the thread count, s
 depend on the machine.  Here every process runs at the stage's `torch_threads`, takes its share of a
 batch's length groups (group k goes to worker k mod sft_workers), and gloo sums the gradients.  A sum
 over two workers is a + b on both sides, and IEEE addition is commutative, so both copies of the model
-stay bit-identical step after step; with more workers gloo's reduction order is fixed by the ranks, not
-by timing.  So the reference is the same on a quiet or a loaded machine, with one core or many (slower
-with fewer cores than workers, never different).  A different `sft_workers` changes the float order of
-the sums, so, like the seed, it is part of what a reference is built from.
+stay bit-identical step after step (more than two workers are allowed, but only two are tested here; the
+digest check below would catch copies that drift apart).  So the reference is the same on a quiet or a
+loaded machine, with one core or many (slower with fewer cores than workers, never different).  A
+different `sft_workers` changes the float order of the sums, so, like the seed, it is part of what a
+reference is built from.
 
 Worker 0 is the caller (the notebook's kernel); workers 1.. are spawned processes that run the same
 training function on the same plan and write nothing.  A worker that fails writes its traceback to a
-file that worker 0's error names.
+temporary file, and worker 0's error carries that traceback.
 """
 from __future__ import annotations
 

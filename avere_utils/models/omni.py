@@ -21,6 +21,7 @@ from transformers import DynamicCache
 
 from avere_utils.models.adapters import attach_adapter
 from avere_utils.models.backend import Backend
+from avere_utils.models.packing import attention_mask_4d, pack_candidates
 from avere_utils.models.processor import (
     ENDOFTEXT,
     IM_END,
@@ -84,6 +85,9 @@ class OmniBackend(Backend):
         self.nest_min_fraction = 0.25
         self.nested_rows_total = 0  # how many prompts have reused another's cache (observability, tests)
         self.reuse_prefix = True  # generation and scoring: nest prompts that share a long first part
+        # scoring: a prompt's candidates continue its cache in one row under a block mask (packing.py)
+        # instead of one cache copy per candidate; off where the attention takes no 4-D mask
+        self.pack_candidates = True
 
     # --- properties -----------------------------------------------------------------------------
     @property
@@ -455,16 +459,60 @@ class OmniBackend(Backend):
 
     @torch.no_grad()
     def score_choices_batch(self, examples: Sequence[Example], choices: Sequence[Sequence[str]]) -> list[torch.Tensor]:
-        """score_choices for several prompts in one shared-prefix call: each prompt runs once, each of its
-        candidates after its KV cache, and with reuse_prefix prompts that share a clip's media block run
-        that block once."""
+        """score_choices for several prompts in one call: each prompt runs once (with reuse_prefix, prompts
+        that share a clip's media block run that block once); then, with pack_candidates, all candidates
+        of all prompts in one forward after the prompts' cache (`_packed_scores`), else each candidate
+        after its own copy of its prompt's cache."""
         if len(examples) != len(choices):
             raise ValueError(f"{len(examples)} examples but {len(choices)} lists of choices")
         if any(not c for c in choices):
             raise ValueError("score_choices needs at least one choice")
+        if self.pack_candidates and self._packed_mask_form() is not None:
+            return self._packed_scores(examples, choices)
         flat = [Example(ex.prompt, ex.media, c) for ex, cs in zip(examples, choices) for c in cs]
         lp, _ = self._shared_prefix_logprobs(flat, grad=False, nest=self.reuse_prefix)
         return list(torch.split(lp, [len(c) for c in choices]))
+
+    def _packed_mask_form(self) -> str | None:
+        """How this model's attention takes a custom 4-D mask: "bool" (sdpa), "additive" (eager), or None
+        (flash-attention takes no arbitrary mask, flex wants a BlockMask; a sliding window would be applied
+        on top of our mask by nobody): then scoring keeps one cache copy per candidate."""
+        cfg = self.thinker.config.get_text_config()
+        if getattr(cfg, "use_sliding_window", False):
+            return None
+        return {"sdpa": "bool", "eager": "additive"}.get(getattr(cfg, "_attn_implementation", None) or "eager")
+
+    def _packed_scores(self, examples: Sequence[Example], choices: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
+        prompts = self._build([Example(examples[i].prompt, examples[i].media) for i in heads], with_response=False)
+        state = self._prompt_pass(prompts, nest=self.reuse_prefix)
+        # an item's candidates go to its prompt's row; items with the same prompt and clip share the row
+        per_row: list[list[list[int]]] = [[] for _ in heads]
+        where: list[list[tuple[int, int]]] = []
+        for g, cs in zip(group, choices):
+            where.append([(g, len(per_row[g]) + k) for k in range(len(cs))])
+            per_row[g].extend(self.response_ids(c) for c in cs)
+        pk = pack_candidates(per_row, pad_id=self.pad_id)
+        dev = self.device
+        row, first = pk.row.to(dev), pk.first.to(dev)
+        logp = torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)[row, first]
+        g_n, s = pk.tokens.shape
+        if s:
+            # each candidate restarts at its prompt's next free position; text after the media has its
+            # three rotary components equal, as in the unpacked continuation
+            pos = (state.next_pos.view(g_n, 1) + pk.offsets.to(dev)).unsqueeze(0).expand(3, g_n, s)
+            form = self._packed_mask_form()
+            mask = attention_mask_4d(state.attention_mask, pk.block.to(dev),
+                                     additive_dtype=self.dtype if form == "additive" else None)
+            h, _ = self._lm(self.thinker.get_input_embeddings()(pk.tokens.to(dev)), mask, pos, state.cache)
+            real = pk.owner.to(dev) >= 0
+            lp = torch.log_softmax(self.thinker.lm_head(h[real]).float(), dim=-1)
+            lp = lp.gather(-1, pk.targets.to(dev)[real][:, None])[:, 0]
+            logp = logp.index_add(0, pk.owner.to(dev)[real], lp)
+        start = [0]
+        for cands in per_row:
+            start.append(start[-1] + len(cands))
+        return [torch.stack([logp[start[g] + k] for g, k in w]) for w in where]
 
     def reference(self) -> contextlib.AbstractContextManager:
         if self.has_adapters:

@@ -91,6 +91,10 @@ def run_stage(params: EvalParams, benchmark: str, backend: Backend, scorer: Scor
 
     # 3. predict
     task = scorer.task(params)
+    # kept out of the fingerprint: packing changes float rounding only (as shared_prefix does in training);
+    # a backend without packing ignores the attribute
+    if hasattr(params, "pack_candidates"):
+        backend.pack_candidates = params.pack_candidates
     settings = common.run_settings(params, media_settings, **scorer.settings(params, task, items))
     run = run_predictions(backend, items, common.predictions_file(params, benchmark), task,
                           common.decoding(params), settings=settings, media_fn=media_fn,

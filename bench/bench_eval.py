@@ -4,7 +4,9 @@ three scoring modes disagree on the tiny run's predictions.  Writes outputs/benc
 
 Top-level `items_per_s_*`: the paper's token geometry (`geometry_bench`: 1,024 video tokens per clip,
 several questions per clip), generation of a one-word answer and scoring of the 7 class names, with and
-without reusing each clip's media-block KV across its questions.  `tiny_model`: the tiny checkpoint.
+without reusing each clip's media-block KV across its questions; scoring both with the candidates packed
+after the prompt's cache (`scoring_packed*`, the default) and with one cache copy per candidate
+(`scoring`, `scoring_reuse`).  `tiny_model`: the tiny checkpoint.
 
     .venv/bin/python bench/bench_eval.py [--device cpu|cuda|auto] [--items 48] [--out outputs/bench/eval.json]
 
@@ -78,7 +80,8 @@ def geometry_bench(args) -> dict:
     """Items/s at the paper's token geometry (8 frames at 448x448 -> 1,024 video tokens, 4 s of audio,
     a question of ~30 tokens) on a reduced-width thinker (bench_training_geometry's model), EmoReAlM's
     layout: several questions per clip.  Generation and scoring (7 class names), each with and without
-    reusing a clip's media-block KV for its questions (`backend.reuse_prefix`)."""
+    reusing a clip's media-block KV for its questions (`backend.reuse_prefix`); scoring also with its
+    candidates packed into one forward after the prompt cache (`backend.pack_candidates`)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,9 +107,11 @@ def geometry_bench(args) -> dict:
         rates, records = {}, {}
         # interleaved, so that other load on a shared machine falls on every mode alike
         for rep in range(args.geo_repeats):
-            for name, task, reuse in (("generate", gen, False), ("generate_reuse", gen, True),
-                                      ("scoring", score, False), ("scoring_reuse", score, True)):
-                backend.reuse_prefix = reuse
+            for name, task, reuse, pack in (("generate", gen, False, False), ("generate_reuse", gen, True, False),
+                                            ("scoring", score, False, False), ("scoring_reuse", score, True, False),
+                                            ("scoring_packed_no_reuse", score, False, True),
+                                            ("scoring_packed", score, True, True)):
+                backend.reuse_prefix, backend.pack_candidates = reuse, pack
                 t = time.perf_counter()
                 run = run_predictions(backend, items, Path(tmp) / f"{name}{rep}.jsonl", task,
                                       Decoding(max_new_tokens=args.geo_max_new_tokens), settings={},
@@ -120,13 +125,29 @@ def geometry_bench(args) -> dict:
                       == int(np.argmax(records["scoring_reuse"][i]["scores"])) for i in records["scoring"])
     max_score_diff = max(abs(a - b) for i in records["scoring"]
                          for a, b in zip(records["scoring"][i]["scores"], records["scoring_reuse"][i]["scores"]))
+    # packed against the unpacked scores of the same reuse setting: the best candidate of every item, and
+    # how far any score moved
+    pairs = [(records[p][i]["scores"], records[u][i]["scores"])
+             for p, u in (("scoring_packed", "scoring_reuse"), ("scoring_packed_no_reuse", "scoring"))
+             for i in records[u]]
+    packed_changed = sum(int(np.argmax(a)) != int(np.argmax(b)) for a, b in pairs)
+    packed_diff = max(abs(x - y) for a, b in pairs for x, y in zip(a, b))
     med = {k: float(np.median(v)) for k, v in rates.items()}
+    ratio = med["scoring_packed"] / med["generate_reuse"]
     return {"items_per_s_generate": round(med["generate"], 3),
             "items_per_s_generate_reuse": round(med["generate_reuse"], 3),
             "items_per_s_scoring": round(med["scoring"], 3),
             "items_per_s_scoring_reuse": round(med["scoring_reuse"], 3),
+            "items_per_s_scoring_packed": round(med["scoring_packed"], 3),
+            "items_per_s_scoring_packed_no_reuse": round(med["scoring_packed_no_reuse"], 3),
+            "ratio_scoring_packed_vs_generate_reuse": round(ratio, 3),
+            "target_scoring_packed_1_5x_generate_reuse_met": ratio >= 1.5,
+            "ratio_scoring_packed_vs_scoring_reuse": round(med["scoring_packed"] / med["scoring_reuse"], 3),
+            "rates_items_per_s": {k: [round(x, 3) for x in v] for k, v in rates.items()},
             "reuse_same_generations": same_generation, "reuse_same_best_candidate": same_choice,
             "reuse_max_score_diff": max_score_diff,
+            "packed_same_best_candidate": packed_changed == 0, "packed_best_candidate_changed": packed_changed,
+            "packed_items_compared": len(pairs), "packed_max_score_diff": packed_diff,
             "geometry": {"prompt_tokens": prompt_tokens, "clips": args.geo_clips,
                          "questions_per_clip": args.geo_questions, "classes_scored": len(EMOTIONS),
                          "max_new_tokens": args.geo_max_new_tokens, "repeats": args.geo_repeats,
@@ -171,11 +192,18 @@ def main() -> None:
         run_predictions(backend, items, tmp / "score.jsonl", score, Decoding(), settings={}, media_fn=media_fn,
                         batch_size=args.batch, shard=(0, 1))
         score_s = time.perf_counter() - t
+        backend.pack_candidates = False
+        t = time.perf_counter()
+        run_predictions(backend, items, tmp / "score_unpacked.jsonl", score, Decoding(), settings={},
+                        media_fn=media_fn, batch_size=args.batch, shard=(0, 1))
+        unpacked_s = time.perf_counter() - t
+        backend.pack_candidates = True
         answer_words = [len((r.get("generation") or "").split()) for r in rg.records.values()]
     geometry = geometry_bench(args)
     result = {
         **geometry,
-        "tiny_model": {"items_per_s_generate": len(items) / gen_s, "items_per_s_scoring": len(items) / score_s},
+        "tiny_model": {"items_per_s_generate": len(items) / gen_s, "items_per_s_scoring": len(items) / score_s,
+                       "items_per_s_scoring_unpacked": len(items) / unpacked_s},
         "n_items": len(items), "batch_size": args.batch, "max_new_tokens": args.max_new_tokens,
         "n_classes_scored": len(EMOTIONS), "mean_answer_words": float(np.mean(answer_words)),
         "model": model_note, "items": items_note, "device": str(backend.device),

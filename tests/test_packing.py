@@ -40,17 +40,26 @@ def test_packed_row_layout_and_mask():
         pack_candidates([[[]]])
 
 
-@pytest.fixture(scope="module", params=["micro", "tiny"])
-def backend(tmp_path_factory, request):
+_BACKENDS: dict = {}
+
+
+def _backend(size: str, tmp_path_factory):
     from avere_utils.models import load_backend
     from avere_utils.models.tiny import build_tiny_checkpoint
 
-    d = build_tiny_checkpoint(tmp_path_factory.mktemp(request.param), CORPUS, size=request.param, seed=0)
-    b = load_backend(str(d), device="cpu")
-    assert b.dtype == torch.float32 and b._packed_mask_form() == "bool"  # sdpa on CPU
-    # every prompt after the first nests after an earlier one's cache (the path of a clip's questions)
-    b.nest_min_tokens, b.nest_min_fraction = 4, 0.0
-    return b
+    if size not in _BACKENDS:
+        d = build_tiny_checkpoint(tmp_path_factory.mktemp(size), CORPUS, size=size, seed=0)
+        b = load_backend(str(d), device="cpu")
+        assert b.dtype == torch.float32 and b._packed_mask_form() == "bool"  # sdpa on CPU
+        # every prompt after the first nests after an earlier one's cache (the path of a clip's questions)
+        b.nest_min_tokens, b.nest_min_fraction = 4, 0.0
+        _BACKENDS[size] = b
+    return _BACKENDS[size]
+
+
+@pytest.fixture(scope="module", params=["micro", "tiny"])
+def backend(tmp_path_factory, request):
+    return _backend(request.param, tmp_path_factory)
 
 
 def _items():
@@ -122,3 +131,40 @@ def test_eager_attention_takes_the_additive_mask(backend):
     finally:
         b.thinker.set_attn_implementation("sdpa")
     assert b._packed_mask_form() == "bool"
+
+
+@pytest.mark.model
+def test_stage_metrics_equal_with_and_without_packing(tmp_path_factory, tmp_path, monkeypatch):
+    """The classification stage in scoring mode on the micro thinker: the metrics file is the same with
+    pack_candidates on and off, apart from when and how fast it was made."""
+    import json
+    import shutil
+
+    from avere_utils import config
+    from avere_utils.evaluation import classification
+    from avere_utils.evaluation.params import ClassificationParams
+    from avere_utils.records import Item
+
+    b = _backend("micro", tmp_path_factory)
+    rng = np.random.default_rng(1)
+    clips = [Media(frames=rng.integers(0, 255, (8, 56, 56, 3), dtype=np.uint8),
+                   audio=(0.3 * rng.standard_normal(16000)).astype(np.float32)) for _ in range(8)]
+    items = [Item(id=f"c{i}", dataset="dfew", split="test", video=f"/v/{i}.mp4", label=EMOTIONS[i % 7])
+             for i in range(8)]
+    packed_calls = []
+    real = type(b)._packed_scores
+    monkeypatch.setattr(type(b), "_packed_scores", lambda self, *a: packed_calls.append(1) or real(self, *a))
+    metrics = []
+    for pack in (True, False):
+        p = config.build(ClassificationParams, {"run_dir": str(tmp_path), "variant": "reference", "batch_size": 3,
+                                                "modes": ["scoring"], "headline_mode": "scoring",
+                                                "pack_candidates": pack}, "test")
+        shutil.rmtree(tmp_path / "predictions", ignore_errors=True)  # same fingerprint: would be reused
+        m = classification.evaluate_benchmark(p, "dfew", b, items=items, media_fn=lambda it: clips[int(it.id[1:])])
+        metrics.append({k: v for k, v in json.loads(json.dumps(m)).items()
+                        if k not in ("created", "timing", "predictions_file")})
+        if pack:
+            assert len(packed_calls) == 3  # one call per batch of 3
+    assert b.pack_candidates is False
+    b.pack_candidates = True
+    assert metrics[0] == metrics[1] and metrics[0]["modes"]["scoring"]["n_scored"] == 8

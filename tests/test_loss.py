@@ -65,13 +65,49 @@ def test_tpd_term_is_outside_beta_and_detached():
     assert all(v.grad is None for v in inp.text_rejected.values())
 
 
-def test_tpd_reversed_direction_adds_the_offset():
-    # the exploration knob (not the method): z_y = 0.35 + (-0.2) = 0.15; the logged offset is what is subtracted
-    out = avem_dpo_loss(example_inputs(), LossConfig(gamma_tpd=0.2, lambda_av=0.0, tpd_direction="reversed"))
+def test_tpd_reversed_form_adds_the_offset_and_is_detached():
+    # z_y = 0.35 + (-0.2) = 0.15; the logged offset is what is subtracted
+    inp = example_inputs(text_chosen=t(-30.0, grad=True),
+                         text_rejected={"vr": t(-25.0, grad=True), "er": t(-33.0, grad=True)})
+    inp.policy_chosen.requires_grad_(True)
+    out = avem_dpo_loss(inp, LossConfig(gamma_tpd=0.2, lambda_av=0.0, tpd_form="reversed"))
     assert out.loss.item() == pytest.approx(softplus_neg(0.15), abs=1e-12)
     assert summarize(out.metrics)["tpd_offset"] == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="tpd_direction"):
-        LossConfig(tpd_direction="minus")
+    assert "margins/text" not in out.metrics  # the literal / reversed step log keeps its keys
+    out.loss.backward()
+    assert inp.text_chosen.grad is None and all(v.grad is None for v in inp.text_rejected.values())
+    with pytest.raises(ValueError, match="tpd_form"):
+        LossConfig(tpd_form="minus")
+
+
+def policy_text_inputs(grad: bool = False) -> dict:
+    """The policy's text-only log-probs: rho^text_w = -28 - (-30) = 2, rho^text_vr = -26 - (-25) = -1,
+    rho^text_er = -31 - (-33) = 2."""
+    return dict(policy_text_chosen=t(-28.0, grad=grad),
+                policy_text_rejected={"vr": t(-26.0, grad=grad), "er": t(-31.0, grad=grad)})
+
+
+def test_tpd_policy_form_uses_the_policy_text_log_ratios_with_gradient():
+    # text margin = 0.1 * [2 - (0.5 * -1 + 0.5 * 2)] = 0.1 * 1.5 = 0.15; offset = 0.2 * 0.15 = 0.03
+    # z_y = 0.35 - 0.03 = 0.32
+    inp = example_inputs(text_chosen=t(-30.0, grad=True),
+                         text_rejected={"vr": t(-25.0, grad=True), "er": t(-33.0, grad=True)},
+                         **policy_text_inputs(grad=True))
+    out = avem_dpo_loss(inp, LossConfig(gamma_tpd=0.2, lambda_av=0.0, tpd_form="policy"))
+    assert out.loss.item() == pytest.approx(softplus_neg(0.32), abs=1e-12)
+    m = summarize(out.metrics)
+    assert m["tpd_offset"] == pytest.approx(0.03) and m["margins/text"] == pytest.approx(0.15)
+    assert m["z_y"] == pytest.approx(0.32) and m["margins/response"] == pytest.approx(0.35)
+    out.loss.backward()
+    # d L / d log pi_theta(y_w|x) = sigmoid(-z) * gamma * beta; the reference's text log-probs stay detached
+    s = 1.0 / (1.0 + math.exp(0.32))
+    assert inp.policy_text_chosen.grad.item() == pytest.approx(s * 0.2 * 0.1, rel=1e-9)
+    assert inp.policy_text_rejected["vr"].grad.item() == pytest.approx(-s * 0.2 * 0.1 * 0.5, rel=1e-9)
+    assert inp.text_chosen.grad is None and all(v.grad is None for v in inp.text_rejected.values())
+    with pytest.raises(ValueError, match="policy_text_chosen"):
+        avem_dpo_loss(example_inputs(), LossConfig(tpd_form="policy"))
+    assert LossConfig(tpd_form="policy").needs_policy_text and not LossConfig().needs_policy_text
+    assert not LossConfig(tpd_form="policy", use_tpd=False).needs_policy_text
 
 
 def test_tpd_switched_off_ignores_text():
@@ -158,7 +194,8 @@ def trl_sigmoid_dpo(policy_c, policy_r, ref_c, ref_r, beta: float) -> torch.Tens
 
 
 @pytest.mark.parametrize("config", [
-    LossConfig(gamma_tpd=0.0, lambda_av=0.0, beta_vr=1.0, beta_er=0.0),  # the paper's reduction
+    *[LossConfig(gamma_tpd=0.0, lambda_av=0.0, beta_vr=1.0, beta_er=0.0, tpd_form=f)  # the paper's reduction,
+      for f in ("literal", "reversed", "policy")],  # in every reading of TPD
     LossConfig(use_erp=False, single_rejection="vr", use_tpd=False, use_pmp=False),  # naive_dpo's form
     loss_config_for("naive_dpo", beta=0.1, beta_vr=0.5, beta_er=0.5, gamma_tpd=0.2, lambda_av=1.0,
                     single_rejection="vr"),
@@ -170,7 +207,8 @@ def test_reduces_to_trl_sigmoid_dpo(config):
     text = {"vr": -50 * torch.rand(B, generator=g), "er": -50 * torch.rand(B, generator=g)}
     ours = avem_dpo_loss(LossInputs(policy_chosen=pc, ref_chosen=rc, policy_rejected={"vr": pr, "er": pr - 3},
                                     ref_rejected={"vr": rr, "er": rr}, text_chosen=-50 * torch.rand(B, generator=g),
-                                    text_rejected=text, policy_chosen_pmp=pc - 1, ref_chosen_pmp=rc),
+                                    text_rejected=text, policy_chosen_pmp=pc - 1, ref_chosen_pmp=rc,
+                                    policy_text_chosen=pc - 5, policy_text_rejected={"vr": pr - 5, "er": pr}),
                          config)
     oracle = trl_sigmoid_dpo(pc, pr, rc, rr, beta=config.beta)
     assert ours.loss.item() == pytest.approx(oracle.item(), rel=1e-6)
@@ -185,7 +223,8 @@ def test_reduces_to_trl_sigmoid_dpo(config):
 def test_variant_presets_switch_terms_and_keep_numbers_from_params():
     nums = dict(beta=0.2, beta_vr=0.3, beta_er=0.7, gamma_tpd=0.4, lambda_av=2.0)
     cfgs = {name: loss_config_for(name, **nums) for name in VARIANTS}
-    assert set(cfgs) == {"avem_dpo", "naive_dpo", "vista_dpo", "no_pmp", "no_erp", "no_tpd"}
+    assert set(cfgs) == {"avem_dpo", "avem_dpo_reversed", "avem_dpo_policy", "naive_dpo", "vista_dpo", "no_pmp",
+                         "no_erp", "no_tpd"}
     for cfg in cfgs.values():  # numbers are never clobbered by a preset
         assert (cfg.beta, cfg.gamma_tpd, cfg.lambda_av, cfg.beta_vr) == (0.2, 0.4, 2.0, 0.3)
     full = cfgs["avem_dpo"]
@@ -198,6 +237,17 @@ def test_variant_presets_switch_terms_and_keep_numbers_from_params():
     assert cfgs["no_erp"].rejection_weights() == {"rejected": 1.0} and cfgs["no_erp"].needs_pmp
     assert not cfgs["no_tpd"].needs_text and cfgs["no_tpd"].needs_pmp
     assert "lambda_av = 2.0" in describe(full)
+    # the TPD form: the two form presets fix theirs, avem_dpo and the ablations take the params' one
+    assert [cfgs[v].tpd_form for v in ("avem_dpo", "avem_dpo_reversed", "avem_dpo_policy")] == \
+        ["literal", "reversed", "policy"]
+    for form in ("literal", "reversed", "policy"):
+        by = {name: loss_config_for(name, **nums, tpd_form=form) for name in VARIANTS}
+        assert by["avem_dpo"].tpd_form == by["no_pmp"].tpd_form == by["no_erp"].tpd_form == form
+        assert (by["avem_dpo_reversed"].tpd_form, by["avem_dpo_policy"].tpd_form) == ("reversed", "policy")
+        # apart from the form, the form presets are avem_dpo
+        for name in ("avem_dpo_reversed", "avem_dpo_policy"):
+            assert by[name].with_overrides(tpd_form=form) == by["avem_dpo"]
+    assert "tpd_form = policy" in describe(cfgs["avem_dpo_policy"])
     with pytest.raises(ValueError, match="unknown training variant"):
         loss_config_for("dpo_plus", **nums)
 

@@ -42,6 +42,7 @@ class FakeBackend(Backend):
         self.device = torch.device("cpu")
         self.tokenizer = None
         self.calls: list[tuple[int, bool, bool]] = []  # (n examples, grad, reference)
+        self.media_free: list[int] = []  # per call: how many examples came without media (text-only)
 
     def _ids(self, text: str) -> torch.Tensor:
         return torch.tensor([ord(c) % self.V for c in text])
@@ -65,6 +66,7 @@ class FakeBackend(Backend):
 
     def sequence_logprobs(self, examples, *, grad=False, share_prefix=False):  # nothing to share here
         self.calls.append((len(examples), grad, not self.adapters_on))
+        self.media_free.append(sum(ex.media is None for ex in examples))
         with contextlib.nullcontext() if grad else torch.no_grad():
             lp = torch.stack([self._one(ex) for ex in examples])
         return lp, torch.tensor([len(ex.response) for ex in examples])
@@ -133,10 +135,13 @@ def make_params(tmp_path: Path, **over) -> TrainParams:
 
 
 # --- tests ----------------------------------------------------------------------------------------------
-N_REJECTIONS = {"avem_dpo": 2, "naive_dpo": 1, "vista_dpo": 1, "no_pmp": 2, "no_erp": 1, "no_tpd": 2}
-PMP_MODALITIES = {"avem_dpo": {"visual", "audio", "both"}, "vista_dpo": {"visual", "both"},
-                  "no_erp": {"visual", "audio", "both"}, "no_tpd": {"visual", "audio", "both"}}
-USES_TEXT = {"avem_dpo", "no_pmp", "no_erp"}
+N_REJECTIONS = {"avem_dpo": 2, "avem_dpo_reversed": 2, "avem_dpo_policy": 2, "naive_dpo": 1, "vista_dpo": 1,
+                "no_pmp": 2, "no_erp": 1, "no_tpd": 2}
+ALL = {"visual", "audio", "both"}
+PMP_MODALITIES = {"avem_dpo": ALL, "avem_dpo_reversed": ALL, "avem_dpo_policy": ALL, "vista_dpo": {"visual", "both"},
+                  "no_erp": ALL, "no_tpd": ALL}
+USES_TEXT = {"avem_dpo", "avem_dpo_reversed", "avem_dpo_policy", "no_pmp", "no_erp"}
+POLICY_TEXT = {"avem_dpo_policy"}  # the only variant whose policy runs the text-only sequences
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -147,12 +152,21 @@ def test_one_policy_call_per_micro_batch_and_nothing_unneeded(tmp_path, variant)
     trainer = Trainer(params, backend=be, pairs=fake_source(rows))
     trainer.train()
     grad_calls = [c for c in be.calls if c[1]]
-    assert len(grad_calls) == 2 * 2 and not any(c[2] for c in grad_calls)  # 2 steps x 2 micro-batches
+    # 2 steps x 2 micro-batches, one policy call each; the policy form adds one over the text-only sequences
+    calls_per_micro = 2 if variant in POLICY_TEXT else 1
+    assert len(grad_calls) == 2 * 2 * calls_per_micro and not any(c[2] for c in grad_calls)
     visited = trainer.visited_indices(0)
     assert len(visited) == 12
     # per sample: chosen + the variant's rejections + chosen on the PMP input where its PMP applies
     per_sample = [1 + N_REJECTIONS[variant] + (rows[i]["modality"] in PMP_MODALITIES.get(variant, ())) for i in visited]
-    assert sum(c[0] for c in grad_calls) == sum(per_sample)
+    text_per_sample = (1 + N_REJECTIONS[variant]) if variant in POLICY_TEXT else 0
+    assert sum(c[0] for c in grad_calls) == sum(per_sample) + text_per_sample * len(visited)
+    free = [f for c, f in zip(be.calls, be.media_free) if c[1]]
+    if variant in POLICY_TEXT:  # the text-only call: every example without media, 3 per sample (micro-batch of 3)
+        assert [c[0] for c in grad_calls[1::2]] == free[1::2] == [3 * 3] * 4
+        assert free[0::2] == [0] * 4
+    else:
+        assert free == [0] * 4
     # reference (same sequences) and text-only ones (unique prompt/response pairs) ran once, before training
     responses = ["chosen", "rejected_vr", "rejected_er"] if N_REJECTIONS[variant] == 2 else None
     n_text = 0
@@ -372,6 +386,49 @@ def test_audio_and_video_reach_the_lora_gradients(tiny_dir, tmp_path):
     # ... and not for a variant without PMP (the control: the rejected input is never used)
     nopmp = lora_grads(tiny_dir, tmp_path, "", "no_pmp")
     assert _rel_diff(nopmp, lora_grads(tiny_dir, tmp_path, "rejected_video", "no_pmp")) < 1e-6
+
+
+def test_text_term_gradient_per_tpd_form(tiny_dir, tmp_path, monkeypatch):
+    """literal / reversed: the text-only log-probs are cached constants, nothing flows through them; policy:
+    the policy's own text-only pass carries a gradient to the LoRA, and without any media."""
+    import avere_utils.training.trainer as trainer_mod
+    from avere_utils.models import LoraSettings, load_backend
+
+    seen, loss = {}, trainer_mod.avem_dpo_loss
+
+    def keep_inputs(inputs, config):
+        seen["inputs"] = inputs
+        return loss(inputs, config)
+    monkeypatch.setattr(trainer_mod, "avem_dpo_loss", keep_inputs)
+    torch.manual_seed(0)
+    backend = load_backend(str(tiny_dir), lora=LoraSettings(r=4, alpha=16), device="cpu")
+    with torch.no_grad():
+        for name, p in backend.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    rows = fake_rows(6)
+    for variant in ("avem_dpo", "avem_dpo_reversed", "avem_dpo_policy"):
+        params = make_params(tmp_path / variant, variant=variant, per_device_batch_size=3, logp_cache_dir="")
+        trainer = Trainer(params, backend=backend, pairs=real_media_source(rows))
+        trainer.micro_batch_loss([0, 1, 2])
+        inp = seen["inputs"]
+        assert not inp.text_chosen.requires_grad and not any(v.requires_grad for v in inp.text_rejected.values())
+        if variant != "avem_dpo_policy":
+            assert inp.policy_text_chosen is None and inp.policy_text_rejected is None
+            continue
+        text_terms = inp.policy_text_chosen.sum() + sum(v.sum() for v in inp.policy_text_rejected.values())
+        grads = torch.autograd.grad(text_terms, trainer.trainable, allow_unused=True)
+        assert sum(1 for g in grads if g is not None and g.abs().sum() > 0) == len(trainer.trainable)
+        # the policy's text-only log-probs are those of the sequences without media, and not the reference's
+        examples = [ex for _, ex in trainer.plan(0).text]
+        assert all(ex.media is None for ex in examples)
+        with torch.no_grad():
+            lp = backend.sequence_logprobs(examples)[0]
+            with backend.reference():
+                ref = backend.sequence_logprobs(examples)[0]
+        torch.testing.assert_close(inp.policy_text_chosen[0].detach(), lp[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(inp.text_chosen[0], ref[0], atol=1e-4, rtol=0)
+        assert (lp - ref).abs().max() > 1e-4
 
 
 def test_command_line_params(tmp_path):

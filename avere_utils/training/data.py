@@ -73,8 +73,8 @@ def sequence_key(prompt: str, response: str, video: str | None, audio: str | Non
 @dataclass
 class SamplePlan:
     """The sequences of one sample.  `policy` lists (name, Example) pairs that go through the policy (and
-    the reference); `text` lists those scored text-only by the frozen reference.  `keys` maps every name
-    to its cache key."""
+    the reference); `text` lists those scored text-only by the frozen reference (with tpd_form policy by the
+    policy too).  `keys` maps every name to its cache key."""
 
     row_index: int
     policy: list[tuple[str, Example]] = field(default_factory=list)

@@ -15,6 +15,15 @@ text-only log-probabilities and is NOT multiplied by beta (the paper subtracts i
 been applied).  The text-only term is detached: pi_text is the frozen reference without media, so no
 gradient may flow through it even if a caller hands in a tensor that requires grad.
 
+`tpd_form` picks one of three readings of the TPD term (PAPER.md, AVEm-DPO; docs/method.md derives the
+optimum of each):
+
+    literal   z_y = margin - gamma_TPD * T,  T = log pi_text(y_w|x) - sum_i beta_i log pi_text(y_l^i|x)
+    reversed  z_y = margin + gamma_TPD * T
+    policy    z_y = margin - gamma_TPD * beta * [rho^text(y_w) - sum_i beta_i rho^text(y_l^i)],
+              rho^text(y) = log pi_theta(y|x) - log pi_ref(y|x), both without media; the policy part
+              keeps its gradient (the reference part is detached like pi_text above).
+
 The per-sample loss is L_y + lambda_av * m * L_av, where m = 1 for samples that have a PMP rejected input
 (`pmp_mask`) and 0 otherwise; the batch loss is the mean of the per-sample losses over the whole batch.
 Averaging per sample (rather than averaging L_av over the masked samples only) keeps the loss additive
@@ -32,7 +41,7 @@ import torch.nn.functional as F
 REJECTION_KINDS = ("vr", "er")  # vr: present but emotion-irrelevant cue; er: absent emotion-typical cue
 SINGLE_REJECTION = ("vr", "er", "alternate")
 PMP_MODALITIES = ("video", "audio")
-TPD_DIRECTIONS = ("paper", "reversed")
+TPD_FORMS = ("literal", "reversed", "policy")
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,9 @@ class LossConfig:
     use_tpd: bool = True
     use_pmp: bool = True
     pmp_modalities: tuple[str, ...] = PMP_MODALITIES
-    # "paper": z_y - gamma_TPD * [text-only difference], PAPER.md's Eq. 2.  "reversed": z_y + gamma_TPD * [...],
-    # an exploration, not the method: with the paper's sign a pair whose chosen response the text alone
-    # favours needs a larger policy margin, so it gets more of the gradient (docs/training.md, TPD's sign)
-    tpd_direction: Literal["paper", "reversed"] = "paper"
+    # literal is the published Eq. 2; reversed and policy are the two other readings the paper's words allow
+    # (PAPER.md): which one does what the paper says TPD does is measured, not assumed (docs/training.md)
+    tpd_form: Literal["literal", "reversed", "policy"] = "literal"
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
@@ -74,8 +82,8 @@ class LossConfig:
         if self.gamma_tpd < 0 or self.lambda_av < 0:
             raise ValueError(f"LossConfig: gamma_tpd and lambda_av must be >= 0, got "
                              f"{self.gamma_tpd}, {self.lambda_av}")
-        if self.tpd_direction not in TPD_DIRECTIONS:
-            raise ValueError(f"LossConfig.tpd_direction must be one of {TPD_DIRECTIONS}, got {self.tpd_direction!r}")
+        if self.tpd_form not in TPD_FORMS:
+            raise ValueError(f"LossConfig.tpd_form must be one of {TPD_FORMS}, got {self.tpd_form!r}")
         if self.single_rejection not in SINGLE_REJECTION:
             raise ValueError(f"LossConfig.single_rejection must be one of {SINGLE_REJECTION}, "
                              f"got {self.single_rejection!r}")
@@ -98,6 +106,12 @@ class LossConfig:
         return self.use_tpd and self.gamma_tpd > 0
 
     @property
+    def needs_policy_text(self) -> bool:
+        """The policy form needs the policy's own text-only log-probs, with gradient (a forward the other
+        forms never run)."""
+        return self.needs_text and self.tpd_form == "policy"
+
+    @property
     def needs_pmp(self) -> bool:
         return self.use_pmp and self.lambda_av > 0
 
@@ -115,8 +129,10 @@ class LossInputs:
     ref_chosen: torch.Tensor
     policy_rejected: Mapping[str, torch.Tensor]
     ref_rejected: Mapping[str, torch.Tensor]
-    text_chosen: torch.Tensor | None = None
+    text_chosen: torch.Tensor | None = None  # the frozen reference without media (always detached)
     text_rejected: Mapping[str, torch.Tensor] | None = None
+    policy_text_chosen: torch.Tensor | None = None  # the policy without media (tpd_form policy only)
+    policy_text_rejected: Mapping[str, torch.Tensor] | None = None
     policy_chosen_pmp: torch.Tensor | None = None
     ref_chosen_pmp: torch.Tensor | None = None
     pmp_mask: torch.Tensor | None = None  # bool [B]; None = every sample has a PMP rejected input
@@ -141,8 +157,9 @@ def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
     Metrics (per sample, detached): loss, loss_y, loss_av (NaN where no PMP input), rewards/chosen,
     rewards/<kind> for each rejection, rewards/rejected (the beta_i-weighted rejection reward),
     rewards/chosen_pmp (NaN where no PMP input), margins/response (beta*[rho_w - sum beta_i rho_i], the
-    reward margin before TPD), margins/<kind>, tpd_offset (what is subtracted from z_y: +-gamma_TPD * text-only difference), z_y,
-    margins/pmp (= z_av), and accuracies/* (margin > 0) for each margin.
+    reward margin before TPD), margins/<kind>, tpd_offset (what is subtracted from z_y), z_y, margins/pmp
+    (= z_av), and accuracies/* (margin > 0) for each margin; with tpd_form policy also margins/text
+    (beta * [rho^text_w - sum beta_i rho^text_i], the margin the text alone would give).
     """
     weights = config.rejection_weights()
     missing = [k for k in weights if k not in inputs.policy_rejected or k not in inputs.ref_rejected]
@@ -155,11 +172,19 @@ def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
     rho_l_weighted = sum(w * rho_l[k] for k, w in weights.items())
     margin_y = beta * (rho_w - rho_l_weighted)
 
+    text_margin = None
     if config.needs_text:
         text_w = _require(inputs.text_chosen, "text_chosen", config).detach()
         text_l = _require(inputs.text_rejected, "text_rejected", config)
-        text_diff = text_w - sum(w * text_l[k].detach() for k, w in weights.items())
-        tpd_offset = (1.0 if config.tpd_direction == "paper" else -1.0) * config.gamma_tpd * text_diff
+        if config.tpd_form == "policy":
+            pol_w = _require(inputs.policy_text_chosen, "policy_text_chosen", config)
+            pol_l = _require(inputs.policy_text_rejected, "policy_text_rejected", config)
+            text_margin = beta * ((pol_w - text_w)
+                                  - sum(w * (pol_l[k] - text_l[k].detach()) for k, w in weights.items()))
+            tpd_offset = config.gamma_tpd * text_margin
+        else:
+            text_diff = text_w - sum(w * text_l[k].detach() for k, w in weights.items())
+            tpd_offset = (1.0 if config.tpd_form == "literal" else -1.0) * config.gamma_tpd * text_diff
     else:
         tpd_offset = torch.zeros_like(margin_y)
     z_y = margin_y - tpd_offset
@@ -201,6 +226,8 @@ def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
     for k in weights:
         metrics[f"margins/{k}"] = r_w - metrics[f"rewards/{k}"]
     metrics["margins/pmp"] = pmp_metrics["margins/pmp"]
+    if text_margin is not None:
+        metrics["margins/text"] = text_margin.detach()
     metrics["tpd_offset"] = tpd_offset.detach()
     metrics["z_y"] = z_y.detach()
     metrics["accuracies/response"] = (margin_y.detach() > 0).float()

@@ -1,7 +1,8 @@
 """Parameters of notebook 04_avem_dpo_training (defaults = the tiny profile; the paper's are in
 params/paper/04_avem_dpo_training.yaml).
 
-The variant (avem_dpo, naive_dpo, vista_dpo, no_pmp, no_erp, no_tpd) only switches loss terms on or off;
+The variant (avem_dpo, avem_dpo_reversed, avem_dpo_policy, naive_dpo, vista_dpo, no_pmp, no_erp, no_tpd) only
+switches loss terms on or off and may pick the TPD reading;
 the loss weights below are always taken from here (see avere_utils.training.variants).
 """
 from __future__ import annotations
@@ -39,8 +40,12 @@ class TrainParams(StageParams):
                                 "Eq. 1; beta_vr + beta_er = 1")
     beta_er: float = param(0.5, "weight of the rejection y_l^er (cites an emotion-typical cue that is absent), Eq. 1")
     gamma_tpd: float = param(0.2, "gamma_TPD: weight of the text-prior debiasing term (Eq. 2); 0 = off")
-    tpd_direction: str = param("paper", "paper: TPD subtracts gamma_TPD x the text-only difference from z_y (Eq. 2); "
-                                        "reversed: adds it, an exploration, not the method (docs/training.md)")
+    tpd_form: str = param("literal", "which reading of TPD (docs/method.md): literal = Eq. 2 as published, the frozen "
+                                     "reference's detached text-only difference x gamma_TPD subtracted from z_y; "
+                                     "reversed = the same offset added; policy = the policy's own text-only "
+                                     "log-ratio margin x gamma_TPD x beta subtracted, with gradient (one more "
+                                     "policy pass on the short text-only sequences); the variants "
+                                     "avem_dpo_reversed / avem_dpo_policy fix it")
     lambda_av: float = param(1.0, "lambda_av: weight of the modality-preference loss L_av (Eq. 4); 0 = off")
     single_rejection: str = param("alternate", "single-rejection variants: vr | er | alternate (per sample)")
     # LoRA (paper: rank 8, alpha 32, on the LLM's projections)

@@ -10,7 +10,9 @@ responses on the real input (one shared Media per sample, encoded once; with `sh
 is also run once for the three responses) and the chosen response on the PMP input; the reference
 log-probs of the same sequences either precomputed once per sample (default,
 cached on disk and shared by the variants) or from a no-grad call with the adapters disabled; the
-text-only log-probs (TPD) precomputed once per sample.  Sequences a variant does not use are never run.
+text-only log-probs (TPD) of the reference precomputed once per sample.  With tpd_form policy, a second
+policy call (grad=True) over the text-only sequences, short and without media.  Sequences a variant does
+not use are never run.
 
 Multi-process (accelerate launch, DDP): each process takes its slice of every global batch; after the
 micro-batches the LoRA gradients are averaged across processes with one all-reduce (the backend calls
@@ -243,6 +245,17 @@ class Trainer:
                 return torch.tensor([self.logps[p.keys[f"text_{name}"]] for p in plans], device=policy.device)
             inputs.text_chosen = text("chosen")
             inputs.text_rejected = {k: text(k) for k in kinds}
+        if self.config.needs_policy_text:
+            # a second policy call, not rows of the first: a text-only prompt (~50 tokens) batched with the
+            # media prompts (~1,150) would be padded to their length and cost as much as one of them
+            named_text = [(j, n, ex) for j, p in enumerate(plans) for n, ex in p.text]
+            pol_text = self._score([ex for _, _, ex in named_text], reference=False, grad=True).float()
+            tpos = {(j, n): k for k, (j, n, _) in enumerate(named_text)}
+
+            def policy_text(name: str) -> torch.Tensor:
+                return pol_text[torch.tensor([tpos[(j, f"text_{name}")] for j in range(b)], device=pol_text.device)]
+            inputs.policy_text_chosen = policy_text("chosen")
+            inputs.policy_text_rejected = {k: policy_text(k) for k in kinds}
         return avem_dpo_loss(inputs, self.config)
 
     def _fill_missing(self, plans: Sequence[SamplePlan]) -> None:

@@ -71,7 +71,9 @@ class TrainParams(StageParams):
     save_steps: int = param(10, "a checkpoint every this many optimizer steps; 0 = only the final adapter")
     save_total_limit: int = param(2, "checkpoints kept (the oldest are deleted)")
     resume: bool = param(True, "continue from the latest checkpoint of this same run (else start over)")
-    report_to: str = param("none", "none | tensorboard")
+    report_to: str = param("none", "none | tensorboard: per-step losses, rewards, margins and lr also through "
+                                   "accelerate's tracker API, to <log_file's folder>/tensorboard/<variant> "
+                                   "(docs/training.md)")
 
     def __post_init__(self) -> None:
         checks = [

@@ -1,5 +1,6 @@
 """Per-step training logs: one JSON object per optimizer step in `<run_dir>/train_logs/<variant>.jsonl`
-(flushed every line, so a killed run keeps what it did), and optionally TensorBoard scalars."""
+(flushed every line, so a killed run keeps what it did).  `report_to: tensorboard` adds the same scalars
+through accelerate's tracker API (the trainer owns the Accelerator; `tracked_scalars` picks what goes)."""
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 class StepLogger:
-    def __init__(self, path: str | Path, *, keep_until_step: int = 0, report_to: str = "none",
-                 tensorboard_dir: str | Path | None = None):
+    def __init__(self, path: str | Path, *, keep_until_step: int = 0):
         """Open the log.  Lines of steps <= keep_until_step are kept (a resumed run), later ones dropped, so
         that no step appears twice."""
         self.path = Path(path)
@@ -31,24 +31,22 @@ class StepLogger:
         kept = [r for r in read_log(self.path) if r.get("step", 0) <= keep_until_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._f = open(self.path, "a")
-        self._tb = None
-        if report_to == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise ImportError("report_to: tensorboard needs the `tensorboard` package, which is not "
-                                  "installed; pip install tensorboard or set report_to: none") from e
-            self._tb = SummaryWriter(str(tensorboard_dir or self.path.with_suffix("")))
 
     def log(self, record: dict[str, Any]) -> None:
         self._f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
         self._f.flush()
-        if self._tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step" and not (isinstance(v, float) and math.isnan(v)):
-                    self._tb.add_scalar(k, v, record["step"])
 
     def close(self) -> None:
         self._f.close()
-        if self._tb is not None:
-            self._tb.close()
+
+
+# bookkeeping, not curves: the step is the x axis, epoch and samples follow from it
+UNTRACKED = ("step", "epoch", "samples")
+
+
+def tracked_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """What a tracker gets of a step record: losses, rewards, margins, accuracies, lr, grad norm, step time.
+    A term that does not apply (NaN, e.g. loss_av without PMP) is left out rather than drawn as a gap."""
+    return {k: float(v) for k, v in record.items()
+            if k not in UNTRACKED and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(float(v))}

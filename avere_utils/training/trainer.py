@@ -44,7 +44,7 @@ from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_r
 from avere_utils.training.logp_cache import LogpCache, model_fingerprint
 from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize
 from avere_utils.training.params import TrainParams
-from avere_utils.training.step_log import StepLogger
+from avere_utils.training.step_log import StepLogger, tracked_scalars
 from avere_utils.training.variants import describe
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,12 @@ class TrainResult:
     seconds: float
     loss_config: LossConfig
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def tracker_dir(params: TrainParams) -> Path:
+    """Where `report_to` trackers write: one run per variant under it, so that
+    `tensorboard --logdir <run_dir>/train_logs/tensorboard` shows the variants side by side."""
+    return Path(params.log_file).parent / "tensorboard"
 
 
 def load_default_backend(params: TrainParams, device: str) -> Backend:
@@ -116,7 +122,14 @@ class Trainer:
         # cpu=True also when there is no GPU: under torchrun (accelerate launch --multi_gpu, cpu2.yaml)
         # accelerate 1.15 only sets up the gloo process group (MULTI_CPU) when asked for the CPU.
         on_cpu = params.device == "cpu" or (params.device == "auto" and not torch.cuda.is_available())
-        self.accelerator = accelerator or Accelerator(mixed_precision=params.mixed_precision, cpu=on_cpu)
+        tracking = params.report_to != "none"
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=params.mixed_precision, cpu=on_cpu, log_with=params.report_to if tracking else None,
+            project_dir=str(tracker_dir(params)) if tracking else None)
+        if tracking and not self.accelerator.log_with:
+            raise ValueError(f"report_to: {params.report_to}: the Accelerator has no such tracker (is the "
+                             f"`{params.report_to}` package installed? It is pinned in requirements.lock; an "
+                             f"Accelerator passed in must be made with log_with={params.report_to!r})")
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             raise NotImplementedError(
                 "DeepSpeed launch detected: this trainer averages the LoRA gradients itself (DDP semantics); "
@@ -333,9 +346,12 @@ class Trainer:
                      len(self.rows), self.total_steps, self.order.global_batch, self.order.dropped_per_epoch,
                      describe(self.config))
         self.precompute(self.visited_indices(start))
-        logger = (StepLogger(p.log_file, keep_until_step=start, report_to=p.report_to,
-                             tensorboard_dir=Path(p.log_file).with_suffix(""))
-                  if self.is_main else None)
+        logger = StepLogger(p.log_file, keep_until_step=start) if self.is_main else None
+        tracking = p.report_to != "none"
+        if tracking:
+            if start == 0 and self.is_main:  # a fresh run: the curves of an earlier run of this variant go
+                shutil.rmtree(tracker_dir(p) / p.variant, ignore_errors=True)
+            self.accelerator.init_trackers(p.variant)
         samples_per_step_local = self.order.per_device * self.order.accum
         history: list[dict[str, Any]] = []
         self.backend.model.train()
@@ -372,6 +388,8 @@ class Trainer:
                 history.append(record)
                 if logger is not None:
                     logger.log(record)
+                if tracking:
+                    self.accelerator.log(tracked_scalars(record), step=step)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
                                     refresh=False)  # redraws stay throttled (see models/sft.run_sft)
                 if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
@@ -384,10 +402,16 @@ class Trainer:
             self.backend.model.eval()
             if logger is not None:
                 logger.close()
+            if tracking:  # flushed and closed also when a run stops early
+                for tracker in self.accelerator.trackers:
+                    tracker.finish()
         seconds = time.perf_counter() - t0
         if self.is_main:
             self.save_final(seconds, start)
         self.accelerator.wait_for_everyone()
+        if tracking:
+            # last: accelerate's end_training also ends the process group of a multi-process run
+            self.accelerator.end_training()
         return TrainResult(p.variant, p.output_dir, p.log_file, self.total_steps, start, seconds, self.config,
                            history)
 

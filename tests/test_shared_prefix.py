@@ -83,7 +83,9 @@ def micro_dir(tmp_path_factory):
 # pass per distinct prompt); "nested": any common first part is reused, so every prompt after the first
 # continues another's cache (the PMP input after the real one's video, the text-only prompt after the
 # system turn) - the path an audio-targeted PMP input or an evaluation clip's questions take at real size.
-@pytest.fixture(scope="module", params=["plain", "nested"])
+# "copies": as plain, with the responses after a copy of their prompt's cache each instead of packed into
+# one row per prompt (pack_candidates off, the path of an attention that takes no 4-D mask).
+@pytest.fixture(scope="module", params=["plain", "nested", "copies"])
 def lora_backend(micro_dir, request):
     from avere_utils.models import LoraSettings, load_backend
 
@@ -95,6 +97,7 @@ def lora_backend(micro_dir, request):
                 p.normal_(0, 0.02)
     if request.param == "nested":
         backend.nest_min_tokens, backend.nest_min_fraction = 4, 0.0
+    backend.pack_candidates = request.param != "copies"
     backend.mode = request.param
     return backend
 

@@ -357,15 +357,23 @@ class OmniBackend(Backend):
         """sequence_logprobs with one prompt pass per distinct (prompt, media object): the prompts run once
         (`_prompt_pass`, KV cache kept in the autograd graph when grad=True), the cache rows are gathered
         once per response, and the responses run in one batch after them (right-padded, their positions
-        continuing from each prompt's next free TMRoPE position, as in the unshared sequence)."""
+        continuing from each prompt's next free TMRoPE position, as in the unshared sequence).  With
+        pack_candidates the responses of a prompt are packed into one row after its cache instead
+        (`_packed_scores`, also with grad=True: a training step's chosen and rejected responses then attend
+        their prompt's cache without a copy of it per response)."""
         if not examples:
             raise ValueError("empty list of examples")
-        heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
         resp_ids = []
         for ex in examples:
             if ex.response is None:
                 raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
             resp_ids.append(self.response_ids(ex.response))
+        if self.pack_candidates and self._packed_mask_form() is not None:
+            with contextlib.nullcontext() if grad else torch.no_grad():
+                packed = self._packed_scores([Example(ex.prompt, ex.media) for ex in examples],
+                                             [[ex.response] for ex in examples], nest=nest)
+            return torch.cat(packed), torch.tensor([len(x) for x in resp_ids], device=self.device)
+        heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
         prompts = self._build([Example(examples[i].prompt, examples[i].media) for i in heads], with_response=False)
         n, r = len(examples), max(len(x) for x in resp_ids)
         tok = torch.full((n, r), self.pad_id, dtype=torch.long, device=self.device)
@@ -482,10 +490,11 @@ class OmniBackend(Backend):
             return None
         return {"sdpa": "bool", "eager": "additive"}.get(getattr(cfg, "_attn_implementation", None) or "eager")
 
-    def _packed_scores(self, examples: Sequence[Example], choices: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+    def _packed_scores(self, examples: Sequence[Example], choices: Sequence[Sequence[str]], *,
+                       nest: bool | None = None) -> list[torch.Tensor]:
         heads, group = group_by_prefix([prefix_key(ex, media_or_none(ex.media)) for ex in examples])
         prompts = self._build([Example(examples[i].prompt, examples[i].media) for i in heads], with_response=False)
-        state = self._prompt_pass(prompts, nest=self.reuse_prefix)
+        state = self._prompt_pass(prompts, nest=self.reuse_prefix if nest is None else nest)
         # an item's candidates go to its prompt's row; items with the same prompt and clip share the row
         per_row: list[list[list[int]]] = [[] for _ in heads]
         where: list[list[tuple[int, int]]] = []

@@ -1,4 +1,4 @@
-"""The AVEm-DPO loss (PAPER.md, section AVEm-DPO) as a pure function of per-sequence log-probabilities.
+"""The AVEm-DPO loss (docs/method.md, AVEm-DPO, the loss) as a pure function of per-sequence log-probabilities.
 
 Notation follows the paper.  rho(y | a, v, x) = log pi_theta(y | a, v, x) - log pi_ref(y | a, v, x), with
 log-probabilities summed over the response tokens.  Implemented literally:
@@ -15,7 +15,7 @@ text-only log-probabilities and is NOT multiplied by beta (the paper subtracts i
 been applied).  The text-only term is detached: pi_text is the frozen reference without media, so no
 gradient may flow through it even if a caller hands in a tensor that requires grad.
 
-`tpd_form` picks one of three readings of the TPD term (PAPER.md, AVEm-DPO; docs/method.md derives the
+`tpd_form` picks one of three readings of the TPD term (docs/method.md, The three readings of TPD, derives the
 optimum of each):
 
     literal   z_y = margin - gamma_TPD * T,  T = log pi_text(y_w|x) - sum_i beta_i log pi_text(y_l^i|x)
@@ -66,7 +66,8 @@ class LossConfig:
     use_pmp: bool = True
     pmp_modalities: tuple[str, ...] = PMP_MODALITIES
     # literal is the published Eq. 2; reversed and policy are the two other readings the paper's words allow
-    # (PAPER.md): which one does what the paper says TPD does is measured, not assumed (docs/training.md)
+    # (docs/method.md, The three readings of TPD): which one does what the paper says TPD does is measured,
+    # not assumed (docs/training.md)
     tpd_form: Literal["literal", "reversed", "policy"] = "literal"
 
     def __post_init__(self) -> None:
@@ -77,7 +78,7 @@ class LossConfig:
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"LossConfig.{name} must be in [0, 1], got {v}")
         if not math.isclose(self.beta_vr + self.beta_er, 1.0, abs_tol=1e-6):
-            raise ValueError(f"LossConfig: beta_vr + beta_er must be 1 (PAPER.md, ERP), got "
+            raise ValueError(f"LossConfig: beta_vr + beta_er must be 1 (docs/method.md, Eq. 1, ERP), got "
                              f"{self.beta_vr} + {self.beta_er} = {self.beta_vr + self.beta_er}")
         if self.gamma_tpd < 0 or self.lambda_av < 0:
             raise ValueError(f"LossConfig: gamma_tpd and lambda_av must be >= 0, got "

@@ -1,7 +1,7 @@
 """The AVEm-DPO training loop: one readable loop over optimizer steps (cleanrl style) on accelerate.
 
 Why not trl's DPOTrainer: in trl 1.16 it replaces the model's forward with a fused head and can silently
-drop extra multimodal inputs, and its override point is private (DESIGN.md, Training).  Here the model is
+drop extra multimodal inputs, and its override point is private (docs/method.md, Design constraints).  Here the model is
 used only through the Backend interface, and tests/test_trainer.py proves that the audio and the video
 reach the LoRA gradients.
 

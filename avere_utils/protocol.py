@@ -9,6 +9,20 @@ from typing import Any, Mapping, Sequence
 CLASSIFICATION_PROMPT = "Describe the emotion of the person in the video in one word."
 EMER_PROMPT = "Describe the emotion of the person in the video in detail."
 EMOREALM_PROMPT_TEMPLATE = "{question} {choices}"
+# How the tiny reference is taught to answer a lettered question: the choice's text, then its letter,
+# "a muted voice (B)".  Letter first ("(B) a muted voice") asks a 3-layer model to pick the letter before
+# it has written what it perceives; it then wrote its own cue after a letter at chance (strict MCQ 25 %
+# while scoring mode found the right choice 85 % of the time).  Text first lets it copy the letter that
+# stands before the text it just wrote.  Both the released parser and the strict one read "(B)".
+ANSWER_TEMPLATE = "{text} ({letter})"
+
+
+def choice_answer(choice: str, template: str = ANSWER_TEMPLATE) -> str:
+    """A lettered choice "(B) No" as an answer in `template` ({choice}, {letter}, {text})."""
+    from avere_utils.evaluation.parsing import split_choice
+
+    letter, text = split_choice(choice)
+    return template.format(choice=choice, letter=letter, text=text)
 
 EMOREALM_TASKS: tuple[str, ...] = ("reasoning_basic_audio", "reasoning_basic_video", "modality_agreement",
                                    "reasoning_stress_audio", "reasoning_stress_video")
@@ -37,4 +51,8 @@ CLASSIFICATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "weighted_f
 # the EMER judge's four criteria (1-10; higher is better for every one of them)
 EMER_CRITERIA: tuple[str, ...] = ("clue", "label", "spurious", "hallucination")
 EMOREALM_AVERAGE = "average_accuracy"  # the mean over the EmoReAlM tasks
+# the cue judge's raw rates in an EMER metrics file (percent), under `cue_rates`
+EMER_CUE_RATES: tuple[str, ...] = ("cue_rates.label_match", "cue_rates.hallucination_rate", "cue_rates.spurious_rate")
+# the stress items in held-out wordings (synth/heldout.py): metrics/<this>-<variant>.json
+EMOREALM_HELDOUT = "emorealm_heldout"
 COUNT_KEYS: tuple[str, ...] = ("n_items", "n_scored", "coverage")  # in every metrics file

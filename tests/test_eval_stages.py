@@ -130,7 +130,7 @@ def test_emorealm_tasks_modes_and_kinds(tmp_path):
     items, answers = _realm_items()
     p = _params(EmoRealmParams, tmp_path)
     backend = FakeBackend(items, answer=lambda it: answers[it.id],
-                          scores=lambda it, c: [1.0 if x.startswith(f"({it.text['answer']})") else 0.0 for x in c])
+                          scores=lambda it, c: [1.0 if x.endswith(f"({it.text['answer']})") else 0.0 for x in c])
     m = emorealm.evaluate(p, backend, items=items, media_fn=fake_media_fn(items))
     strict, paper = m["modes"]["strict"], m["modes"]["paper"]
     assert strict["reasoning_basic_video"] == 50.0 and paper["reasoning_basic_video"] == 100.0

@@ -240,7 +240,7 @@ def test_sft_answer_format():
     qa = {"question": "Do the face and the voice express the same emotion?", "choices": ["(A) Yes", "(B) No"],
           "answer": "B"}
     assert qa_prompt(qa) == "Do the face and the voice express the same emotion? (A) Yes (B) No"
-    assert qa_answer(qa) == "(B) No"
+    assert qa_answer(qa) == "No (B)"  # text first, then its letter (protocol.ANSWER_TEMPLATE)
 
 
 def test_matches_official_qwen2_5_omni_processor(backend, clips):
@@ -293,9 +293,9 @@ def test_sft_records_rotation_repeats_and_grouping():
     e0 = sft_records(items, epoch=0, qa_per_clip=1, label_repeats=2)
     e1 = sft_records(items, epoch=1, qa_per_clip=1, label_repeats=2)
     assert [r.task for r in e0[:4]] == ["label", "label", "description", "qa"]
-    assert e0[3].response == "(A) Yes" and e1[3].response == "(A) a broad smile"  # rotating qa items
+    assert e0[3].response == "Yes (A)" and e1[3].response == "a broad smile (A)"  # rotating qa items
     # the rotation is staggered over the clips, so every qa task is taught in every epoch
-    assert [r.response for r in e0 if r.task == "qa"] == ["(A) Yes", "(A) a broad smile", "(A) Yes"]
+    assert [r.response for r in e0 if r.task == "qa"] == ["Yes (A)", "a broad smile (A)", "Yes (A)"]
     assert len(sft_records(items)) == 3 * 4  # defaults: one label, the description, every qa item
     batches = clip_grouped_batches(e0, 3, np.random.default_rng(0))
     assert sum(len(b) for b in batches) == len(e0)
@@ -420,7 +420,7 @@ def test_presence_probe_scores_every_typical_cue(backend, clips):
     assert rows.groupby("modality").present.sum().to_dict() == {"audio": 2, "visual": 1}
     # the margin is log p(Yes) - log p(No) of exactly the question the SFT task teaches
     q = presence_questions(record)[0]
-    yes, no = backend.sequence_logprobs([Example(qa_prompt(q), clips[0], a) for a in ("(A) Yes", "(B) No")])[0]
+    yes, no = backend.sequence_logprobs([Example(qa_prompt(q), clips[0], a) for a in ("Yes (A)", "No (B)")])[0]
     first = rows[(rows.modality == q["modality"]) & (rows.cue == q["cue"])].iloc[0]
     assert first.margin == pytest.approx(float(yes - no), abs=1e-4) and first.said_yes == bool(yes > no)
     assert set(summary) == {"visual", "audio"} and summary["visual"]["n_absent"] == 2
@@ -445,7 +445,7 @@ def test_sft_presence_records_rotate_over_the_typical_cues():
         seen |= {r.prompt for r in recs if r.item_id == "t0"}
     assert len(seen) == 6  # three epochs of two cover the clip's six typical cues
     all_q = sft_records(items[:1], ["presence"])
-    assert sorted(r.response for r in all_q) == ["(A) Yes"] * 2 + ["(B) No"] * 4
+    assert sorted(r.response for r in all_q) == ["No (B)"] * 4 + ["Yes (A)"] * 2
 
 
 def test_perception_targets_and_loss_follow_the_cue_record(backend, clips):

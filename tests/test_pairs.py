@@ -145,7 +145,7 @@ def test_every_template_recovers_exactly_the_inserted_cue():
         assert find_cues(text) == [], text
     blank = {k: "" for k in ("emotion", "Emotion", "answer", "Answer", "link", "relation", "vemotion", "aemotion",
                              "adjective", "where", "adj")}
-    blank["choice"] = "(A) Yes"
+    blank["choice"] = "Yes (A)"
     for cue in all_cue_phrases():
         for t in templates:
             text = t.format(**{**blank, "cues": cue, "cue": cue, "Cue": cue[:1].upper() + cue[1:], "evidence": cue,
@@ -165,7 +165,7 @@ def test_template_samples_are_valid_and_differ_only_in_cues():
             # cues leaves the same skeleton.
             skeletons = {re.sub("|".join(map(re.escape, find_cues(t))), "#", t, flags=re.I) for t in d.texts().values()}
             if family in STRESS_FAMILIES:
-                skeletons = {re.sub(r"^\([AB]\) (Yes|No)", "#", t) for t in skeletons}
+                skeletons = {re.sub(r"^(Yes|No) \([AB]\)", "#", t) for t in skeletons}
             assert len(skeletons) == 1, d
 
 
@@ -188,7 +188,7 @@ def test_stress_samples_ask_the_benchmark_question_and_answer_it_from_the_record
             assert asked in {"relevant": m.present, "spurious": m.context, "hallucination": m.absent}[kind]
             for response, source in STRESS_CITED[kind].items():
                 text = getattr(d, response)
-                yes = text.startswith("(A) Yes")
+                yes = text.startswith("Yes (A)")
                 assert yes == (source == "asked"), (kind, response, text)
                 assert (asked in find_cues(text)) == yes
                 said[kind, response, "yes" if yes else "no"] += 1

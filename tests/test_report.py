@@ -95,7 +95,7 @@ def test_report_names_every_variant_and_separates_paper_numbers(run_dir):
     text = (run_dir / "report.md").read_text()
     for v in ("reference", "avem_dpo", "no_pmp"):
         assert f"| {v} |" in text
-    assert rep.missing == ["naive_dpo", "vista_dpo", "no_erp", "no_tpd"]
+    assert rep.missing == ["avem_dpo_policy", "avem_dpo_reversed", "naive_dpo", "vista_dpo", "no_erp", "no_tpd"]
     mine, paper = text.split("## Reported by the paper")
     assert "83.30" not in mine and "83.30" in paper
     assert (run_dir / "figures" / "training_curves.png").is_file()
@@ -137,7 +137,12 @@ def _emorealm_with_kinds(yes: dict, avg: float, stress: tuple[float, float] = (6
 
 def _story_run(metrics_dir, variant, yes, avg, stress=(60.0, 60.0), emer=(8.0, 6.0), uar=(60.0, 60.0)):
     _write(metrics_dir, "emorealm", variant, _emorealm_with_kinds(yes, avg, stress))
-    _write(metrics_dir, "emer", variant, {"spurious": emer[0], "hallucination": emer[1]})
+    # the held-out wordings: read in scoring mode only, Yes-rates a little closer to the reference's
+    held = {k: {"n_items": 60, "yes_rate": v + 2} for k, v in yes.items()}
+    _write(metrics_dir, "emorealm_heldout", variant, {"by_kind": held, "modes": {"scoring": {"by_kind": held}}})
+    # the cue judge's rates behind the scores (score = 1 + 9 * (1 - rate))
+    rates = {"spurious_rate": 100 * (10 - emer[0]) / 9, "hallucination_rate": 100 * (10 - emer[1]) / 9}
+    _write(metrics_dir, "emer", variant, {"spurious": emer[0], "hallucination": emer[1], "cue_rates": rates})
     _write(metrics_dir, "dfew", variant, {"uar": uar[0], "modes": {"scoring": {"uar": uar[0]}}})
     _write(metrics_dir, "ravdess", variant, {"uar": uar[1], "modes": {"scoring": {"uar": uar[1]}}})
 

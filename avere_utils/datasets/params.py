@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from avere_utils.config import StageParams, param
 
-ALL_DATASETS = ["dfew", "ravdess", "mer2023", "emer", "emorealm", "train_source"]
+ALL_DATASETS = ["dfew", "ravdess", "mer2023", "emer", "emorealm", "emorealm_heldout", "train_source"]
 
 
 @dataclass
@@ -55,6 +55,9 @@ class DataPrepParams(StageParams):
     emer_reason_file: str = param("${data_root}/MER2025/track3_ovmerd.csv", "EMER reference reasons csv")
     emer_clip_dir: str = param("${data_root}/MER2025/video", "EMER clips")
     emorealm_file: str = param("${data_root}/EmoReAlM/emorealm_v1.json", "EmoReAlM questions json")
+    emorealm_heldout_file: str = param("${data_root}/EmoReAlM/emorealm_heldout_wordings.json",
+                                       "stress questions in wordings no training text uses, EmoReAlM's JSON schema "
+                                       "(the synthetic world writes one; for real data, write your own rewordings)")
     train_source_format: str = param("jsonl", "training-source index: jsonl (a manifest) | mafw (a MAFW label "
                                               "file converted with datasets.mafw)")
     train_source_file: str = param("${data_root}/train_source/manifest.jsonl", "the training-source index file")

@@ -54,7 +54,8 @@ def expected_counts(P: DataPrepParams) -> dict[str, int]:
             "ravdess": P.n_ravdess_actors * ((52 if P.ravdess_calm_policy == "drop" else 60)
                                              + (2 if P.ravdess_selection == "released" else 0)),
             "mer2023": min(P.n_mer2023, -(-P.n_mer2023 // n_mer_classes) * n_mer_classes),
-            "emer": P.n_emer, "emorealm": 5 * P.n_emorealm_per_task, "train_source": P.n_train_source}
+            "emer": P.n_emer, "emorealm": 5 * P.n_emorealm_per_task, "emorealm_heldout": 2 * P.n_emorealm_per_task,
+            "train_source": P.n_train_source}
 
 
 def load_dataset(name: str, P: DataPrepParams) -> LoadResult:
@@ -70,8 +71,9 @@ def load_dataset(name: str, P: DataPrepParams) -> LoadResult:
         return load_mer2023(P.mer2023_label_file, P.mer2023_clip_dir)
     if name == "emer":
         return load_emer(P.emer_reason_file, P.emer_clip_dir)
-    if name == "emorealm":
-        return load_emorealm(P.emorealm_file, P.dfew_root, video_subdir=P.dfew_video_subdir,
+    if name in ("emorealm", "emorealm_heldout"):
+        questions = P.emorealm_file if name == "emorealm" else P.emorealm_heldout_file
+        return load_emorealm(questions, P.dfew_root, video_subdir=P.dfew_video_subdir,
                              wav_subdir=P.dfew_wav_subdir, require_audio=P.require_audio, strict=P.strict)
     if name == "train_source":
         if P.train_source_format == "mafw":

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,6 +30,7 @@ from avere_utils.evaluation.judges import (
 from avere_utils.evaluation.params import EmerParams
 from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
 from avere_utils.evaluation.stage import Scored, Scorer, run_stage
+from avere_utils.evaluation.text_quality import description_checks, quality_summary
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
 
@@ -146,7 +147,16 @@ class EmerScorer(Scorer):
             "n_defined": summary.n_defined, "judge_protocol": params.judge_protocol,
             "judge": judge.describe(),
         }, timing={"judge_s": judge_s},
-            tail={"judged_file": str(judged_file), "judge_batch_file": str(batch_file), **cue_rate_entries(results)})
+            tail={"judged_file": str(judged_file), "judge_batch_file": str(batch_file), **cue_rate_entries(results),
+                  **description_quality(items, answers)})
+
+
+def description_quality(items: Sequence[Item], answers: Mapping[str, str | None]) -> dict[str, Any]:
+    """Whether the descriptions are well formed (evaluation/text_quality.py), on the items that have a
+    cue record (the synthetic world); {} otherwise."""
+    rows = [description_checks(answers[it.id] or "", it.text["cues"], it.label)
+            for it in items if (it.text or {}).get("cues")]
+    return {"description_quality": quality_summary(rows)} if rows else {}
 
 
 def evaluate(params: EmerParams, backend: Backend, *, items: Sequence[Item] | None = None,

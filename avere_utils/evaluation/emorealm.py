@@ -9,6 +9,7 @@ the Yes/No accuracies into the two failure rates the paper is about.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -250,6 +251,24 @@ def evaluate(params: EmoRealmParams, backend: Backend, *, items: Sequence[Item] 
     """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
     return run_stage(params, "emorealm", backend, EmoRealmScorer(), items=items, media_fn=media_fn,
                      media_settings=media_settings)
+
+
+def evaluate_heldout(params: EmoRealmParams, backend: Backend) -> dict[str, Any] | None:
+    """The stress items in held-out wordings (`params.heldout_benchmark`), in `params.heldout_modes`, into
+    `metrics/<heldout_benchmark>-<variant>.json`; None when switched off or when notebook 01 wrote no such
+    manifest (real data without rewordings), which is logged."""
+    import dataclasses
+
+    name = params.heldout_benchmark
+    if not name:
+        return None
+    if not (Path(params.manifest_dir) / f"{name}.jsonl").is_file():
+        log.warning("no %s manifest in %s: the held-out wordings are not evaluated", name, params.manifest_dir)
+        return None
+    modes = list(params.heldout_modes)
+    held = dataclasses.replace(params, modes=modes, headline_mode=modes[0],
+                               tasks=[t for t in params.tasks if t in STRESS_TASKS])
+    return run_stage(held, name, backend, EmoRealmScorer(name))
 
 
 def summary_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:

@@ -96,14 +96,21 @@ class EmoRealmParams(EvalParams):
                                                            "a space, the lettered choices joined by spaces")
     modes: list[str] = param(list(SCORING_MODES), MODES_HELP)
     headline_mode: str = param("strict", "whose numbers sit at the top level of the metrics file")
-    choice_answer_template: str = param("{choice}", "what `scoring` mode scores per choice: {choice} = \"(B) "
-                                                    "furrowed brows\", {letter} = \"B\", {text}")
+    choice_answer_template: str = param("{text} ({letter})", "what `scoring` mode scores per choice, in the form the "
+                                        "model answers: {choice} = \"(B) furrowed brows\", {letter} = \"B\", {text}; "
+                                        "the tiny reference is taught text first (protocol.ANSWER_TEMPLATE)")
     tasks: list[str] = param(list(EMOREALM_TASKS), f"tasks evaluated, any of {', '.join(EMOREALM_TASKS)}")
     pack_candidates: bool = param(True, PACK_HELP)
+    heldout_benchmark: str = param("emorealm_heldout", "a second stress set in wordings no training text uses "
+                                   "(manifest <manifest_dir>/<name>.jsonl from notebook 01), scored into "
+                                   "metrics/<name>-<variant>.json; '' = none")
+    heldout_modes: list[str] = param(["scoring"], "the modes the held-out wordings are read in")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_modes("EmoRealmParams", self.modes, self.headline_mode)
+        for m in self.heldout_modes:
+            _one_of("EmoRealmParams", "heldout_modes", m, SCORING_MODES)
         for t in self.tasks:
             _one_of("EmoRealmParams", "tasks", t, EMOREALM_TASKS)
         if "{question}" not in self.prompt_template or "{choices}" not in self.prompt_template:
@@ -115,7 +122,7 @@ class EmerParams(EvalParams):
     """06: open-ended emotion descriptions judged on the paper's four criteria (1-10)."""
 
     prompt: str = param(EMER_PROMPT, "the prompt asked of every clip (the paper's protocol)")
-    max_new_tokens: int = param(48, "tokens of a description at most")
+    max_new_tokens: int = param(96, "tokens of a description at most (the tiny captions run to about 70)")
     judge: str = param("cue", "cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)")
     judge_base_url: str = param("https://api.openai.com/v1", "the endpoint of judge openai (any compatible server)")
     judge_model: str = param("gpt-4o-2024-08-06", "the judge model name sent to that endpoint")

@@ -21,7 +21,7 @@ from avere_utils.models.processor import PROCESSOR_FILE, ProcessorSettings
 from avere_utils.models.sft import SFTConfig, run_sft, tokenizer_corpus
 from avere_utils.models.sft_workers import Shard, sft_workers
 from avere_utils.models.tiny import build_tiny_checkpoint, resolve_size
-from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, choice_answer, qa_prompt
 from avere_utils.records import Example, Item, Media
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,8 @@ def presence_probe(backend: Any, items: Sequence[Item], media: dict[str, Media]
                    ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Scoring-mode Yes/No "is cue X there?" over every typical cue of the shown emotion (visual cues of
     the video emotion, audio cues of the audio emotion), present and absent, on each item with a cue
-    record; "Yes" when log p("(A) Yes") > log p("(B) No").  One forward per clip (its media encoded once)."""
+    record; "Yes" when log p("Yes (A)") > log p("No (B)") (the answer form SFT teaches).  One forward per
+    clip (its media encoded once)."""
     from avere_utils.synth.text import YES_NO, presence_questions
 
     rows = []
@@ -247,7 +248,7 @@ def presence_probe(backend: Any, items: Sequence[Item], media: dict[str, Media]
             continue
         qs = presence_questions(record)
         m = media[it.id]
-        examples = [Example(qa_prompt(q), m, answer) for q in qs for answer in YES_NO]
+        examples = [Example(qa_prompt(q), m, choice_answer(answer)) for q in qs for answer in YES_NO]
         logp, _ = backend.sequence_logprobs(examples)
         logp = logp.view(len(qs), 2).cpu()
         for q, (yes, no) in zip(qs, logp.tolist()):

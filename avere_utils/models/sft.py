@@ -5,8 +5,8 @@ Three tasks per training clip, all as (user prompt about the clip, assistant ans
 * label: the classification prompt -> the one-word emotion label ("happiness");
 * description: the EMER prompt -> the clip's *noisy* source description (`captions.description`), which
   carries the training source's spurious context and text prior: that is what the reference absorbs;
-* qa: each EmoReAlM-style item -> question + " " + lettered choices, answered with the full correct
-  choice string, e.g. "(B) No" or "(C) furrowed brows";
+* qa: each EmoReAlM-style item -> question + " " + lettered choices, answered with the correct choice's
+  text then its letter (`protocol.ANSWER_TEMPLATE`), e.g. "No (B)" or "furrowed brows (C)";
 * presence: "Does the video show a broad smile? (A) Yes (B) No" about a typical cue of the shown emotion,
   present or absent (from the clip's cue record), answered from what the clip shows: the perception
   the paper's method needs, taught apart from the reasoning questions (the captions' text prior stays);
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from avere_utils.config import default_of
 from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cue_phrases, cue_kind
 from avere_utils.models.params import SFT_TASKS, ReferenceParams
-from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, qa_prompt
+from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, choice_answer, qa_prompt
 from avere_utils.records import Example, Item, Media
 from avere_utils.synth.text import grounded_items, presence_questions
 
@@ -42,11 +42,11 @@ log = logging.getLogger(__name__)
 
 
 def qa_answer(qa: dict[str, Any]) -> str:
-    """The answer format taught in SFT: the full correct choice string, e.g. "(B) No"."""
+    """The answer taught in SFT: the correct choice in the protocol's answer form, e.g. "No (B)"."""
     idx = ord(str(qa["answer"]).strip().upper()[:1]) - ord("A")
     if not 0 <= idx < len(qa["choices"]):
         raise ValueError(f"qa answer {qa['answer']!r} is not a letter of its {len(qa['choices'])} choices")
-    return qa["choices"][idx]
+    return choice_answer(qa["choices"][idx])
 
 
 @dataclass

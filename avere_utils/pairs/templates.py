@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avere_utils.protocol import EMER_PROMPT, STRESS_KINDS, emorealm_prompt
+from avere_utils.protocol import EMER_PROMPT, STRESS_KINDS, choice_answer, emorealm_prompt
 from avere_utils.records import CueRecord, ModalityCues
 from avere_utils.synth.text import ADJECTIVE, STRESS_QUESTIONS, YES_NO, stress_question
 
@@ -252,6 +252,6 @@ def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, word
     for response, source in STRESS_CITED[kind].items():
         cue = asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
         says_yes = source == "asked"
-        texts[response] = _fill(RESPONSES_STRESS[r], choice=YES_NO[0] if says_yes else YES_NO[1], cue=cue,
+        texts[response] = _fill(RESPONSES_STRESS[r], choice=choice_answer(YES_NO[0] if says_yes else YES_NO[1]), cue=cue,
                                 where="video" if modality == "visual" else "audio", emotion=emotion)
     return Draft(family=family, prompt=prompt, template=f"p{wording}/r{r}/{kind}", **texts)

@@ -100,19 +100,25 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
     rep.tables["story_checks"] = pd.DataFrame(
         [{"group": g, "claim": c.claim, "measured": c.measured, "verdict": c.verdict}
          for g, items in checks.items() for c in items])
-    costs = story.ablation_costs(table)
+    forms = [(f, v) for f, v in story.FORMS if v in set(table["variant"])]
+    costs = pd.concat({f"{v} ({f})": story.ablation_costs(table, v) for f, v in forms} or
+                      {"avem_dpo": story.ablation_costs(table)}, names=["against"])
     rep.tables["ablation_costs"] = costs
     n_runs = int(table["n"].max())
     md = [f"## The story, measured (mode `{P.story_mode}`, {n_runs} run(s) per trained variant)", "",
           f"Mean ± sample sd over this run and the reruns in `{P.seeds_dir}` (`avere-kit seeds`); the reference "
           f"is not retrained by the seeds, so it has one run. Yes-rates: share of EmoReAlM stress items of each "
           f"kind answered Yes (right answer: Yes for relevant, No for spurious and hallucination). EMER scores "
-          f"1-10 (higher = fewer such errors). Every verdict below is computed from these numbers.", "",
+          f"1-10 (higher = fewer such errors). `HO`: the same stress questions in held-out wordings that no "
+          f"training text uses (notebook 07). Every verdict below is computed from these numbers.", "",
+          "TPD readings (`tpd_form`, docs/method.md): "
+          + "; ".join(f"`{v}` trains `tpd_form: {f}`" for f, v in story.FORMS)
+          + ". The ablations (-PMP, -ERP, -TPD) use the default form, `literal`; each is compared with every form.", "",
           markdown_table(story.wide_table(table, P.variants), index=True), ""]
     md += story.markdown_lines(checks)
     if not costs.empty:
-        md += ["Which error each ablation costs most (extra error in points over the full method: relevant = "
-               "wrongly No, spurious / hallucination = wrongly Yes):", "",
+        md += ["Which error each ablation costs most, against each form (extra error in points over it: "
+               "relevant = wrongly No, spurious / hallucination = wrongly Yes):", "",
                markdown_table(costs, "{:+.1f}", index=True), ""]
     f = figures.story_yes_rates(table, fig_dir / "story_yes_rates.png", P.variants, P.story_mode)
     if f:

@@ -10,7 +10,8 @@ from avere_utils.protocol import SCORING_MODES
 class ResultsParams(StageParams):
     """08_results_and_ablations: tables, figures and report.md from a run's metrics and training logs."""
 
-    variants: list[str] = param(["reference", "avem_dpo", "naive_dpo", "vista_dpo", "no_pmp", "no_erp", "no_tpd"],
+    variants: list[str] = param(["reference", "avem_dpo", "avem_dpo_policy", "avem_dpo_reversed", "naive_dpo", "vista_dpo",
+                                  "no_pmp", "no_erp", "no_tpd"],
                                 "the variants whose metrics the tables show, in this order")
     modes: list[str] = param(list(SCORING_MODES), "scoring modes with a table each")
     headline_mode: str = param("strict", "the mode of the ablation table and the seed summary")

@@ -1,10 +1,12 @@
 """The paper's story, measured: per-variant numbers over training seeds, and each claim checked.
 
-Issue 11, item 4: the reference absorbs both errors (says Yes to spurious and hallucinated cues);
-AVEm-DPO fixes them by discriminating (spurious / hallucination Yes-rates down, relevant Yes-rate kept),
-beats Naive-DPO by more than 2 pooled standard deviations, each ablation falls below the full method,
-and recognition does not degrade.  Every threshold is a named constant here and every number is read
-from the metrics files; nothing is hard-coded per variant.
+The reference absorbs both errors (says Yes to spurious and hallucinated cues); AVEm-DPO fixes them by
+discriminating (spurious / hallucination Yes-rates down, relevant Yes-rate kept), in the kit's question
+wordings and in held-out ones, lowers the EMER cue-judge error rates, beats Naive-DPO by more than 2 pooled
+standard deviations, each ablation falls below it, and recognition does not degrade.  The TPD term has three
+readings (`tpd_form`, docs/method.md), each trained as its own variant, and every claim is checked for
+each of them.  Every threshold is a named constant here and every number is read from the metrics files;
+nothing is hard-coded per variant.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from avere_utils.protocol import STRESS_KINDS
+from avere_utils.protocol import EMOREALM_HELDOUT, STRESS_KINDS
 from avere_utils.report.tables import load_metrics, metric
 
 KINDS = STRESS_KINDS
@@ -27,18 +29,28 @@ QUANTITIES: list[tuple[str, str, str, bool]] = [
     ("S-A", "emorealm", "reasoning_stress_audio", True),
     ("S-V", "emorealm", "reasoning_stress_video", True),
     ("Avg", "emorealm", "average_accuracy", True),
+    ("HO Yes relevant", EMOREALM_HELDOUT, "yes:relevant", True),
+    ("HO Yes spurious", EMOREALM_HELDOUT, "yes:spurious", False),
+    ("HO Yes halluc", EMOREALM_HELDOUT, "yes:hallucination", False),
     ("EMER Spurious", "emer", "spurious", True),
     ("EMER Halluc", "emer", "hallucination", True),
+    ("EMER spurious rate", "emer", "cue_rates.spurious_rate", False),
+    ("EMER halluc rate", "emer", "cue_rates.hallucination_rate", False),
+    ("EMER label match", "emer", "cue_rates.label_match", True),
     ("DFEW UAR", "dfew", "uar", True),
     ("RAV UAR", "ravdess", "uar", True),
 ]
 ABLATIONS = (("- PMP", "no_pmp"), ("- ERP", "no_erp"), ("- TPD", "no_tpd"))
+# the TPD readings (training/variants.py): the variant that trains AVEm-DPO with each
+FORMS: tuple[tuple[str, str], ...] = (("literal", "avem_dpo"), ("policy", "avem_dpo_policy"),
+                                      ("reversed", "avem_dpo_reversed"))
 
 # the bars of issue 11, item 4 (percentage points)
 REF_YES_SPURIOUS_MIN = 40.0
 REF_YES_HALLUC_MIN = 40.0
 REF_YES_RELEVANT_MIN = 70.0
 FIX_DROP_MIN = 15.0  # AVEm-DPO's spurious / hallucination Yes-rate at least this far below the reference's
+HELDOUT_DROP_MIN = 10.0  # ... and this far on the held-out wordings
 RELEVANT_DROP_MAX = 10.0  # ... while its relevant Yes-rate drops by at most this much
 NAIVE_GAP_POOLED_SD = 2.0
 RECOGNITION_DROP_MAX = 2.0
@@ -54,8 +66,17 @@ def yes_rate(m: Mapping[str, Any] | None, kind: str, mode: str | None) -> float 
 
 
 def value_of(m: Mapping[str, Any] | None, key: str, mode: str | None) -> float | None:
+    """`yes:<kind>` a stress Yes-rate; `a.b` a nested key (EMER `cue_rates.label_match`); else a headline
+    value of `mode`'s block (a file without that mode, e.g. the held-out wordings read in scoring mode
+    only, falls back to its top level)."""
     if key.startswith("yes:"):
+        if m and mode and mode not in m.get("modes", {}):
+            return yes_rate(m, key[4:], None)
         return yes_rate(m, key[4:], mode)
+    if "." in key:
+        head, tail = key.split(".", 1)
+        value = ((m or {}).get(head) or {}).get(tail)
+        return float(value) if isinstance(value, (int, float)) else None
     return metric(dict(m) if m is not None else None, key, mode)
 
 
@@ -155,23 +176,35 @@ def check_reference_errors(table: pd.DataFrame, reference: str = "reference") ->
     return out
 
 
+def _drop(table: pd.DataFrame, full: str, reference: str, quantity: str, claim: str, at_least: float | None,
+          at_most: float | None = None) -> Check:
+    a, r = stat(table, full, quantity), stat(table, reference, quantity)
+    if a is None or r is None:
+        return _missing(claim, full, reference)
+    drop = r.mean - a.mean
+    holds = drop >= at_least if at_least is not None else drop <= at_most
+    return Check(claim, f"{a} vs {r} (drop {drop:+.1f})", holds)
+
+
 def check_fix(table: pd.DataFrame, full: str = "avem_dpo", reference: str = "reference") -> list[Check]:
+    """Both Yes-rates down by FIX_DROP_MIN (HELDOUT_DROP_MIN in held-out wordings), the relevant one by at
+    most RELEVANT_DROP_MAX, and the EMER cue-judge spurious and hallucination rates below the reference's."""
     out = []
     for kind, quantity in (("spurious", "Yes spurious"), ("hallucination", "Yes halluc")):
-        claim = f"{full}'s {kind} Yes-rate is >= {FIX_DROP_MIN:.0f} points below the reference's"
+        out.append(_drop(table, full, reference, quantity,
+                         f"{full}'s {kind} Yes-rate is >= {FIX_DROP_MIN:.0f} points below the reference's", FIX_DROP_MIN))
+    out.append(_drop(table, full, reference, "Yes relevant",
+                     f"{full}'s relevant Yes-rate is at most {RELEVANT_DROP_MAX:.0f} points below the reference's",
+                     None, RELEVANT_DROP_MAX))
+    for kind, quantity in (("spurious", "HO Yes spurious"), ("hallucination", "HO Yes halluc")):
+        out.append(_drop(table, full, reference, quantity,
+                         f"held-out wordings: {full}'s {kind} Yes-rate is >= {HELDOUT_DROP_MIN:.0f} points below "
+                         "the reference's", HELDOUT_DROP_MIN))
+    for quantity, what in (("EMER halluc rate", "EMER hallucination rate"), ("EMER spurious rate", "EMER spurious rate")):
+        claim = f"{full}'s {what} (cue judge, % of cited cues) is below the reference's"
         a, r = stat(table, full, quantity), stat(table, reference, quantity)
         out.append(_missing(claim, full, reference) if a is None or r is None else
-                   Check(claim, f"{a} vs {r} (drop {r.mean - a.mean:+.1f})", r.mean - a.mean >= FIX_DROP_MIN))
-    claim = f"{full}'s relevant Yes-rate is at most {RELEVANT_DROP_MAX:.0f} points below the reference's"
-    a, r = stat(table, full, "Yes relevant"), stat(table, reference, "Yes relevant")
-    out.append(_missing(claim, full, reference) if a is None or r is None else
-               Check(claim, f"{a} vs {r} (drop {r.mean - a.mean:+.1f})", r.mean - a.mean <= RELEVANT_DROP_MAX))
-    for quantity, what in (("S-A", "stress-audio accuracy"), ("S-V", "stress-video accuracy"),
-                           ("EMER Halluc", "EMER hallucination score"), ("EMER Spurious", "EMER spurious score")):
-        claim = f"{full}'s {what} is above the reference's"
-        a, r = stat(table, full, quantity), stat(table, reference, quantity)
-        out.append(_missing(claim, full, reference) if a is None or r is None else
-                   Check(claim, f"{a} vs {r}", a.mean > r.mean))
+                   Check(claim, f"{a} vs {r}", a.mean < r.mean))
     return out
 
 
@@ -212,15 +245,18 @@ def check_recognition(table: pd.DataFrame, full: str = "avem_dpo", reference: st
 
 
 def story_checks(table: pd.DataFrame, reference: str = "reference", full: str = "avem_dpo",
-                 naive: str = "naive_dpo") -> dict[str, list[Check]]:
-    """Every bullet of the story, grouped as in the issue."""
-    return {
-        "The reference absorbed both errors": check_reference_errors(table, reference),
-        "AVEm-DPO fixes them by discriminating, not by saying No more often": check_fix(table, full, reference),
-        "AVEm-DPO against Naive-DPO and the ablations": [check_naive_gap(table, full, naive),
-                                                         *check_ablations(table, full)],
-        "Recognition stays": check_recognition(table, full, reference),
-    }
+                 naive: str = "naive_dpo", forms: Sequence[tuple[str, str]] = FORMS) -> dict[str, list[Check]]:
+    """Every bullet of the story: the reference's errors, then per TPD form (the forms whose variant was
+    trained; `full` alone when none of them was) the fix, the comparisons and recognition."""
+    trained = [(f, v) for f, v in forms if not table[table["variant"] == v].empty] or [("", full)]
+    out = {"The reference absorbed both errors": check_reference_errors(table, reference)}
+    for form, v in trained:
+        tag = f" (tpd_form {form}: {v})" if form else ""
+        out[f"AVEm-DPO fixes them by discriminating{tag}"] = check_fix(table, v, reference)
+        out[f"AVEm-DPO against Naive-DPO and the ablations{tag}"] = [check_naive_gap(table, v, naive),
+                                                                     *check_ablations(table, v)]
+        out[f"Recognition stays{tag}"] = check_recognition(table, v, reference)
+    return out
 
 
 def stress_errors(table: pd.DataFrame, variant: str) -> dict[str, float] | None:

@@ -28,7 +28,7 @@ from avere_utils.emotions import (
 )
 
 # Bump when the rendering or the layout changes, so that a stored world is regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 
 @dataclass

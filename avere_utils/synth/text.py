@@ -121,6 +121,18 @@ def _other_emotion_cues(emotion: str, modality: str) -> list[str]:
     return [c for e in EMOTIONS if e != emotion for c in table[e].values()]
 
 
+MCQ_QUESTIONS: tuple[str, ...] = (
+    "Which {what} cue best explains why {who} seems {adj}?",
+    "Which {what} cue in the clip shows that {who} is {adj}?",
+    "What {what} evidence shows that {who} feels {emotion}?",
+)
+AGREEMENT_QUESTIONS: tuple[str, ...] = (
+    "Do the audio and the video convey the same emotion?",
+    "Is the emotion in the voice the same as the emotion on the face?",
+    "Do the face and the voice express the same emotion?",
+)
+
+
 def mcq_item(record: dict[str, Any], modality: str, rng: np.random.Generator) -> dict[str, Any] | None:
     """4-option MCQ: which cue explains the emotion.  Answer: a present relevant cue.  Distractors: at
     least one ABSENT typical cue and one PRESENT irrelevant context cue when the clip has them, filled up
@@ -143,11 +155,7 @@ def mcq_item(record: dict[str, Any], modality: str, rng: np.random.Generator) ->
     options = [options[i] for i in order]
     what = "visual" if modality == "visual" else "audio"
     who = "the person" if modality == "visual" else "the speaker"
-    question = _pick(rng, (
-        f"Which {what} cue best explains why {who} seems {ADJECTIVE[emotion]}?",
-        f"Which {what} cue in the clip shows that {who} is {ADJECTIVE[emotion]}?",
-        f"What {what} evidence shows that {who} feels {emotion}?",
-    ))
+    question = _pick(rng, MCQ_QUESTIONS).format(what=what, who=who, adj=ADJECTIVE[emotion], emotion=emotion)
     return {"task": "reasoning_basic_video" if modality == "visual" else "reasoning_basic_audio",
             "question": question, "choices": _letter(options), "answer": chr(65 + order.index(0))}
 
@@ -181,9 +189,7 @@ def stress_item(record: dict[str, Any], modality: str, kind: str, rng: np.random
 
 
 def agreement_item(record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    question = _pick(rng, ("Do the audio and the video convey the same emotion?",
-                           "Is the emotion in the voice the same as the emotion on the face?",
-                           "Do the face and the voice express the same emotion?"))
+    question = _pick(rng, AGREEMENT_QUESTIONS)
     same = record["video_emotion"] == record["audio_emotion"]
     return {"task": "modality_agreement", "question": question, "choices": list(YES_NO),
             "answer": "A" if same else "B"}

@@ -25,6 +25,7 @@ from avere_utils.emotions import EMOTIONS, MER2023_LABELS, RAVDESS_LABELS
 from avere_utils.paths import atomic_write_text
 from avere_utils.synth.encode import write_mp4, write_wav
 from avere_utils.synth.face import render_frames
+from avere_utils.synth.heldout import heldout_stress_items
 from avere_utils.synth.spec import GENERATOR_VERSION, ClipSpec, WorldConfig, clip_rng, cue_record, make_spec
 from avere_utils.synth.text import TASKS, clip_qa, make_item, reference_description, training_captions
 from avere_utils.synth.voice import render_audio
@@ -41,6 +42,7 @@ MER2023_LABEL_FILE = "MER2023/test3_label.csv"
 MER2025_CLIP_DIR = "MER2025/video"
 MER2025_REASON_FILE = "MER2025/track3_ovmerd.csv"
 EMOREALM_FILE = "EmoReAlM/emorealm_v1.json"
+EMOREALM_HELDOUT_FILE = "EmoReAlM/emorealm_heldout_wordings.json"  # stress items in held-out wordings
 TRAIN_SOURCE_DIR = "train_source"
 SIDE_CUES = "synthetic_cues.json"
 SUMMARY_FILE = "world_summary.json"
@@ -329,10 +331,15 @@ def generate_world(out_root: str | Path, cfg: WorldConfig | None = None, seed: i
     dfew_test = [s for s in dfew if s.meta["split"] == "test"]
     items = emorealm_items(dfew_test, cfg.n_emorealm_per_task, seed)
     _write_json(root / EMOREALM_FILE, items)
+    heldout = heldout_stress_items({c.clip_id: cue_record(c) for c in dfew_test},
+                                   {c.clip_id: c.video_path.split(f"{DFEW_VIDEO_DIR}/", 1)[1] for c in dfew_test},
+                                   cfg.n_emorealm_per_task, clip_rng(seed, "emorealm-heldout", 0))
+    _write_json(root / EMOREALM_HELDOUT_FILE, heldout)
     write_train_manifest(root, groups["train_source"], cfg, seed)
 
     seconds = time.perf_counter() - t0
-    counts = {k: len(v) for k, v in groups.items()} | {"emorealm_items": len(items)}
+    counts = {k: len(v) for k, v in groups.items()} | {"emorealm_items": len(items),
+                                                        "emorealm_heldout_items": len(heldout)}
     summary = WorldSummary(out_root=str(root), seed=seed, counts=counts, n_clips=len(all_specs),
                            seconds=round(seconds, 3), clips_per_s=round(len(all_specs) / seconds, 2),
                            config=cfg.to_dict(), extra={"emorealm_tasks": dict(Counter(i["task"] for i in items))})

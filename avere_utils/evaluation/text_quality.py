@@ -1,0 +1,71 @@
+"""Is a generated description well formed?  Checks a reader would make before trusting any EMER score.
+
+A judge scores what a description says; these checks say whether it is a description at all.  A tiny model
+that was taught several task formats can answer the description prompt with another task's answer ("...
+the voice.) Yes"), loop on a phrase ("a glaring stare, a glaring stare"), or never name the emotion.  None
+of that moves the cue judge much, so it is counted here, per answer, and reported next to the judge.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from avere_utils.emotions import find_cues
+from avere_utils.evaluation.parsing import strict_label
+
+# Another task's answer inside a description: a Yes/No word, or a lettered option "(B)" / "B)".
+_LEAK = re.compile(r"\b(?:yes|no)\b|\(\s*[a-d]\s*\)|(?<![a-z])[a-d]\)", re.IGNORECASE)
+_WORD = re.compile(r"[a-z']+")
+
+
+def leaks_answer(text: str) -> bool:
+    """True when the text holds a Yes/No answer word or a lettered option."""
+    return bool(_LEAK.search(text or ""))
+
+
+def repeated_phrase(text: str, n: int = 3) -> str | None:
+    """The first word n-gram that occurs twice in the text (lower-cased, punctuation ignored), else None.
+    Three words: "the person shows" may come back in a long answer, but the loops seen in broken
+    descriptions ("a glaring stare, a glaring stare") are caught, and no training caption repeats one."""
+    words = _WORD.findall((text or "").lower())
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            return " ".join(gram)
+        seen.add(gram)
+    return None
+
+
+def description_checks(text: str, cues: Mapping[str, Any], label: str | None) -> dict[str, bool]:
+    """Per description: names the clip's emotion, leaks another task's answer, repeats a phrase, cites at
+    least one cue the clip shows (typical of its emotion), cites an absent typical cue, cites a context cue."""
+    present = set(cues["visual"]["present"]) | set(cues["audio"]["present"])
+    absent = set(cues["visual"]["absent"]) | set(cues["audio"]["absent"])
+    context = set(cues["visual"]["context"]) | set(cues["audio"]["context"])
+    cited = set(find_cues(text or ""))
+    return {"names_emotion": label is not None and strict_label(text or "") == label,
+            "leaks_answer": leaks_answer(text),
+            "repeats_phrase": repeated_phrase(text) is not None,
+            "cites_present_cue": bool(cited & present),
+            "cites_absent_typical_cue": bool(cited & absent),
+            "cites_context_cue": bool(cited & context)}
+
+
+CHECKS: tuple[str, ...] = ("names_emotion", "leaks_answer", "repeats_phrase", "cites_present_cue",
+                           "cites_absent_typical_cue", "cites_context_cue")
+
+
+def quality_summary(rows: Iterable[Mapping[str, bool]]) -> dict[str, Any]:
+    """Percent of descriptions passing each check, plus their number."""
+    rows = list(rows)
+    n = len(rows)
+    out: dict[str, Any] = {f"pct_{k}": (100.0 * sum(bool(r[k]) for r in rows) / n if n else None) for k in CHECKS}
+    out["n_descriptions"] = n
+    return out
+
+
+def examples_failing(texts: Mapping[str, str], rows: Mapping[str, Mapping[str, bool]], check: str,
+                     want: bool = True, k: int = 3) -> Sequence[tuple[str, str]]:
+    """Up to k (id, text) whose `check` equals `want`: what the notebook shows under each figure."""
+    return [(i, texts[i]) for i in sorted(rows) if bool(rows[i][check]) == want][:k]

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from avere_utils.paths import REPO_ROOT, repo_path
+from avere_utils.paths import REPO_ROOT, check_output_path, repo_path
 
 PARAMS_DIR = REPO_ROOT / "params"
 PATH_SUFFIXES = ("_dir", "_root", "_path", "_file")
@@ -248,6 +248,11 @@ def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = Tru
                               f"got {type(value).__name__} {shown}") from None
         if name.endswith(API_KEY_ENV_SUFFIX):
             check_env_name(values[name], f"{source}: key {name!r}")
+        if name.endswith(PATH_SUFFIXES) and isinstance(values[name], str):
+            try:
+                check_output_path(values[name], f"{source}: key {name!r} =")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
     obj = cls(**values)
     if not resolve:
         return obj

@@ -8,6 +8,20 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def check_output_path(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """`path` as a Path; a ValueError when one of its components starts with '-'.
+
+    Such a name is a command-line option taken as a value (`--start` parsed as the output folder): the
+    writer would put a model into whatever folder the caller stands in, under a name a shell reads as a flag
+    (a checkpoint once landed in git as `--start/model.safetensors` that way)."""
+    p = Path(path)
+    bad = [part for part in p.parts if part.startswith("-")]
+    if bad:
+        raise ValueError(f"{what} {str(path)!r}: {bad[0]!r} looks like a command-line option, not a folder "
+                         f"(was a flag parsed as a path?); name a folder inside the run folder")
+    return p
+
+
 def repo_path(p: str | os.PathLike) -> Path:
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else (REPO_ROOT / p)
@@ -63,3 +77,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+

@@ -35,6 +35,7 @@ from avere_utils.models.processor import (
     render_prompt,
 )
 from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key
+from avere_utils.paths import check_output_path
 from avere_utils.records import Example, Media
 
 log = logging.getLogger(__name__)
@@ -535,6 +536,7 @@ class OmniBackend(Backend):
     def save_adapter(self, path: str) -> None:
         if not self.has_adapters:
             raise RuntimeError("this backend has no LoRA adapters to save (load it with lora=... or adapter_dir=...)")
+        check_output_path(path, "save_adapter: folder")
         self.model.save_pretrained(str(path))
         log.info("saved LoRA adapter to %s", path)
 
@@ -556,6 +558,7 @@ class OmniBackend(Backend):
         """Save the full model (merged, no adapters), tokenizer and processor settings as a checkpoint folder."""
         if self.has_adapters:
             raise RuntimeError("save_pretrained saves a plain model; this one has adapters (use save_adapter)")
+        check_output_path(path, "save_pretrained: folder")
         self.thinker.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         self.settings.save(path)

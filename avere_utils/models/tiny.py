@@ -27,6 +27,7 @@ from avere_utils.models.processor import (
     VISION_EOS,
     ProcessorSettings,
 )
+from avere_utils.paths import check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def build_tiny_checkpoint(out_dir: str | Path, corpus: Iterable[str], *, size: s
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
     spec = resolve_size(size)
-    out = Path(out_dir)
+    out = check_output_path(out_dir, "build_tiny_checkpoint: out_dir")
     out.mkdir(parents=True, exist_ok=True)
     settings_prompt = system_prompt or "You are an assistant that perceives audio and video."
     corpus = list(corpus) + [settings_prompt]

@@ -155,11 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from avere_utils.runlock import RunFolderBusy
+    from avere_utils.runner import RunInterrupted
+
     try:
         return args.func(args)
     except config.ConfigError as err:
         print(f"avere-kit: configuration error: {err}", file=sys.stderr)
         return 2
+    except RunFolderBusy as err:
+        print(f"avere-kit: {err}", file=sys.stderr)
+        return 3
+    except RunInterrupted:  # the runner has said which notebook stopped and what a rerun resumes
+        return 130
 
 
 if __name__ == "__main__":

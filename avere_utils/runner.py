@@ -15,6 +15,11 @@ notebooks at once.  A training stage's first variant runs alone before the other
 log-prob cache they read, so no two workers compute (or write) the same entry.  Evaluation variants share
 only the decoded-media cache, whose entries are the same whoever writes them.  Every notebook runs the same
 code on the same inputs at its own fixed thread count, so the results do not depend on `variant_jobs`.
+
+One writer per notebook: before the first notebook starts, the run takes the lock of every (stage, variant)
+it will execute (`runlock`), so a second run into the same folder that overlaps is refused at once
+(`RunFolderBusy`), and runs of disjoint variants still go side by side.  Ctrl-C ends the run with one
+line naming the notebook and what a rerun resumes (`RunInterrupted`), and run.log records "interrupted".
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from avere_utils import config
+from avere_utils import config, runlock
 from avere_utils.paths import REPO_ROOT, atomic_write_text, repo_path
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,16 @@ class StageFailed(RuntimeError):
 
     def __reduce__(self):  # it crosses from a worker process (variant_jobs > 1)
         return StageFailed, (self.notebook, self.cell, self.error)
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C (SIGINT) during a notebook; the message says what a rerun of the same command resumes."""
+
+    def __reduce__(self):
+        return RunInterrupted, (str(self),)
+
+
+_INTERRUPTED = "interrupted"  # a worker's answer for an execution stopped by Ctrl-C
 
 
 @dataclass
@@ -276,7 +291,7 @@ def _worker_kernel() -> StageKernel:
 
 
 def _run_in_worker(e: Execution, header: str, notebooks_dir: Path, reuse_kernels: bool
-                   ) -> tuple[float, StageFailed | None]:
+                   ) -> tuple[float, StageFailed | str | None]:
     """Run one execution in a worker process (in its kernel when reuse_kernels): (seconds, failure)."""
     import sys
 
@@ -287,7 +302,41 @@ def _run_in_worker(e: Execution, header: str, notebooks_dir: Path, reuse_kernels
         execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None)
     except StageFailed as err:
         return time.perf_counter() - t0, err
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the workers too; the parent reports it
+        _quiet_after_interrupt()
+        return time.perf_counter() - t0, _INTERRUPTED
     return time.perf_counter() - t0, None
+
+
+def _quiet_after_interrupt() -> None:
+    """After Ctrl-C: a second one must not turn the clean-up (kernel shutdown) into a traceback, and the
+    papermill / asyncio tasks cancelled mid-way ("Task exception was never retrieved ... DeadKernelError")
+    are the expected consequence, not news."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("asyncio", "papermill", "nbclient", "traitlets"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def resume_hint(e: Execution) -> str:
+    """What a rerun of the same command picks up for this execution (read from its run folder)."""
+    try:
+        p = config.build(config.stage_class(e.stage), dict(e.params), f"{e.label} (plan)")
+    except Exception:  # a hint is not worth a second error
+        return "a rerun of the same command runs it again"
+    if hasattr(p, "checkpoint_dir"):
+        from avere_utils.training.checkpoint import complete_checkpoints
+
+        found = complete_checkpoints(repo_path(p.checkpoint_dir))
+        if found:
+            return f"a rerun of the same command resumes training from {found[-1].name} ({found[-1]})"
+        return "a rerun of the same command starts this training over (no checkpoint was written yet)"
+    if hasattr(p, "stale_predictions"):
+        preds = sorted(repo_path(p.run_dir).glob(f"predictions/*-{e.variant}.jsonl"))
+        n = sum(1 for f in preds for line in f.read_bytes().splitlines() if line.strip().endswith(b"}"))
+        return f"a rerun of the same command keeps the {n} predictions already written and makes the rest"
+    return "a rerun of the same command runs it again"
 
 
 def stage_groups(execs: Sequence[Execution]) -> list[list[Execution]]:
@@ -306,6 +355,23 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
     if jobs < 1:
         raise config.ConfigError(f"variant_jobs / --jobs must be >= 1, got {jobs}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # every notebook of this run is ours until it ends; an overlapping run is refused before anything runs
+    locks = [(runlock.lock_name(e.stage, e.variant), e.label) for e in execs]
+    with runlock.hold(run_dir, list(dict.fromkeys(locks))):
+        try:
+            return _run_locked(run_dir, execs, profile, run_config, jobs, notebooks_dir, echo, reuse_kernels)
+        except RunInterrupted as err:
+            echo(f"      {err}")
+            raise
+        except KeyboardInterrupt:  # between two notebooks: nothing was half done
+            _quiet_after_interrupt()
+            echo("      interrupted between two notebooks; a rerun of the same command skips nothing already "
+                 "finished inside a stage (predictions, checkpoints) and runs the rest")
+            raise RunInterrupted("interrupted between two notebooks") from None
+
+
+def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config: Any, jobs: int,
+                notebooks_dir: Path, echo: Callable[[str], None], reuse_kernels: bool) -> RunResult:
     result = RunResult(run_dir)
     times_file = run_dir / "run_times.json"
     previous = json.loads(times_file.read_text()) if times_file.is_file() else []
@@ -323,7 +389,12 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
         logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
                    f"variant_jobs {jobs})\n")
 
-        def record(e: Execution, secs: float, err: StageFailed | None, from_worker: bool = False) -> None:
+        def record(e: Execution, secs: float, err: StageFailed | str | None, from_worker: bool = False) -> None:
+            if err == _INTERRUPTED:
+                hint = resume_hint(e)
+                logf.write(f"{e.label}\tinterrupted\t{secs:.1f}s\t{hint}\n")
+                logf.flush()
+                raise RunInterrupted(f"interrupted: {e.label} after {secs:.1f}s; {hint}")
             if err is not None:
                 logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
                 echo(f"      {e.label} FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
@@ -348,11 +419,14 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
                         kernel.close()
                     kernel = StageKernel()
                 t0 = time.perf_counter()
-                err = None
+                err: StageFailed | str | None = None
                 try:
                     execute(e, notebooks_dir, kernel if reuse_kernels else None)
                 except StageFailed as failure:
                     err = failure
+                except KeyboardInterrupt:
+                    _quiet_after_interrupt()
+                    err = _INTERRUPTED
                 record(e, time.perf_counter() - t0, err)
             if parallel:
                 if pool is None:
@@ -361,8 +435,16 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
                 n = len(parallel)
                 ran = pool.map(_run_in_worker, parallel, [header[id(e)] for e in parallel], [notebooks_dir] * n,
                                [reuse_kernels] * n)
-                for e, (secs, err) in zip(parallel, ran):  # in plan order
-                    record(e, secs, err, from_worker=True)
+                t0 = time.perf_counter()
+                done = 0
+                try:
+                    for e, (secs, err) in zip(parallel, ran):  # in plan order
+                        done += 1
+                        record(e, secs, err, from_worker=True)
+                except KeyboardInterrupt:
+                    _quiet_after_interrupt()
+                    pool.shutdown(wait=True, cancel_futures=True)  # the workers stop their own notebooks
+                    record(parallel[min(done, n - 1)], time.perf_counter() - t0, _INTERRUPTED)
         total = time.perf_counter() - start
         logf.write(f"total\t{total:.1f}s\n")
     echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")

@@ -70,7 +70,7 @@ def test_run_stage_writes_one_layout(tmp_path):
     assert m["accuracy"] == pytest.approx(60.0)
     on_disk = json.loads((tmp_path / "metrics" / "fakebench-reference.json").read_text())
     assert list(on_disk) == ["benchmark", "created", "variant", "scoring_mode", "accuracy", "n_items", "model",
-                             "protocol", "timing", "predictions_file", "extra_file"]
+                             "protocol", "timing", "predictions_file", "n_duplicate_records", "extra_file"]
     assert on_disk["benchmark"] == "fakebench" and on_disk["scoring_mode"] == "fake"
     assert list(on_disk["timing"]) == ["computed_items", "generate_s", "scoring_s", "media_s", "fake_s", "total_s"]
     assert on_disk["timing"]["computed_items"] == 5 and on_disk["timing"]["fake_s"] == 0.5

@@ -106,7 +106,11 @@ def model_info(params: EvalParams) -> dict[str, Any]:
 def run_settings(params: EvalParams, settings: Any, **extra: Any) -> dict[str, Any]:
     """Everything that decides the answers, hashed into each prediction's fingerprint."""
     media = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings or {})
-    return {"model": model_info(params), "model_files": model_stamp(params.reference_dir),
+    from avere_utils.weights import run_relative
+
+    # run-relative model paths and content stamps: a copied or moved run folder keeps its predictions
+    return {"model": run_relative(model_info(params), params.run_dir),
+            "model_files": model_stamp(params.reference_dir),
             "adapter_files": model_stamp(adapter_for(params)), "media": media, **extra}
 
 

@@ -5,7 +5,11 @@ of each candidate answer (`score_choices`), and appends one JSON record per item
 `predictions/<bench>-<variant>.jsonl`, flushed as soon as its batch is done.  A killed run resumes: items
 already in the file are neither recomputed nor written twice.  Every record carries a fingerprint of
 the settings and model files that produced it; a file made with other settings or other weights is
-never mixed with new answers (it is restarted or refused, param `stale_predictions`).
+never mixed with new answers (it is restarted or refused, param `stale_predictions`).  The model files
+enter the fingerprint by content (`weights.content_stamp`), never by mtime or place, so a run folder
+copied or moved keeps its predictions.  Only one process writes a file (`run_stage` holds the run
+folder's lock, avere_utils.runlock); should a file still hold an id twice, the first record is used and
+the count is reported (`n_duplicate_records`), not hidden.
 
 Multi-GPU: under `accelerate launch` each process takes every n-th item, writes its own shard file
 (no two processes ever append to the same file, unlike the released script) and the main process merges
@@ -69,6 +73,7 @@ class PredictionRun:
     scoring_s: float = 0.0
     media_s: float = 0.0
     files: list[str] = field(default_factory=list)
+    n_duplicate_records: int = 0  # records of the file whose id an earlier record already has
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -76,16 +81,13 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def model_stamp(folder: str | os.PathLike | None) -> list[tuple[str, int, int]]:
-    """(name, size, mtime_ns) of the files in a model/adapter folder: retrained weights change the
-    fingerprint without hashing gigabytes."""
-    if not folder:
-        return []
-    root = Path(folder)
-    if not root.is_dir():
-        return [(str(root), -1, -1)]
-    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in root.rglob("*") if p.is_file())
+def model_stamp(folder: str | os.PathLike | None) -> list[tuple[str, int, str]]:
+    """(name, size, sha256) of the files in a model/adapter folder: retrained weights change the
+    fingerprint, a copy or a move (new mtimes, new path) does not.  Large files are hashed once and the
+    hash recorded beside them (avere_utils.weights)."""
+    from avere_utils.weights import content_stamp
+
+    return content_stamp(folder)
 
 
 def stable_seed(seed: int, key: str) -> int:
@@ -144,8 +146,13 @@ def _check_fresh(path: Path, fp: str, policy: str) -> None:
 def _by_id(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in records:
-        out.setdefault(r["id"], r)  # first one wins; duplicates never happen, but never double-count
+        out.setdefault(r["id"], r)  # first one wins, never double-counted; duplicate_count reports the rest
     return out
+
+
+def duplicate_count(records: Sequence[dict[str, Any]]) -> int:
+    """Records whose id an earlier record of the same file already has (two writers, a bad merge)."""
+    return len(records) - len({r["id"] for r in records})
 
 
 def shard_file(out_file: Path, index: int, count: int) -> Path:
@@ -278,7 +285,12 @@ def run_predictions(backend: Backend, items: Sequence[Item], out_file: str | os.
     if count > 1 and index == 0:
         _merge_shards(out_file, count)
     barrier()
-    everything = _by_id(read_records(out_file))
+    on_disk = read_records(out_file)
+    everything = _by_id(on_disk)
+    run.n_duplicate_records = duplicate_count(on_disk)
+    if run.n_duplicate_records:
+        log.warning("%s: %d records repeat an id already in the file (the first of each is used); a second "
+                    "writer was at work, or the file was merged by hand", out_file, run.n_duplicate_records)
     run.records = {i: everything[i] for i in ids if i in everything}
     run.files = [str(out_file)]
     return run

@@ -12,9 +12,11 @@ The loop, in order:
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from avere_utils import runlock
 from avere_utils.evaluation import common
 from avere_utils.evaluation.params import EvalParams
 from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask, run_predictions
@@ -79,7 +81,18 @@ def run_stage(params: EvalParams, benchmark: str, backend: Backend, scorer: Scor
               items: Sequence[Item] | None = None, media_fn: MediaFn | None = None,
               media_settings: Any = None) -> dict[str, Any]:
     """Predict (resumably), score, write `metrics/<benchmark>-<variant>.json` and return it ({} on every
-    process but the main one)."""
+    process but the main one).  The main process holds the run folder's lock of this benchmark and variant
+    throughout: a second writer is refused, naming this process (avere_utils.runlock)."""
+    lock = (runlock.RunLock(params.run_dir, runlock.lock_name("eval", benchmark, params.variant),
+                            what=f"the {benchmark} evaluation of {params.variant}")
+            if common.is_main_process() else nullcontext())
+    with lock:
+        return _run_stage(params, benchmark, backend, scorer, items=items, media_fn=media_fn,
+                          media_settings=media_settings)
+
+
+def _run_stage(params: EvalParams, benchmark: str, backend: Backend, scorer: Scorer, *,
+               items: Sequence[Item] | None, media_fn: MediaFn | None, media_settings: Any) -> dict[str, Any]:
     t_start = time.perf_counter()
 
     # 1. items
@@ -118,6 +131,7 @@ def run_stage(params: EvalParams, benchmark: str, backend: Backend, scorer: Scor
         "protocol": common.protocol(params, media_settings, **scorer.protocol(params)),
         "timing": timing,
         "predictions_file": run.files[0],
+        "n_duplicate_records": run.n_duplicate_records,
         **scored.tail,
     }
     common.write_metrics(params, benchmark, metrics)

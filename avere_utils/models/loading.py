@@ -14,6 +14,7 @@ from avere_utils.media import MediaSettings
 from avere_utils.models.adapters import attach_adapter
 from avere_utils.models.omni import OmniBackend
 from avere_utils.models.processor import CHAT_TEMPLATE, ProcessorSettings
+from avere_utils.weights import load_guard
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +111,20 @@ def load_backend(model_dir: str, *, adapter_dir: str | None = None, lora: LoraSe
     adapter_dir is given).  Neither: the plain model, all parameters trainable (SFT full fine-tune).
     device "auto": cuda when available.  dtype "auto": bf16 on GPU, fp32 on CPU.
     media: decoding settings for `avere_utils.media.load_media`; default: the checkpoint's own.
+    A truncated or unreadable weight file is a `weights.WeightsError` naming it and the stage that
+    rebuilds it (docs/bad_input.md), not the deserializer's message alone.
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    thinker = load_thinker(model_dir, dtype=dt, trust_remote_code=trust_remote_code).to(dev)
+    with load_guard(model_dir):
+        thinker = load_thinker(model_dir, dtype=dt, trust_remote_code=trust_remote_code).to(dev)
     thinker.eval()
     tokenizer = load_tokenizer(model_dir, trust_remote_code)
     settings = ProcessorSettings.load(model_dir)
     model: torch.nn.Module = thinker
     if adapter_dir is not None:
-        model = attach_adapter(thinker, adapter_dir)
+        with load_guard(adapter_dir):
+            model = attach_adapter(thinker, adapter_dir)
         if lora is not None:
             log.info("adapter_dir given: loaded %s, the fresh `lora` settings are not used", adapter_dir)
     elif lora is not None:

@@ -4,6 +4,14 @@
 be evaluated), the optimizer and scheduler state, each process's RNG states, and `trainer_state.json`
 (step, the parameters that define the run, and a hash of the data order).  A checkpoint folder is written
 under a temporary name and renamed when complete, so a kill during the save leaves the previous one.
+
+Each checkpoint records the sha256 of its files at save time (`weights.SIDECAR`).  Before a resume,
+`load` checks every file (present, the recorded size, an intact safetensors header, the recorded hash,
+the .pt files deserialise) before anything is applied, so a damaged checkpoint raises `CorruptCheckpoint`
+naming the file and leaves the model and optimizer as they were: the trainer then tries the previous one.
+
+The run's step log is written beside the checkpoints (`LOG_NAME`) while it trains and becomes the stage's
+`log_file` only when the run completes (`promote_log`), so the stage's log and its adapter always agree.
 """
 from __future__ import annotations
 
@@ -18,8 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from avere_utils import weights
+from avere_utils.paths import atomic_write_text
+from avere_utils.weights import run_relative  # noqa: F401 (the trainer's signature uses it)
+
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
+LOG_NAME = "train_log.jsonl"  # the working step log, beside the checkpoints
+
+
+class CorruptCheckpoint(weights.WeightsError):
+    """A checkpoint file that is missing, truncated or damaged (the message names it)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -41,16 +58,24 @@ def step_dir(checkpoint_dir: Path, step: int) -> Path:
     return checkpoint_dir / f"step-{step:06d}"
 
 
+def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """The complete checkpoint folders (renamed from their temporary name), oldest first."""
+    if not Path(checkpoint_dir).is_dir():
+        return []
+    return sorted(p for p in Path(checkpoint_dir).glob("step-*") if (p / STATE_FILE).is_file())
+
+
 def latest(checkpoint_dir: Path) -> Path | None:
     """The most recent complete checkpoint folder, or None."""
-    if not checkpoint_dir.is_dir():
-        return None
-    done = sorted(p for p in checkpoint_dir.glob("step-*") if (p / STATE_FILE).is_file())
+    done = complete_checkpoints(checkpoint_dir)
     return done[-1] if done else None
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    return json.loads((path / STATE_FILE).read_text())
+    try:
+        return json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptCheckpoint(path / STATE_FILE, str(e)) from None
 
 
 def save(checkpoint_dir: Path, step: int, *, backend, optimizer, scheduler, state: dict[str, Any],
@@ -70,6 +95,7 @@ def save(checkpoint_dir: Path, step: int, *, backend, optimizer, scheduler, stat
     barrier()
     if is_main:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        weights.record_digests(tmp)  # mtimes survive the rename, so the recorded hashes stay valid
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         old = sorted(p for p in checkpoint_dir.glob("step-*") if p != final)
@@ -80,13 +106,58 @@ def save(checkpoint_dir: Path, step: int, *, backend, optimizer, scheduler, stat
     return final
 
 
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CorruptCheckpoint(path, "missing")
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as e:  # truncated zip, bad pickle ...: the file is what matters to the user
+        raise CorruptCheckpoint(path, f"{type(e).__name__}: {e}") from None
+
+
 def load(path: Path, *, backend, optimizer, scheduler, rank: int) -> dict[str, Any]:
-    backend.load_adapter(str(path / "adapter"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    """Check every file of checkpoint `path`, then apply it (nothing is applied when a check fails)."""
     rng_file = path / f"rng_rank{rank}.pt"
     if not rng_file.is_file():
         raise FileNotFoundError(f"{rng_file} missing: the checkpoint was written by fewer processes than "
                                 "this run has; resume with the same number of processes")
-    set_rng_state(torch.load(rng_file, weights_only=False))
-    return read_state(path)
+    state = read_state(path)
+    try:
+        weights.verify_recorded(path)
+        weights.check_folder(path / "adapter")
+    except weights.WeightsError as e:
+        raise CorruptCheckpoint(e.path, e.detail) from None
+    opt, sched, rng = (_torch_load(path / n) for n in ("optimizer.pt", "scheduler.pt", rng_file.name))
+    try:
+        backend.load_adapter(str(path / "adapter"))
+    except (OSError, RuntimeError, ValueError) as e:
+        if isinstance(e, ValueError) and "does not fit" in str(e):
+            raise
+        raise CorruptCheckpoint(path / "adapter", f"{type(e).__name__}: {e}") from None
+    optimizer.load_state_dict(opt)
+    scheduler.load_state_dict(sched)
+    set_rng_state(rng)
+    return state
+
+
+def promote_log(working: Path, log_file: Path) -> None:
+    """The completed run's working log becomes the stage's log (atomically: readers see old or new)."""
+    if working.is_file():
+        atomic_write_text(log_file, working.read_text())
+
+
+def save_adapter_atomically(backend, out: Path) -> None:
+    """Save the adapter into a temporary folder beside `out`, then move each file into `out` with an atomic
+    rename: a kill leaves every file either the old or the new one, never a partial file."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    backend.save_adapter(str(tmp))
+    weights.record_digests(tmp)
+    for f in sorted(tmp.rglob("*"), key=lambda p: p.name == weights.SIDECAR):  # the hashes last
+        if f.is_file():
+            dst = out / f.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dst)
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import Iterable
 
 from avere_utils.paths import atomic_write_text
+from avere_utils.weights import content_stamp
 
 log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model_dir: str | None, extra: str = "") -> str | None:
-    """sha1 of the checkpoint folder's files (name, size, mtime) and `extra` (e.g. media settings); None
-    when the model has no folder (an in-memory test model: nothing is written to disk)."""
+    """sha1 of the checkpoint folder's content (name, size, sha256 of each file: `weights.content_stamp`)
+    and `extra` (e.g. media settings); neither its place nor its mtimes, so a copied or moved run keeps its
+    cache and its checkpoints.  None when the model has no folder (an in-memory test model)."""
     if not model_dir or not Path(model_dir).is_dir():
         return None
-    parts = [str(Path(model_dir).resolve()), extra]
-    for f in sorted(Path(model_dir).iterdir()):
-        if f.is_file():
-            st = f.stat()
-            parts.append(f"{f.name}|{st.st_size}|{st.st_mtime_ns}")
+    parts = [extra] + [f"{name}|{size}|{sha}" for name, size, sha in content_stamp(model_dir)]
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 

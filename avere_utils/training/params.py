@@ -90,6 +90,12 @@ class TrainParams(StageParams):
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"TrainParams: key {key!r} must be >= 1, got {getattr(self, key)}")
+        # 0 has a meaning for these (every pair, the epochs decide, no checkpoint, keep all); below 0 none
+        for key in ("max_samples", "max_steps", "save_steps", "save_total_limit"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"TrainParams: key {key!r} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"TrainParams: key 'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"TrainParams: key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.learning_rate <= 0:

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import avere_utils.training.checkpoint as ckpt
+from avere_utils import runlock
 from avere_utils.models.backend import Backend
 from avere_utils.paths import atomic_write_text
 from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
@@ -107,7 +108,9 @@ def load_default_pairs(params: TrainParams, backend: Backend) -> PairSource:
 def run_signature(params: TrainParams, rows: Sequence[Any], model_fp: str | None) -> dict[str, Any]:
     """What defines a run (only the same run may be resumed): the params that change the computation, the
     pairs (their ids, in order) and the reference checkpoint's fingerprint (a rebuilt reference is a new run)."""
-    d = {k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL}
+    # run-relative paths: a run folder copied or moved elsewhere is still the same run
+    d = ckpt.run_relative({k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL},
+                          params.run_dir)
     d["pairs_sha1"] = hashlib.sha1("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()
     d["reference_fingerprint"] = model_fp
     return d
@@ -309,21 +312,26 @@ class Trainer:
         pipeline after notebook 02 or 03 changed must not fail, nor continue a stale adapter)."""
         p = self.params
         cdir = Path(p.checkpoint_dir)
-        found = ckpt.latest(cdir) if p.resume else None
         signature = run_signature(p, self.rows, self.model_fp)
-        if found is not None:
-            state = ckpt.read_state(found)
-            old = state.get("signature", {})
-            diff = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
-            if state.get("world") != self.world:
-                diff.append(f"num_processes ({state.get('world')} -> {self.world})")
-            if not diff:
+        # newest first; a damaged checkpoint (killed disk, truncated copy) is skipped for the one before it
+        for found in reversed(ckpt.complete_checkpoints(cdir)) if p.resume else []:
+            try:
+                state = ckpt.read_state(found)
+                old = state.get("signature", {})
+                diff = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
+                if state.get("world") != self.world:
+                    diff.append(f"num_processes ({state.get('world')} -> {self.world})")
+                if diff:
+                    log.warning("%s was written by a different run (%s differ): starting %s over", found,
+                                ", ".join(diff), p.variant)
+                    break
                 state = ckpt.load(found, backend=self.backend, optimizer=self.optimizer,
                                   scheduler=self.scheduler, rank=self.rank)
-                log.info("resumed %s from %s (step %d of %d)", p.variant, found, state["step"], self.total_steps)
-                return int(state["step"])
-            log.warning("%s was written by a different run (%s differ): starting %s over", found,
-                        ", ".join(diff), p.variant)
+            except ckpt.CorruptCheckpoint as err:
+                log.warning("skipping checkpoint %s: %s; trying the one before it", found.name, err)
+                continue
+            log.info("resumed %s from %s (step %d of %d)", p.variant, found, state["step"], self.total_steps)
+            return int(state["step"])
         self.accelerator.wait_for_everyone()
         if self.is_main and cdir.is_dir():
             shutil.rmtree(cdir)  # a fresh run: stale checkpoints must never be resumed later
@@ -336,7 +344,19 @@ class Trainer:
                 "world": self.world, "signature": run_signature(self.params, self.rows, self.model_fp),
                 "last_batch_sha1": order}
 
+    def working_log(self) -> Path:
+        """The step log while the run trains: beside its checkpoints, copied to `log_file` at the end."""
+        return Path(self.params.checkpoint_dir) / ckpt.LOG_NAME
+
     def train(self) -> TrainResult:
+        """Train (or resume, or return at once when finished), holding this variant's training lock of the
+        run folder: a second writer is refused with the holder's pid and command (avere_utils.runlock)."""
+        p = self.params
+        lock = (runlock.lock_name("train", p.variant), f"training of {p.variant}")
+        with runlock.hold(p.run_dir, [lock], enabled=self.is_main):
+            return self._train()
+
+    def _train(self) -> TrainResult:
         p = self.params
         t0 = time.perf_counter()
         start = self._start()
@@ -346,7 +366,12 @@ class Trainer:
                      len(self.rows), self.total_steps, self.order.global_batch, self.order.dropped_per_epoch,
                      describe(self.config))
         self.precompute(self.visited_indices(start))
-        logger = StepLogger(p.log_file, keep_until_step=start) if self.is_main else None
+        logger = None
+        if self.is_main:
+            work = self.working_log()
+            if start and not work.is_file() and Path(p.log_file).is_file():
+                work.write_text(Path(p.log_file).read_text())  # a checkpoint from before the working log
+            logger = StepLogger(work, keep_until_step=start)
         tracking = p.report_to != "none"
         if tracking:
             if start == 0 and self.is_main:  # a fresh run: the curves of an earlier run of this variant go
@@ -418,8 +443,8 @@ class Trainer:
     def save_final(self, seconds: float, resumed_from: int) -> None:
         p = self.params
         out = Path(p.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.backend.save_adapter(str(out))
+        ckpt.save_adapter_atomically(self.backend, out)
+        ckpt.promote_log(self.working_log(), Path(p.log_file))
         summary = {"variant": p.variant, "steps": self.total_steps, "resumed_from_step": resumed_from,
                    "seconds": round(seconds, 3), "n_pairs": len(self.rows),
                    "global_batch": self.order.global_batch, "num_processes": self.world,

@@ -7,11 +7,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from avere_utils.paths import REPO_ROOT, atomic_write_text
-from avere_utils.report import figures, story
+from avere_utils.report import descriptions, figures, story
 from avere_utils.report.params import ResultsParams
 from avere_utils.report.tables import (
     PAPER_SCORING_MODE,
@@ -126,6 +127,22 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
     return md
 
 
+def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], n: int = 6) -> list[str]:
+    """The reference's EMER description of `n` held-out clips next to each TPD form's, every cited cue
+    marked (report/descriptions.py)."""
+    forms = [v for _, v in story.FORMS if v in trained]
+    shown = [P.baseline, *(forms or trained[:3])]
+    comp = descriptions.compare_descriptions(P.run_dir, shown, n)
+    if comp.empty:
+        return []
+    rep.tables["descriptions"] = comp
+    return [f"## What the models wrote about {comp['clip'].nunique()} held-out EMER clips", "",
+            "Greedy descriptions of test clips no model trained on. Each cited cue is marked from the clip's "
+            "cue record: [✓] present and typical of the emotion, [ABSENT] typical but not in the clip (a "
+            "hallucination), [context] in the clip but irrelevant (a spurious association), [not in clip] "
+            "another emotion's cue.", "", *descriptions.markdown_lines(comp)]
+
+
 def build_report(P: ResultsParams) -> Report:
     run_dir = Path(P.run_dir)
     metrics = load_metrics(run_dir / "metrics")
@@ -177,6 +194,7 @@ def build_report(P: ResultsParams) -> Report:
                f"model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 
     md += story_section(P, rep, fig_dir)
+    md += descriptions_section(P, rep, [v for v in variants if v != P.baseline])
 
     head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
     for name, table, title in (("bars_table2", head2, "Zero-shot benchmarks"), ("bars_table3", head3, "EmoReAlM")):
@@ -191,6 +209,10 @@ def build_report(P: ResultsParams) -> Report:
     f = figures.margin_curves(logs, fig_dir / "margins.png", [v for v in P.variants if v != "reference"])
     if f:
         rep.figures["margins"] = f
+    forms = [v for _, v in story.FORMS if v in P.variants]
+    f = figures.margin_curves(logs, fig_dir / "margins_tpd_forms.png", forms) if len(forms) > 1 else None
+    if f:
+        rep.figures["margins_tpd_forms"] = f
     f = figures.error_rates(rates, fig_dir / "error_rates.png")
     if f:
         rep.figures["error_rates"] = f

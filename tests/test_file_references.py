@@ -151,7 +151,8 @@ def test_every_file_the_sources_and_docs_name_exists():
     files = {p: (REPO_ROOT / p).read_text() for p in tracked_list
              if p.split("/", 1)[0] in SCANNED and p.endswith(SCANNED_SUFFIXES) and (REPO_ROOT / p).is_file()}
     files.pop(THIS, None)  # its planted cases name missing files on purpose
-    assert dangling(files, tracked) == []
+    found = dangling(files, tracked)
+    assert not found, "names of files the repository lacks (cite docs/method.md, or add to EXTERNAL):\n" + "\n".join(found)
 
 
 def test_the_allow_list_names_only_files_outside_the_repository():

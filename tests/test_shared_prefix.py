@@ -46,6 +46,16 @@ def test_nest_plan_reuses_long_common_parts_only():
     assert nest_plan(same, min_tokens=20, min_fraction=0.25, verify=verify) == [None, (0, 51), None, (2, 51)]
 
 
+def test_width_groups_split_only_when_padding_is_worth_a_second_pass():
+    from avere_utils.models.packing import width_groups
+
+    # a training step: three responses after each real prompt, one after each PMP input
+    assert width_groups([180, 60, 180, 60, 180, 60]) == [[1, 3, 5], [0, 2, 4]]
+    assert width_groups([60, 62, 58]) == [[0, 1, 2]]  # nearly equal: one pass
+    assert width_groups([]) == [[]] and width_groups([7]) == [[0]]
+    assert width_groups([0, 0, 30]) == [[0, 1], [2]]  # one-token candidates need no pass at all
+
+
 def test_audio_targeted_pmp_input_nests_after_its_real_prompt(lora_backend):
     """The real prompts of a visual and an audio pair and their PMP inputs: only the audio pair's PMP
     input (real video, other audio) continues its real prompt's cache, after the video."""

@@ -21,7 +21,7 @@ from transformers import DynamicCache
 
 from avere_utils.models.adapters import attach_adapter
 from avere_utils.models.backend import Backend
-from avere_utils.models.packing import attention_mask_4d, pack_candidates
+from avere_utils.models.packing import attention_mask_4d, pack_candidates, width_groups
 from avere_utils.models.processor import (
     ENDOFTEXT,
     IM_END,
@@ -502,26 +502,38 @@ class OmniBackend(Backend):
         for g, cs in zip(group, choices):
             where.append([(g, len(per_row[g]) + k) for k in range(len(cs))])
             per_row[g].extend(self.response_ids(c) for c in cs)
-        pk = pack_candidates(per_row, pad_id=self.pad_id)
         dev = self.device
-        row, first = pk.row.to(dev), pk.first.to(dev)
+        row = torch.tensor([g for g, cands in enumerate(per_row) for _ in cands], device=dev)
+        first = torch.tensor([ids[0] for cands in per_row for ids in cands], device=dev)
         logp = torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)[row, first]
-        g_n, s = pk.tokens.shape
-        if s:
-            # each candidate restarts at its prompt's next free position; text after the media has its
-            # three rotary components equal, as in the unpacked continuation
-            pos = (state.next_pos.view(g_n, 1) + pk.offsets.to(dev)).unsqueeze(0).expand(3, g_n, s)
-            form = self._packed_mask_form()
-            mask = attention_mask_4d(state.attention_mask, pk.block.to(dev),
-                                     additive_dtype=self.dtype if form == "additive" else None)
-            h, _ = self._lm(self.thinker.get_input_embeddings()(pk.tokens.to(dev)), mask, pos, state.cache)
-            real = pk.owner.to(dev) >= 0
-            lp = torch.log_softmax(self.thinker.lm_head(h[real]).float(), dim=-1)
-            lp = lp.gather(-1, pk.targets.to(dev)[real][:, None])[:, 0]
-            logp = logp.index_add(0, pk.owner.to(dev)[real], lp)
         start = [0]
         for cands in per_row:
             start.append(start[-1] + len(cands))
+        groups = width_groups([sum(len(ids) - 1 for ids in cands) for cands in per_row])
+        for rows in groups:
+            pk = pack_candidates([per_row[g] for g in rows], pad_id=self.pad_id)
+            g_n, s = pk.tokens.shape
+            if not s:
+                continue
+            if len(groups) == 1:
+                cache, att, nxt = state.cache, state.attention_mask, state.next_pos
+            else:  # each row's cache once, in the pass of its width group
+                idx = torch.tensor(rows, device=dev)
+                cache = DynamicCache(config=self.thinker.config.get_text_config())
+                for layer_idx, layer in enumerate(state.cache.layers):
+                    cache.update(layer.keys[idx], layer.values[idx], layer_idx)
+                att, nxt = state.attention_mask[idx], state.next_pos[idx]
+            # each candidate restarts at its prompt's next free position; text after the media has its
+            # three rotary components equal, as in the unpacked continuation
+            pos = (nxt.view(g_n, 1) + pk.offsets.to(dev)).unsqueeze(0).expand(3, g_n, s)
+            form = self._packed_mask_form()
+            mask = attention_mask_4d(att, pk.block.to(dev), additive_dtype=self.dtype if form == "additive" else None)
+            h, _ = self._lm(self.thinker.get_input_embeddings()(pk.tokens.to(dev)), mask, pos, cache)
+            real = pk.owner.to(dev) >= 0
+            lp = torch.log_softmax(self.thinker.lm_head(h[real]).float(), dim=-1)
+            lp = lp.gather(-1, pk.targets.to(dev)[real][:, None])[:, 0]
+            flat = torch.tensor([start[g] + k for g in rows for k in range(len(per_row[g]))], device=dev)
+            logp = logp.index_add(0, flat[pk.owner.to(dev)[real]], lp)
         return [torch.stack([logp[start[g] + k] for g, k in w]) for w in where]
 
     def reference(self) -> contextlib.AbstractContextManager:

@@ -63,6 +63,23 @@ def pack_candidates(per_row: Sequence[Sequence[Sequence[int]]], *, pad_id: int =
                             torch.tensor([len(ids) for _, ids in flat], dtype=torch.long))
 
 
+def width_groups(widths: Sequence[int], *, min_saving: float = 0.2) -> list[list[int]]:
+    """Rows of one packed pass are padded to the widest row.  When the widths differ a lot (a training
+    step: three responses after the real prompt, one after the PMP input) a pass for the narrow rows and
+    one for the wide rows run fewer padded tokens.  Returns the row groups, one pass each: all rows, or two
+    groups cut where the padded total is least, when that saves at least `min_saving` of it."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    one = len(widths) * max(widths, default=0)
+    best, cut = one, None
+    for k in range(1, len(order)):
+        cost = k * widths[order[k - 1]] + (len(order) - k) * widths[order[-1]]
+        if cost < best:
+            best, cut = cost, k
+    if cut is None or one - best < min_saving * one:
+        return [list(range(len(widths)))]
+    return [sorted(order[:cut]), sorted(order[cut:])]
+
+
 def attention_mask_4d(prompt_mask: torch.Tensor, block: torch.Tensor, *, additive_dtype: torch.dtype | None = None
                       ) -> torch.Tensor:
     """The (G, 1, S, T + S) mask of the packed inputs over [the prompt's T cache columns | the S packed

@@ -1,15 +1,20 @@
 """Session fixtures shared by the end-to-end tests.
 
 Stages 01-03 of the tiny profile at the smallest sizes (a ~250-clip world, six SFT steps) are built once
-per test session; the smoke test, the sweep test and the fault tests each work on their own copy."""
+per test session; the smoke test, the sweep test and the fault tests each work on their own copy.
+
+The base run and the smoke run start from a scratch working directory holding only the run folder and a copy
+of the notebooks (the kernels' working directory): a stage that writes anywhere but its run folder or a
+folder its params name leaves something there, and tests/test_pipeline_smoke.py lists it (`stray_entries`)."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pytest
 
-from avere_utils import runner
+from avere_utils import config, runner
 
 BASE_STAGES = ("01_data_preparation", "02_pair_construction", "03_reference_model")
 # 01: a world of ~250 clips instead of ~1,100; 03: six SFT steps and six presence-phase steps (step bounds,
@@ -30,9 +35,33 @@ def clone_run(base: Path, dst: Path) -> Path:
     return dst
 
 
+SCRATCH_NOTEBOOKS = sorted(f"{stage}.ipynb" for stage in config.STAGES)
+
+
+def run_from_scratch(scratch: Path, only: Sequence[str], overrides: Mapping[str, Any]) -> runner.RunResult:
+    """`runner.run` into `scratch`/run with the process standing in `scratch` and the kernels in
+    `scratch`/notebooks (a copy of the notebooks), so that a relative write by either stays visible."""
+    notebooks = scratch / "notebooks"
+    notebooks.mkdir()
+    for name in SCRATCH_NOTEBOOKS:
+        shutil.copy2(runner.NOTEBOOKS_DIR / name, notebooks / name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(scratch)
+        return runner.run("tiny", only=list(only), out=str(scratch / "run"), overrides=dict(overrides),
+                          notebooks_dir=notebooks, echo=lambda s: None)
+
+
+def stray_entries(scratch: Path) -> list[str]:
+    """What a run left in its scratch working directory besides its run folder and the notebooks it read."""
+    found = [p.name for p in scratch.iterdir() if p.name not in ("run", "notebooks")]
+    return sorted(found + [f"notebooks/{p.name}" for p in (scratch / "notebooks").iterdir()
+                           if p.name not in SCRATCH_NOTEBOOKS])
+
+
 @pytest.fixture(scope="session")
 def tiny_base_run(tmp_path_factory) -> Path:
-    """A run folder holding stages 01-03 at the smallest sizes. Read it, or clone it before writing."""
-    out = tmp_path_factory.mktemp("tiny-base") / "run"
-    runner.run("tiny", only=list(BASE_STAGES), out=str(out), overrides=BASE_SIZES, echo=lambda s: None)
-    return out
+    """A run folder holding stages 01-03 at the smallest sizes. Read it, or clone it before writing.
+    Its parent is the scratch working directory the run started from."""
+    scratch = tmp_path_factory.mktemp("tiny-base")
+    run_from_scratch(scratch, BASE_STAGES, BASE_SIZES)
+    return scratch / "run"

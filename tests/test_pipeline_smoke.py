@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import BASE_STAGES, LATER_SIZES, clone_run
+from conftest import BASE_STAGES, LATER_SIZES, clone_run, run_from_scratch, stray_entries
 
-from avere_utils import config, runner, sweep
+from avere_utils import config, sweep
 
 CLASSIFICATION_KEYS = {"uar", "war", "weighted_f1", "n_items", "n_scored", "coverage", "scoring_mode", "model", "modes"}
 EMOREALM_KEYS = {"reasoning_basic_audio", "reasoning_basic_video", "modality_agreement", "reasoning_stress_audio",
@@ -19,10 +19,11 @@ EMER_KEYS = {"clue", "label", "spurious", "hallucination", "n_items", "n_scored"
 
 @pytest.fixture(scope="module")
 def small_run(tiny_base_run, tmp_path_factory):
-    """The whole run: stages 01-03 from the session's base run (conftest), then every later stage here."""
+    """The whole run: stages 01-03 from the session's base run (conftest), then every later stage here,
+    started from a scratch working directory (the run folder's parent)."""
     out = clone_run(tiny_base_run, tmp_path_factory.mktemp("smoke") / "run")
     later = [s for s in config.load_run("tiny").stages if s not in BASE_STAGES]
-    result = runner.run("tiny", only=later, out=str(out), overrides=LATER_SIZES, echo=lambda s: None)
+    result = run_from_scratch(out.parent, later, LATER_SIZES)
     return out, result
 
 
@@ -60,6 +61,21 @@ def test_whole_tiny_run_at_smallest_sizes(small_run):
     for variant in run.train_variants:
         assert (out / "models" / variant / "adapter_config.json").is_file()
     assert len(list((out / "notebooks").glob("*.ipynb"))) == n_expected
+
+
+def test_stray_entries_names_what_was_left_beside_the_run_folder(tmp_path):
+    for d in ("run/models", "notebooks", "--start"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "notebooks" / "01_data_preparation.ipynb").write_text("{}")
+    (tmp_path / "notebooks" / "summary.csv").write_text("")
+    assert stray_entries(tmp_path) == ["--start", "notebooks/summary.csv"]
+
+
+@pytest.mark.slow
+def test_every_stage_writes_only_into_its_run_folder(tiny_base_run, small_run):
+    # stages 01-03 ran from the base run's scratch directory, 04-08 from the smoke run's (conftest)
+    assert stray_entries(tiny_base_run.parent) == []
+    assert stray_entries(small_run[0].parent) == []
 
 
 @pytest.mark.slow

@@ -413,10 +413,10 @@ class Trainer:
                 history.append(record)
                 if logger is not None:
                     logger.log(record)
-                if tracking:
-                    self.accelerator.log(tracked_scalars(record), step=step)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
                                     refresh=False)  # redraws stay throttled (see models/sft.run_sft)
+                if tracking:
+                    self.accelerator.log(tracked_scalars(record), step=step)
                 if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
                     ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,
                               scheduler=self.scheduler, state=self._state(step), is_main=self.is_main,

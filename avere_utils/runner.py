@@ -264,10 +264,12 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKern
     e.output.parent.mkdir(parents=True, exist_ok=True)
     shared = {"km": kernel.manager()} if kernel is not None else {}
     try:
-        # the kernel's own start-up chatter (e.g. its TCP transport warning) would bury the progress lines
+        # the kernel's own start-up chatter (e.g. its TCP transport warning) would bury the progress lines, and
+        # after Ctrl-C its "Exception in message handler" (a reply to a closed socket) is noise: a cell's own
+        # error reaches the notebook and StageFailed either way
         papermill.execute_notebook(str(notebooks_dir / f"{e.stage}.ipynb"), str(e.output), parameters=e.params,
                                    kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False,
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"], **shared)
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"], **shared)
     except PapermillExecutionError as err:
         raise StageFailed(e.output, err.cell_index, f"{err.ename}: {err.evalue}") from None
     except Exception as err:  # kernel died, timeout, ...: still name the notebook

@@ -3,7 +3,12 @@ evaluation stage and of a training stage, then rerun.  Nothing is lost or double
 one training-log line per item / step) and the results equal those of a run that was never interrupted.
 
 Smallest sizes: the session's base run of stages 01-03 (tests/conftest.py), then each fault is one
-killed run, its rerun and one uninterrupted run of a single stage for a single variant."""
+killed run, its rerun and one uninterrupted run of a single stage for a single variant.
+
+Issue 23 (a run folder is safe): a second run into a busy folder is refused, a `cp -r` copy of a finished
+run redoes nothing, Ctrl-C ends with one line and resumes, a truncated newest checkpoint is skipped for the
+one before it, and a truncated adapter is an error naming the file.  The parts that need no pipeline are
+unit-tested in tests/test_run_folder.py."""
 from __future__ import annotations
 
 import json
@@ -115,7 +120,9 @@ def test_training_killed_mid_stage_resumes_through_the_cli(base, clean, tmp_path
 
     killed = clone_run(base, tmp_path / "killed")
     log = killed / "train_logs" / "avem_dpo.jsonl"
-    n_at_kill = run_and_kill(kit("--out", str(killed), *TRAIN), log, 2, N_STEPS)
+    working = killed / "checkpoints" / "avem_dpo" / "train_log.jsonl"  # the stage's log comes at the end
+    n_at_kill = run_and_kill(kit("--out", str(killed), *TRAIN), working, 2, N_STEPS)
+    assert not log.exists()
     run_ok(kit("--out", str(killed), *TRAIN))
     summary = json.loads((killed / "models" / "avem_dpo" / "training_summary.json").read_text())
     assert summary["resumed_from_step"] >= 1 and summary["steps"] == N_STEPS, (n_at_kill, summary)
@@ -126,3 +133,95 @@ def test_training_killed_mid_stage_resumes_through_the_cli(base, clean, tmp_path
     a = load_file(str(killed / "models" / "avem_dpo" / "adapter_model.safetensors"))
     b = load_file(str(clean / "models" / "avem_dpo" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+# --- issue 23: a run folder is safe ---------------------------------------------------------------
+def adapter_tensors(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "models" / "avem_dpo" / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_a_copied_run_redoes_nothing_and_a_second_run_into_it_is_refused(clean, tmp_path):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(clean), str(copy)], check=True)  # new mtimes, another path
+    preds = copy / "predictions" / "dfew-reference.jsonl"
+    first = subprocess.Popen(kit("--out", str(copy), *EVAL), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    lock = copy / ".locks" / "05_zero_shot_classification-reference.lock"
+    for _ in range(3000):  # ~0.02 s each: until the first run holds its lock
+        if (lock.is_file() and lock.read_text()) or first.poll() is not None:
+            break
+        time.sleep(0.02)
+    second = subprocess.run(kit("--out", str(copy), *EVAL), cwd=REPO_ROOT, capture_output=True, text=True)
+    out, _ = first.communicate()
+    assert first.returncode == 0, out[-3000:]
+    assert second.returncode == 3, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"{copy}: 05_zero_shot_classification [reference] is being written by another process, " \
+           f"pid {first.pid}" in second.stderr and "--out" in second.stderr and "Traceback" not in second.stderr
+    ids = [json.loads(x)["id"] for x in lines(preds)]
+    assert len(ids) == len(set(ids)) == N_ITEMS  # the file as the first run left it: no record twice
+    metrics = json.loads((copy / "metrics" / "dfew-reference.json").read_text())
+    assert metrics["timing"]["computed_items"] == 0 and metrics["n_duplicate_records"] == 0
+    assert stable(copy / "metrics" / "dfew-reference.json", copy) == \
+        stable(clean / "metrics" / "dfew-reference.json", clean)
+    run_ok(kit("--out", str(copy), *TRAIN))
+    summary = json.loads((copy / "models" / "avem_dpo" / "training_summary.json").read_text())
+    assert summary["resumed_from_step"] == N_STEPS  # the copy's checkpoint is this run: nothing retrained
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_a_truncated_newest_checkpoint_resumes_from_the_one_before(base, clean, tmp_path):
+    import torch
+
+    run = clone_run(base, tmp_path / "run")
+    working = run / "checkpoints" / "avem_dpo" / "train_log.jsonl"
+    proc = subprocess.Popen(kit("--out", str(run), *TRAIN), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for _ in range(6000):  # ~0.02 s each
+        if len(lines(working)) >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the stage finished before Ctrl-C"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, _ = proc.communicate()
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "DeadKernelError" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert "interrupted: 04_avem_dpo_training [avem_dpo]" in last and "resumes training from step-" in last
+    assert "04_avem_dpo_training [avem_dpo]\tinterrupted" in (run / "run.log").read_text()
+    assert not (run / "train_logs" / "avem_dpo.jsonl").exists()  # no log for an adapter that is not there
+
+    steps = sorted(run.glob("checkpoints/avem_dpo/step-*"))
+    newest = steps[-1] / "adapter" / "adapter_model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])
+    run_ok(kit("--out", str(run), *TRAIN))
+    summary = json.loads((run / "models" / "avem_dpo" / "training_summary.json").read_text())
+    assert summary["resumed_from_step"] == int(steps[-2].name.split("-")[1]), summary
+    notebook = (run / "notebooks" / "04_avem_dpo_training-avem_dpo.ipynb").read_text()
+    assert f"skipping checkpoint {steps[-1].name}" in notebook and "corrupt or truncated" in notebook
+    assert [json.loads(x)["step"] for x in lines(run / "train_logs" / "avem_dpo.jsonl")] == list(range(1, N_STEPS + 1))
+    # equal to the uninterrupted run up to float noise, as in the SIGKILL test above: with the real thinker the
+    # first step after a resume differs in the last bits (not found why; docs/training.md), so byte equality
+    # is asserted with the fake backend (tests/test_run_folder.py)
+    a, b = adapter_tensors(run), adapter_tensors(clean)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_truncated_adapter_is_an_error_naming_the_file(clean, tmp_path):
+    import shutil
+
+    from avere_utils.models import load_backend
+    from avere_utils.weights import WeightsError
+
+    adapter = tmp_path / "run" / "models" / "no_tpd"
+    shutil.copytree(clean / "models" / "avem_dpo", adapter)
+    f = adapter / "adapter_model.safetensors"
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+    with pytest.raises(WeightsError) as err:
+        load_backend(str(clean / "models" / "reference"), adapter_dir=str(adapter), device="cpu")
+    assert str(err.value).startswith(f"{f} is corrupt or truncated")
+    assert "rerun stage 04 for variant no_tpd" in str(err.value)

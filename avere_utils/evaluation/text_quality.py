@@ -23,17 +23,24 @@ def leaks_answer(text: str) -> bool:
     return bool(_LEAK.search(text or ""))
 
 
-def repeated_phrase(text: str, n: int = 3) -> str | None:
-    """The first word n-gram that occurs twice in the text (lower-cased, punctuation ignored), else None.
-    Three words: "the person shows" may come back in a long answer, but the loops seen in broken
-    descriptions ("a glaring stare, a glaring stare") are caught, and no training caption repeats one."""
+def repeated_phrase(text: str, min_words: int = 2) -> str | None:
+    """A phrase the text says twice in a row ("a glaring stare, a glaring stare", "eyes and eyes"), or a cue
+    it cites twice anywhere ("a trembling voice ... a trembling voice"); None if neither.  Sentence frames
+    may come back ("... also adds to the feeling of sadness. ... also adds to the feeling of ..."): the
+    training captions do that for the two modalities, so a recurring frame is not counted."""
     words = _WORD.findall((text or "").lower())
-    seen: set[tuple[str, ...]] = set()
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i:i + n])
-        if gram in seen:
-            return " ".join(gram)
-        seen.add(gram)
+    for n in range(min_words, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i:i + n] == words[i + n:i + 2 * n]:
+                return " ".join(words[i:i + n])
+        # "X and X" / "X, X": one joining word between the two copies
+        for i in range(len(words) - 2 * n):
+            if words[i + n] in ("and", "or") and words[i:i + n] == words[i + n + 1:i + 2 * n + 1]:
+                return " ".join(words[i:i + n])
+    lowered = (text or "").lower()
+    for cue in find_cues(text or ""):
+        if len(re.findall(rf"\b{re.escape(cue)}\b", lowered)) > 1:
+            return cue
     return None
 
 

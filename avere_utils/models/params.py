@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from avere_utils.config import StageParams, param
 
 # the SFT tasks models/sft.py knows (see its docstring); all of them are taught by default
-SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded")
+SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ReferenceParams(StageParams):
     sft_presence_phase_steps: int = param(1000, "steps of the presence phase after the main SFT "
                                                 "(models/reference.presence_phase): every cue-presence question of "
                                                 "each clip with replay of the tasks below; 0: no such phase")
-    sft_presence_phase_tasks: list[str] = param(["presence", "label", "qa", "grounded", "description"],
+    sft_presence_phase_tasks: list[str] = param(["presence", "label", "qa", "grounded", "description", "mcq"],
                                                 "tasks of the presence phase (presence plus replay, so that "
                                                 "recognition, descriptions and the QA text prior are not "
                                                 "forgotten: without the description replay 3 % of the "

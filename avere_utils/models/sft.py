@@ -11,7 +11,12 @@ Three tasks per training clip, all as (user prompt about the clip, assistant ans
   present or absent (from the clip's cue record), answered from what the clip shows: the perception
   the paper's method needs, taught apart from the reasoning questions (the captions' text prior stays);
 * grounded: "Which facial cues of the emotion does the video show?" (and the audio's) -> exactly the
-  present typical cues, e.g. "A broad smile and crinkled eyes." (both modalities, every epoch).
+  present typical cues, e.g. "A broad smile and crinkled eyes." (both modalities, every epoch);
+* mcq: a fresh 4-option "which cue explains the emotion?" question per modality and epoch, drawn from the
+  clip's cue record with new distractors and a new order each time: answering with the choice's text and
+  then its letter means finding the written text among the choices and copying the letter before it, a
+  lookup a 3-layer model learns only from many orders (the source's one fixed MCQ per clip left it at
+  chance: it wrote a cue it perceived, then "(D)" whatever the choices).
 
 The loss is the token-level mean negative log-likelihood of the responses (`SFTConfig.loss_normalization`),
 computed through `Backend.sequence_logprobs`.
@@ -23,6 +28,7 @@ import json
 import logging
 import math
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -36,9 +42,16 @@ from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cu
 from avere_utils.models.params import SFT_TASKS, ReferenceParams
 from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, choice_answer, qa_prompt
 from avere_utils.records import Example, Item, Media
-from avere_utils.synth.text import grounded_items, presence_questions
+from avere_utils.synth.text import grounded_items, mcq_item, presence_questions
 
 log = logging.getLogger(__name__)
+
+
+def fresh_mcqs(item_id: str, record: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
+    """One 4-option cue question per modality for this clip and epoch (`synth.text.mcq_item`), seeded by the
+    clip id and the epoch: the same on every run and SFT worker, different from one epoch to the next."""
+    rng = np.random.default_rng([zlib.crc32(item_id.encode()), epoch])
+    return [q for q in (mcq_item(record, m, rng) for m in ("visual", "audio")) if q is not None]
 
 
 def qa_answer(qa: dict[str, Any]) -> str:
@@ -114,6 +127,12 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
             if not record:
                 skipped["grounded"] += 1
             out.extend(SFTRecord(it.id, "grounded", g["prompt"], g["answer"]) for g in (grounded_items(record) if record else []))
+        if "mcq" in tasks:
+            record = (it.text or {}).get("cues")
+            if not record:
+                skipped["mcq"] += 1
+            qs = fresh_mcqs(it.id, record, epoch) if record else []
+            out.extend(SFTRecord(it.id, "mcq", qa_prompt(q), qa_answer(q)) for q in qs)
     if any(skipped.values()):
         log.warning("SFT: items skipped per task for a missing field: %s", skipped)
     return out

@@ -160,7 +160,7 @@ def test_template_samples_are_valid_and_differ_only_in_cues():
         record = CueRecord.from_dict(random_record(rng, ve, ae))
         for family in feasible_families(record):
             d = template_sample(record, family, rng)
-            assert check_sample(d.texts(), record, family) == [], (family, d)
+            assert check_sample(d.texts(), record, family, d.prompt) == [], (family, d)
             # Same sentence around different cues (and, in a stress sample, a different choice): removing the
             # cues leaves the same skeleton.
             skeletons = {re.sub("|".join(map(re.escape, find_cues(t))), "#", t, flags=re.I) for t in d.texts().values()}
@@ -229,7 +229,7 @@ def _targeted(family: str) -> tuple[str, ...]:
 
 
 def test_vr_cites_only_present_irrelevant_er_only_absent_typical(world, tmp_path):
-    """Every family, the stress ones (weight 0 by default) included."""
+    """Every family, the stress ones included."""
     _, items = world
     result = build_pairs(params_for(tmp_path, family_weights={f: 1.0 for f in FAMILIES}), items, progress=False)
     assert len(result.rows) > 150 and result.stats["counts"].get("invalid", 0) == 0
@@ -442,9 +442,17 @@ def test_load_pair_media_without_donor_columns(media_world, tmp_path):
 
 
 # --- the LLM generator ---------------------------------------------------------------------------------
+_STRESS_LINE = re.compile(r'^(chosen|rejected_vr|rejected_er): start with "([^"]+)", then rest the answer on "([^"]+)"')
+
+
 def _answer_from_prompt(body: dict) -> str:
-    """What a good model would write: the first cue of each list, copied exactly."""
+    """What a good model would write: the first cue of each list (a stress question: the answer and the cue
+    given for each response), copied exactly, in a wording of its own."""
     user = body["messages"][-1]["content"]
+    stress = [m.groups() for m in map(_STRESS_LINE.match, user.splitlines()) if m]
+    if stress:
+        (emotion,) = re.findall(r"^(?:visual|audio) emotion: (\w+)$", user, re.MULTILINE)
+        return json.dumps({k: f"{start}. It is {emotion}, because of {cue}." for k, start, cue in stress})
     lists = {}
     for kind, tag in (("chosen", "use in chosen"), ("rejected_vr", "use in rejected_vr"), ("rejected_er", "use in rejected_er")):
         lists[kind] = [line.split(": ", 1)[1].split(", ")[0] for line in user.splitlines() if f"({tag})" in line]
@@ -492,6 +500,61 @@ def test_llm_generator_validates_counts_and_caches(world, tmp_path, monkeypatch)
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_llm_generator_writes_the_stress_families_and_their_yes_no_is_checked(world, tmp_path):
+    """With generator llm a stress sample is asked of the LLM: the same question and cues as the template
+    path would use, checked like a template sample; a reply that starts with the wrong Yes/No is invalid."""
+    _, items = world
+    items = items[:30]
+    weights = {"visual_stress": 1.0, "audio_stress": 1.0, "visual_reasoning": 0.5}
+    template = {r["id"]: r for r in build_pairs(params_for(tmp_path, family_weights=weights), items,
+                                                progress=False).rows}
+
+    def flipped(body):  # the chosen answer of a stress question starts with the other choice
+        obj = json.loads(_answer_from_prompt(body))
+        if "then rest the answer on" in body["messages"][-1]["content"]:
+            first, other = ("Yes (A)", "No (B)") if obj["chosen"].startswith("Yes") else ("No (B)", "Yes (A)")
+            obj["chosen"] = other + obj["chosen"][len(first):]
+        return 200, completion(json.dumps(obj))
+
+    runs = {}
+    for name, reply in (("good", lambda body: (200, completion(_answer_from_prompt(body)))), ("flipped", flipped)):
+        with StubChat(reply) as stub:
+            p = params_for(tmp_path, generator="llm", llm_base_url=stub.base_url, llm_api_key_env="", family_weights=weights,
+                           llm_fallback_to_template=False, llm_cache_dir=str(tmp_path / f"cache_{name}"))
+            runs[name] = build_pairs(p, items, progress=False)
+    good = runs["good"]
+    stress = [r for r in good.rows if r["family"] in STRESS_FAMILIES]
+    assert len(stress) > 30 and good.stats["counts"].get("invalid", 0) == 0
+    assert good.stats["llm"]["llm_valid"] == len(good.rows) == len(template)
+    assert {r["template"].split("/")[1] for r in stress} == set(STRESS_CITED)  # every kind of question
+    for r in stress:
+        assert r["generator"] == "llm" and r["template"].endswith("/llm"), r["template"]
+        t = template[r["id"]]
+        assert r["prompt"] == t["prompt"] and r["cues"] == t["cues"] and r["chosen"] != t["chosen"]
+        assert r["template"].split("/")[1] == t["template"].split("/")[2]  # the same kind of question
+        for k in ("chosen", "rejected_vr", "rejected_er"):
+            assert r[k].split(".")[0] == t[k].split(".")[0]  # the same Yes/No answer
+    bad = runs["flipped"]
+    n_stress = sum(1 for r in template.values() if r["family"] in STRESS_FAMILIES)
+    assert bad.stats["llm"]["llm_invalid"] == bad.stats["counts"]["skipped_llm_failed"] == n_stress
+    assert {r["family"] for r in bad.rows} == {"visual_reasoning"}
+    # the check itself: a wrong start, and a "Yes" that rests on another cue than the one asked about
+    r = stress[0]
+    record = CueRecord.from_dict(json.loads(r["cue_record"]))
+    texts = {k: r[k] for k in ("chosen", "rejected_vr", "rejected_er")}
+    assert check_sample(texts, record, r["family"], r["prompt"]) == []
+    wrong = {**texts, "rejected_er": ("No (B)" if texts["rejected_er"].startswith("Yes") else "Yes (A)")
+             + texts["rejected_er"][len(texts["rejected_er"].split(".")[0]):]}
+    assert any("rejected_er: does not start with" in p for p in check_sample(wrong, record, r["family"], r["prompt"]))
+    yes = next(k for k in texts if texts[k].startswith("Yes (A)"))
+    asked = find_cues(r["prompt"])[0]
+    other = next(c for c in find_cues(texts[next(k for k in texts if k != yes)]))
+    assert any("does not rest on the asked cue" in p for p in check_sample(
+        {**texts, yes: texts[yes].replace(asked, other)}, record, r["family"], r["prompt"]))
+    with pytest.raises(ValueError, match="prompt"):
+        check_sample(texts, record, r["family"])
 
 
 def test_llm_generator_without_fallback_counts_skips(world, tmp_path):

@@ -6,7 +6,9 @@ Steps (each counted in the stats, nothing dropped silently):
 2. split by CLIP into train / validation (no clip in both; PMP donors come from the same split);
 3. per clip, `samples_per_clip` samples are planned: the family is the one furthest below its target share
    (`family_weights`) among those the clip can support, preferring families not yet used for this clip
-   (modality-disagreement clips take modality_agreement first: they are its only "No" answers);
+   (modality-disagreement clips take modality_agreement first: they are its only "No" answers); a stress
+   sample's question (the cue asked about and the cue each response rests on) is drawn here too, so both
+   generators, and an LLM sample's template fallback, answer the same question;
 4. the generator writes the three responses (LLM requests run `llm_workers` at a time); every sample is
    checked against the cue record (`cues.check_sample`); invalid ones are counted by reason and kept out;
 5. exact duplicates (same clip, prompt, chosen and rejections) are counted and kept out;
@@ -36,7 +38,15 @@ from avere_utils.pairs.interop import export_released_json
 from avere_utils.pairs.llm import LLMGenerator
 from avere_utils.pairs.params import FAMILIES, FAMILY_MODALITY, PairParams
 from avere_utils.pairs.store import save_pairs
-from avere_utils.pairs.templates import PROMPTS, STRESS_FAMILIES, Draft, feasible_families, template_sample
+from avere_utils.pairs.templates import (
+    PROMPTS,
+    STRESS_FAMILIES,
+    Draft,
+    StressAsk,
+    feasible_families,
+    stress_ask,
+    template_sample,
+)
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
@@ -162,6 +172,7 @@ class PlannedSample:
     family: str
     prompt_index: int
     rng: np.random.Generator  # the clip's stream, shared by its samples in order
+    stress: StressAsk | None = None  # a stress family's question, the same whichever generator writes it
 
 
 def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) -> list[PlannedSample]:
@@ -188,7 +199,9 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
                 continue
             used.add(family)
             balancer.add(family)
-            plans.append(PlannedSample(clip, s, family, int(rng.integers(len(PROMPTS[family]))), rng))
+            p = int(rng.integers(len(PROMPTS[family])))
+            ask = stress_ask(record, family, rng, p) if family in STRESS_FAMILIES and record is not None else None
+            plans.append(PlannedSample(clip, s, family, p, rng, ask))
     counts["samples_planned"] = len(plans)
     return plans
 
@@ -196,9 +209,10 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
 def _ask_llm(llm: LLMGenerator, plans: list[PlannedSample], workers: int, progress: bool) -> list[Draft | None]:
     """One request per planned sample, `workers` at a time (order kept; the on-disk cache makes reruns free)."""
     def ask(plan: PlannedSample) -> Draft | None:
-        if plan.family in STRESS_FAMILIES:
-            return None  # written from the cue record by the template generator (see build_pairs)
         record = plan.clip.record
+        if plan.stress is not None:
+            return llm.generate(plan.stress.prompt, plan.family, record, stress=plan.stress,
+                                template=f"p{plan.prompt_index}/{plan.stress.kind}")
         captions = (plan.clip.item.text or {}).get("captions")
         return llm.generate(PROMPTS[plan.family][plan.prompt_index], plan.family, record,
                             label=plan.clip.ref.video_emotion, captions=captions, template=f"p{plan.prompt_index}")
@@ -232,19 +246,18 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
 
     for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
         clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
-        # The stress families ask about one cue and answer from its cue record: always the template generator.
-        if llm is None or family in STRESS_FAMILIES:
-            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index)
+        if llm is None:
+            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
         elif llm_drafts[i] is not None:
             draft = llm_drafts[i]
         elif params.llm_fallback_to_template and record is not None:
             counts["llm_fallback_to_template"] += 1
-            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index)
+            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
         else:
             counts["skipped_llm_failed"] += 1
             continue
         texts = draft.texts()
-        problems = check_sample(texts, record, family) if record else check_sample_without_record(texts)
+        problems = check_sample(texts, record, family, draft.prompt) if record else check_sample_without_record(texts)
         if problems:
             counts["invalid"] += 1
             for p in problems:  # group by reason, whatever the cue

@@ -9,7 +9,9 @@ family targets (checked with `emotions.find_cues` against the clip's cue record)
 * rejected_er - only ABSENT typical cues of the claimed emotion: a hallucination.
 
 All three claim the same emotion (and, for modality agreement, the same yes/no answer), so the cue is the
-only difference the model can learn from.
+only difference the model can learn from.  A stress-family sample (a Yes/No question about one cue) is also
+checked against its question: each response starts with the answer `templates.STRESS_CITED` gives it
+("Yes (A)" only for the response that rests on the asked cue, which it must cite), "No (B)" otherwise.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Mapping
 
 from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.pairs.params import FAMILY_MODALITY
+from avere_utils.pairs.templates import STRESS_ASKED, STRESS_CITED, STRESS_FAMILIES, stress_answer
 from avere_utils.records import CueRecord
 
 RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
@@ -86,11 +89,39 @@ def _check_response(kind: str, text: str, record: CueRecord, family: str) -> lis
     return problems
 
 
-def check_sample(texts: Mapping[str, str], record: CueRecord, family: str) -> list[str]:
-    """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid."""
+def _check_stress(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str) -> list[str]:
+    modality = STRESS_FAMILIES[family]
+    m = record.of(modality)
+    asked = [c for c in find_cues(prompt) if cue_kind(c)[0] == modality]
+    if len(asked) != 1:
+        return [f"the question names {len(asked)} {modality} cues, not one"]
+    (cue,) = asked
+    kinds = [k for k, source in STRESS_ASKED.items() if cue in getattr(m, source)]
+    if not kinds:
+        return [f"the question asks about {cue!r}, which is not in the {modality} cue record"]
+    kind = kinds[0]
+    problems = []
+    for response in RESPONSE_KINDS:
+        text = texts.get(response, "")
+        text = text.strip() if isinstance(text, str) else ""
+        want = stress_answer(kind, response)
+        if not text.startswith(want):
+            problems.append(f"{response}: does not start with {want} (asked about {cue!r}, a {kind} cue)")
+        if STRESS_CITED[kind][response] == "asked" and cue not in find_cues(text):
+            problems.append(f"{response}: does not rest on the asked cue {cue!r}")
+    return problems
+
+
+def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str | None = None) -> list[str]:
+    """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid.
+    A stress family needs its `prompt`: the asked cue decides which answer each response must give."""
     problems: list[str] = []
     for kind in RESPONSE_KINDS:
         problems += _check_response(kind, texts.get(kind, ""), record, family)
+    if family in STRESS_FAMILIES:
+        if prompt is None:
+            raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")
+        problems += _check_stress(texts, record, family, prompt)
     if len({texts.get(k, "").strip() for k in RESPONSE_KINDS}) < len(RESPONSE_KINDS):
         problems.append("two of the three responses are identical")
     return problems

@@ -3,7 +3,10 @@
 The paper's 41,687 samples were written by Gemini 2.5 Flash; this module asks any chat endpoint for the
 same thing, with a prompt written for the two rejection kinds.  The model gets the question, the emotion
 (s) the chosen answer must state, and - when the clip has a cue record - the three lists of cues it may
-use for each response; otherwise the clip's captions.  Its reply must be one JSON object
+use for each response; otherwise the clip's captions.  A stress-family sample (EmoReAlM's Yes/No question
+about one cue) is planned like a template one (`templates.stress_ask`): the model gets the question, which
+answer is correct, and per response the answer it starts with and the one cue it rests on, so an LLM sample
+and its template fallback answer the same question.  Its reply must be one JSON object
 {"chosen", "rejected_vr", "rejected_er"}; every reply is parsed and checked with the same rules as the
 template generator's samples (`cues.check_sample`), and every failure is counted by reason.
 """
@@ -24,7 +27,7 @@ from avere_utils.pairs.cues import (
     claimed_emotion,
     targeted_modalities,
 )
-from avere_utils.pairs.templates import Draft
+from avere_utils.pairs.templates import STRESS_ASKED, STRESS_FAMILIES, Draft, StressAsk
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,42 @@ give as the reason:
 Copy the cue phrases exactly as given. Do not mention any other cue. One or two sentences per answer.
 Reply with one JSON object and nothing else:
 {"chosen": "...", "rejected_vr": "...", "rejected_er": "..."}"""
+
+# The stress families get their own instructions (the three answers differ in Yes/No there); the other
+# families' requests stay byte-identical, so their cached replies stay valid.
+SYSTEM_PROMPT_STRESS = """You write training data for an audiovisual emotion model.
+For one Yes/No question about one cue of a video clip ("does this cue show the emotion?") you write three
+answers of the SAME shape and length that state the SAME emotion; they differ only in the answer they start
+with and in the cue they give as the reason:
+- "chosen": the correct answer, resting on a cue that is really present in the clip AND typical of the emotion.
+- "rejected_vr": rests on a cue that is present in the clip but has nothing to do with emotion: a spurious
+  association.
+- "rejected_er": rests on a cue that is typical of the emotion but ABSENT from the clip: a hallucination.
+An answer says Yes when its cue is the one asked about and No otherwise. Start each answer with exactly the
+words given for it, then one sentence saying that its cue shows the emotion. Copy the cue phrases exactly
+as given. Mention no other cue (not the asked one either, unless it is that answer's cue).
+Reply with one JSON object and nothing else:
+{"chosen": "...", "rejected_vr": "...", "rejected_er": "..."}"""
+
+_SOURCE_TEXT = {"present": "present in the clip and typical of {emotion}",
+                "context": "present in the clip but irrelevant to emotion",
+                "absent": "typical of {emotion} but absent from the clip"}
+_RESPONSE_SOURCE = {"chosen": "present", "rejected_vr": "context", "rejected_er": "absent"}
+
+
+def build_stress_messages(ask: StressAsk, record: CueRecord) -> list[dict[str, str]]:
+    modality = STRESS_FAMILIES[ask.family]
+    emotion = record.emotion_of(modality)
+    where = "video" if modality == "visual" else "audio"
+    correct = ask.answer("chosen")
+    lines = [f"Question: {ask.prompt}",
+             f"The question asks about {ask.asked} in the {where} "
+             f"({_SOURCE_TEXT[STRESS_ASKED[ask.kind]].format(emotion=emotion)}): the correct answer is {correct}.",
+             f"{modality} emotion: {emotion}"]
+    for response, cue in ask.cues.items():
+        lines.append(f'{response}: start with "{ask.answer(response)}", then rest the answer on "{cue}" '
+                     f"({_SOURCE_TEXT[_RESPONSE_SOURCE[response]].format(emotion=emotion)})")
+    return [{"role": "system", "content": SYSTEM_PROMPT_STRESS}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def _cue_lines(record: CueRecord, family: str) -> list[str]:
@@ -104,9 +143,16 @@ class LLMGenerator:
         self.counts: Counter[str] = Counter()
 
     def generate(self, question: str, family: str, record: CueRecord | None, label: str | None = None,
-                 captions: dict[str, str] | None = None, template: str = "") -> Draft | None:
+                 captions: dict[str, str] | None = None, template: str = "",
+                 stress: StressAsk | None = None) -> Draft | None:
+        """`stress`: the planned question of a stress-family sample (then `question` is its prompt)."""
         self.counts["llm_samples_asked"] += 1
-        messages = build_messages(question, family, record, label, captions)
+        if family in STRESS_FAMILIES:
+            if stress is None or record is None:
+                raise ValueError(f"LLMGenerator.generate: a {family} sample needs its planned question and a cue record")
+            messages = build_stress_messages(stress, record)
+        else:
+            messages = build_messages(question, family, record, label, captions)
         try:
             # a reply that does not parse is not cached: a rerun asks again instead of replaying it
             reply = self.client.chat(messages, validate=parse_reply, temperature=self.temperature)
@@ -120,7 +166,8 @@ class LLMGenerator:
             self.counts["llm_malformed"] += 1
             log.info("LLM reply malformed (%s): %.120r", e, reply)
             return None
-        problems = check_sample(texts, record, family) if record is not None else check_sample_without_record(texts)
+        problems = (check_sample(texts, record, family, prompt=question) if record is not None
+                    else check_sample_without_record(texts))
         if problems:
             self.counts["llm_invalid"] += 1
             log.info("LLM sample invalid: %s", "; ".join(problems[:3]))

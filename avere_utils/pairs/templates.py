@@ -188,8 +188,9 @@ def _fill(template: str, **kw: str) -> str:
 
 
 def template_sample(record: CueRecord, family: str, rng: np.random.Generator, max_cues: int = 2,
-                    prompt_index: int | None = None) -> Draft:
-    """A sample of `family` for a clip; the family must be in feasible_families(record)."""
+                    prompt_index: int | None = None, stress: StressAsk | None = None) -> Draft:
+    """A sample of `family` for a clip; the family must be in feasible_families(record).  A stress family
+    answers `stress` when given (the planned question), else draws one."""
     p = int(rng.integers(len(PROMPTS[family]))) if prompt_index is None else prompt_index
     prompt = PROMPTS[family][p]
     if family in RESPONSES_SINGLE:
@@ -232,26 +233,55 @@ def template_sample(record: CueRecord, family: str, rng: np.random.Generator, ma
                                 link="and" if yes else "while", relation="match" if yes else "differ",
                                 vemotion=record.video_emotion, aemotion=record.audio_emotion, vcue=vcue, acue=acue)
     elif family in STRESS_FAMILIES:
-        return stress_sample(record, family, rng, p)
+        return stress_sample(record, family, rng, p, stress)
     else:
         raise ValueError(f"unknown family {family!r}")
     return Draft(family=family, prompt=prompt, template=f"p{p}/r{r}", **texts)
 
 
-def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, wording: int) -> Draft:
-    """A stress-family sample: the kind of cue asked about is drawn uniformly (relevant / spurious /
-    hallucination), then the cue, then the cues the three responses rest on (STRESS_CITED)."""
+@dataclass(frozen=True)
+class StressAsk:
+    """What a stress-family sample is about, drawn before anyone writes it, so that the template and the
+    LLM generator (and the template fallback of an LLM sample) answer the same question with the same cues."""
+
+    family: str
+    kind: str  # protocol.STRESS_KINDS: which kind of cue is asked about
+    asked: str
+    prompt: str
+    cues: dict[str, str]  # response kind -> the cue it rests on (STRESS_CITED)
+    wording: int
+
+    def answer(self, response: str) -> str:
+        return stress_answer(self.kind, response)
+
+
+def stress_answer(kind: str, response: str) -> str:
+    """The answer ("Yes (A)" / "No (B)") a response starts with: Yes only when it rests on the asked cue."""
+    return choice_answer(YES_NO[0] if STRESS_CITED[kind][response] == "asked" else YES_NO[1])
+
+
+def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording: int) -> StressAsk:
+    """The kind of cue asked about (uniform over relevant / spurious / hallucination), the cue, then the
+    cues the three responses rest on (STRESS_CITED)."""
     modality = STRESS_FAMILIES[family]
     m = record.of(modality)
-    emotion = record.emotion_of(modality)
     kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
     asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
-    prompt = emorealm_prompt(stress_question(asked, modality, emotion, wording), YES_NO)
+    prompt = emorealm_prompt(stress_question(asked, modality, record.emotion_of(modality), wording), YES_NO)
+    cues = {response: asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
+            for response, source in STRESS_CITED[kind].items()}
+    return StressAsk(family, kind, asked, prompt, cues, wording)
+
+
+def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, wording: int,
+                  ask: StressAsk | None = None) -> Draft:
+    """A stress-family sample from the template; `ask` (drawn with `stress_ask`) when it is already planned."""
+    if ask is None:
+        ask = stress_ask(record, family, rng, wording)
+    modality = STRESS_FAMILIES[family]
+    emotion = record.emotion_of(modality)
     r = int(rng.integers(len(RESPONSES_STRESS)))
-    texts = {}
-    for response, source in STRESS_CITED[kind].items():
-        cue = asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
-        says_yes = source == "asked"
-        texts[response] = _fill(RESPONSES_STRESS[r], choice=choice_answer(YES_NO[0] if says_yes else YES_NO[1]), cue=cue,
-                                where="video" if modality == "visual" else "audio", emotion=emotion)
-    return Draft(family=family, prompt=prompt, template=f"p{wording}/r{r}/{kind}", **texts)
+    texts = {response: _fill(RESPONSES_STRESS[r], choice=ask.answer(response), cue=cue,
+                             where="video" if modality == "visual" else "audio", emotion=emotion)
+             for response, cue in ask.cues.items()}
+    return Draft(family=family, prompt=ask.prompt, template=f"p{ask.wording}/r{r}/{ask.kind}", **texts)

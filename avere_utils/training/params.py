@@ -33,7 +33,7 @@ class TrainParams(StageParams):
     logp_cache_dir: str = param("${run_dir}/cache/logps", "reference / text-only log-probs, shared by variants")
     figures_dir: str = param("${run_dir}/figures", "where the notebook's figures are saved")
     split: str = param("train", "the split of the pairs trained on")
-    max_samples: int = param(384, "0 = every pair of the split (the first N pairs otherwise)")
+    max_samples: int = param(0, "0 = every pair of the split (the first N pairs otherwise)")
     # the loss (docs/method.md, Eq. 1-4)
     beta: float = param(0.1, "beta: the DPO temperature of every term (Eq. 1 and 3)")
     beta_vr: float = param(0.5, "weight of the rejection y_l^vr (cites a cue that is present but irrelevant), "
@@ -53,7 +53,7 @@ class TrainParams(StageParams):
     lora_alpha: int = param(32, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = param(0.0, "LoRA dropout")
     # optimisation
-    learning_rate: float = param(2e-3, "peak learning rate (AdamW)")
+    learning_rate: float = param(1e-3, "peak learning rate (AdamW)")
     lr_scheduler: str = param("linear", f"learning-rate schedule after warmup: {' | '.join(SCHEDULERS)}")
     warmup_ratio: float = param(0.1, "fraction of the optimizer steps spent warming up, in [0, 1)")
     weight_decay: float = param(0.0, "AdamW weight decay")

@@ -48,7 +48,7 @@ class ReferenceParams(StageParams):
                                 "a different value changes the float order (like the seed). CPU only; 1: in-process")
     sft_presence_per_clip: int = param(2, "cue-presence questions per clip per epoch, rotating (0: all of them)")
     sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
-    sft_presence_phase_steps: int = param(1000, "steps of the presence phase after the main SFT "
+    sft_presence_phase_steps: int = param(1400, "steps of the presence phase after the main SFT "
                                                 "(models/reference.presence_phase): every cue-presence question of "
                                                 "each clip with replay of the tasks below; 0: no such phase")
     sft_presence_phase_tasks: list[str] = param(["presence", "label", "qa", "grounded", "description", "mcq"],

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from avere_utils.synth.text import ADJECTIVE, YES_NO
+from avere_utils.synth.text import ADJECTIVE, STRESS_CYCLE, YES_NO, take_items
 
 # {cue}, {emotion} (a noun: "anger"), {adj} ("angry").  Per modality, so that no wording has to name
 # the modality the kit's way ("in the video").
@@ -104,16 +104,10 @@ def heldout_stress_items(records: dict[str, dict[str, Any]], path_of: dict[str, 
     ids: Sequence[str] = sorted(records)
     for modality in ("audio", "visual"):
         order = [ids[i] for i in rng.permutation(len(ids))]
-        made = 0
-        for cid in order * 3:
-            if made >= n_per_task:
-                break
-            kind = ("relevant", "spurious", "relevant", "hallucination")[made % 4]
-            item = heldout_stress_item(records[cid], modality, kind, rng)
-            if item is None:
-                continue
+        made = take_items(order, n_per_task, lambda cid, k, modality=modality: heldout_stress_item(
+            records[cid], modality, STRESS_CYCLE[k % len(STRESS_CYCLE)], rng))
+        for cid, item in made:
             items.append({"id": f"heldout_{len(items) + 1:05d}", "task": item["task"], "video": path_of[cid],
                           "question": item["question"], "choices": item["choices"], "answer": item["answer"],
-                          "kind": kind, "wording_set": "heldout"})
-            made += 1
+                          "kind": item["kind"], "wording_set": "heldout"})
     return items

@@ -195,6 +195,24 @@ def agreement_item(record: dict[str, Any], rng: np.random.Generator) -> dict[str
             "answer": "A" if same else "B"}
 
 
+# The kinds of a test set's stress items in turn: half Yes (relevant), a quarter each spurious and hallucination.
+STRESS_CYCLE: tuple[str, ...] = ("relevant", "spurious", "relevant", "hallucination")
+
+
+def take_items(order: list[str], n: int, make: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Up to n (clip id, item) pairs, `make(clip_id, k)` asked for the k-th item over the clips in `order`
+    (three passes at most: a clip may carry several items when clips run short); None skips a clip that
+    cannot support the item."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for cid in order * 3:
+        if len(out) >= n:
+            break
+        item = make(cid, len(out))
+        if item is not None:
+            out.append((cid, item))
+    return out
+
+
 def make_item(record: dict[str, Any], task: str, rng: np.random.Generator, kind: str | None = None
               ) -> dict[str, Any] | None:
     """One EmoReAlM-style item of `task` about a clip, or None when the clip cannot support it."""

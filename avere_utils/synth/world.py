@@ -27,7 +27,15 @@ from avere_utils.synth.encode import write_mp4, write_wav
 from avere_utils.synth.face import render_frames
 from avere_utils.synth.heldout import heldout_stress_items
 from avere_utils.synth.spec import GENERATOR_VERSION, ClipSpec, WorldConfig, clip_rng, cue_record, make_spec
-from avere_utils.synth.text import TASKS, clip_qa, make_item, reference_description, training_captions
+from avere_utils.synth.text import (
+    STRESS_CYCLE,
+    TASKS,
+    clip_qa,
+    make_item,
+    reference_description,
+    take_items,
+    training_captions,
+)
 from avere_utils.synth.voice import render_audio
 
 log = logging.getLogger(__name__)
@@ -239,20 +247,13 @@ def emorealm_items(dfew_test: list[ClipSpec], n_per_task: int, seed: int) -> lis
             same = [c for c in order if c not in differ]
             k = min(len(differ), n_per_task // 2)
             order = differ[:k] + same
-        made = 0
-        for cid in order * 3:  # a clip may carry several items of a task when clips run short
-            if made >= n_per_task:
-                break
-            kind = None
-            if task.startswith("reasoning_stress"):
-                kind = ("relevant", "spurious", "relevant", "hallucination")[made % 4]
-            item = make_item(records[cid], task, rng, kind)
-            if item is None:
-                continue
+        stress = task.startswith("reasoning_stress")
+        made = take_items(order, n_per_task, lambda cid, k, task=task, stress=stress: make_item(
+            records[cid], task, rng, STRESS_CYCLE[k % len(STRESS_CYCLE)] if stress else None))
+        for cid, item in made:
             items.append({"id": f"emorealm_{len(items) + 1:05d}", "task": item["task"], "video": path_of[cid],
                           "question": item["question"], "choices": item["choices"], "answer": item["answer"],
                           **({"kind": item["kind"]} if "kind" in item else {})})
-            made += 1
     return items
 
 

@@ -60,7 +60,8 @@ def test_description_checks_flag_leaks_loops_and_missing_emotions():
 
 
 def test_descriptions_side_by_side_mark_every_cited_cue(tmp_path):
-    assert cue_status("crinkled eyes", CUES) == "absent" and cue_status("clenched fists", CUES) == "other"
+    assert cue_status("crinkled eyes", CUES) == "absent" and cue_status("a glaring stare", CUES) == "other"
+    assert cue_status("a blue background", CUES) == "context_not_shown"
     marked = mark_cues("A broad smile; rain noise and crinkled eyes.", CUES)
     assert marked == "A broad smile [✓]; rain noise [context] and crinkled eyes [ABSENT]."
     (tmp_path / "manifests").mkdir()

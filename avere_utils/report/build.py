@@ -139,8 +139,10 @@ def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], 
     return [f"## What the models wrote about {comp['clip'].nunique()} held-out EMER clips", "",
             "Greedy descriptions of test clips no model trained on. Each cited cue is marked from the clip's "
             "cue record: [✓] present and typical of the emotion, [ABSENT] typical but not in the clip (a "
-            "hallucination), [context] in the clip but irrelevant (a spurious association), [not in clip] "
-            "another emotion's cue.", "", *descriptions.markdown_lines(comp)]
+            "hallucination), [context] in the clip but irrelevant (a spurious association), [context, not in "
+            "clip] a background or sound the clip does not have (both at once: the training source's context "
+            "cited from the text prior), [not in clip] another emotion's cue.", "",
+            *descriptions.markdown_lines(comp)]
 
 
 def build_report(P: ResultsParams) -> Report:

@@ -13,18 +13,20 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from avere_utils.emotions import find_cues
+from avere_utils.emotions import cue_kind, find_cues
 
-MARKS = {"present": "✓", "absent": "ABSENT", "context": "context", "other": "not in clip"}
+MARKS = {"present": "✓", "absent": "ABSENT", "context": "context", "context_not_shown": "context, not in clip",
+         "other": "not in clip"}
 
 
 def cue_status(cue: str, cues: Mapping[str, Any]) -> str:
     """present (typical and shown), context (shown, irrelevant), absent (typical of the emotion, not
-    shown) or other (another emotion's cue, not shown) for one cited cue of a clip."""
+    shown), context_not_shown (a background or sound this clip does not have) or other (another emotion's
+    cue, not shown) for one cited cue of a clip."""
     for part in ("present", "context", "absent"):
         if cue in cues["visual"][part] or cue in cues["audio"][part]:
             return part
-    return "other"
+    return "context_not_shown" if cue_kind(cue)[1] == "context" else "other"
 
 
 def mark_cues(text: str, cues: Mapping[str, Any]) -> str:
@@ -76,7 +78,8 @@ def compare_descriptions(run_dir: str | Path, variants: Sequence[str], n: int = 
             status = [cue_status(c, cues) for c in find_cues(text)]
             rows.append({"clip": it["id"], "emotion": it.get("label"), "variant": v,
                          "description": mark_cues(text, cues),
-                         **{f"n_{s}": status.count(s) for s in ("present", "absent", "context")}})
+                         **{f"n_{s}": status.count(s) for s in ("present", "absent", "context", "context_not_shown",
+                                                                "other")}})
     return pd.DataFrame(rows)
 
 

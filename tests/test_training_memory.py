@@ -47,9 +47,11 @@ def test_activation_estimate_matches_saved_tensors(backend, share):
     assert all(len(backend.response_ids(r)) == n_resp for r in responses)
     shape = shape_from_config(backend.thinker.config)
     if share:
-        passes = [Pass(1, n_prompt, n_prompt, masked=False), Pass(2, n_resp - 1, n_prompt + n_resp - 1, masked=True)]
-        est = activation_bytes(shape, passes, scored_tokens=2 * (n_resp - 1), act_bytes=4, lora_r=8,
-                               first_token_rows=3)
+        # the packed layout (pack_candidates, the default): both responses in one row after the prompt's
+        # cache, under one block mask; the prompt's last position scores each response's first token
+        q = 2 * (n_resp - 1)
+        passes = [Pass(1, n_prompt, n_prompt, masked=False), Pass(1, q, n_prompt + q, masked=True)]
+        est = activation_bytes(shape, passes, scored_tokens=q, act_bytes=4, lora_r=8, first_token_rows=1)
     else:
         passes = [Pass(2, n_prompt + n_resp, n_prompt + n_resp, masked=False)]
         est = activation_bytes(shape, passes, scored_tokens=2 * n_resp, act_bytes=4, lora_r=8)

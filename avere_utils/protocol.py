@@ -12,8 +12,9 @@ EMOREALM_PROMPT_TEMPLATE = "{question} {choices}"
 # How the tiny reference is taught to answer a lettered question: the choice's text, then its letter,
 # "a muted voice (B)".  Letter first ("(B) a muted voice") asks a 3-layer model to pick the letter before
 # it has written what it perceives; it then wrote its own cue after a letter at chance (strict MCQ 25 %
-# while scoring mode found the right choice 85 % of the time).  Text first lets it copy the letter that
-# stands before the text it just wrote.  Both the released parser and the strict one read "(B)".
+# while scoring mode found the right choice 85 % of the time).  Text first lets it write what it perceives,
+# then copy the letter that stands before that text in the prompt (partly learnt by the tiny reference,
+# docs/models.md).  Both the released parser and the strict one read "(B)".
 ANSWER_TEMPLATE = "{text} ({letter})"
 
 

@@ -8,7 +8,7 @@ of that moves the cue judge much, so it is counted here, per answer, and reporte
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from avere_utils.emotions import find_cues
 from avere_utils.evaluation.parsing import strict_label
@@ -70,9 +70,3 @@ def quality_summary(rows: Iterable[Mapping[str, bool]]) -> dict[str, Any]:
     out: dict[str, Any] = {f"pct_{k}": (100.0 * sum(bool(r[k]) for r in rows) / n if n else None) for k in CHECKS}
     out["n_descriptions"] = n
     return out
-
-
-def examples_failing(texts: Mapping[str, str], rows: Mapping[str, Mapping[str, bool]], check: str,
-                     want: bool = True, k: int = 3) -> Sequence[tuple[str, str]]:
-    """Up to k (id, text) whose `check` equals `want`: what the notebook shows under each figure."""
-    return [(i, texts[i]) for i in sorted(rows) if bool(rows[i][check]) == want][:k]

@@ -28,7 +28,6 @@ import torch
 
 from avere_utils import weights
 from avere_utils.paths import atomic_write_text
-from avere_utils.weights import run_relative  # noqa: F401 (the trainer's signature uses it)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"

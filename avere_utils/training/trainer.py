@@ -47,6 +47,7 @@ from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_d
 from avere_utils.training.params import TrainParams
 from avere_utils.training.step_log import StepLogger, tracked_scalars
 from avere_utils.training.variants import describe
+from avere_utils.weights import run_relative
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def run_signature(params: TrainParams, rows: Sequence[Any], model_fp: str | None
     """What defines a run (only the same run may be resumed): the params that change the computation, the
     pairs (their ids, in order) and the reference checkpoint's fingerprint (a rebuilt reference is a new run)."""
     # run-relative paths: a run folder copied or moved elsewhere is still the same run
-    d = ckpt.run_relative({k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL},
+    d = run_relative({k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL},
                           params.run_dir)
     d["pairs_sha1"] = hashlib.sha1("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()
     d["reference_fingerprint"] = model_fp

@@ -24,10 +24,13 @@ from conftest import clone_run
 
 from avere_utils.paths import REPO_ROOT
 
-# 05 on 8 DFEW items, one per batch (so a kill lands between records), text modes only (no per-class
-# log-likelihoods); 04: 6 steps, a checkpoint after each
-N_ITEMS, N_STEPS = 8, 6
-EVAL_SET = ["benchmarks=[dfew]", "batch_size=1", f"max_items={N_ITEMS}", "modes=[paper,strict]",
+# 05 on 40 RAVDESS items, one per batch (so a kill lands between records), text modes only (no per-class
+# log-likelihoods); 04: 6 steps, a checkpoint after each.  The kill comes after 3 records: with 8 items the
+# other 5 were once all written within one 20 ms poll on a quiet machine (the stage had finished when the
+# kill landed), so the stage is made long enough that the kill lands inside it on a fast machine too.
+N_ITEMS, N_STEPS = 40, 6
+BENCH = "ravdess"  # 52 clips per actor at the smallest sizes (DFEW has 14)
+EVAL_SET = [f"benchmarks=[{BENCH}]", "batch_size=1", f"max_items={N_ITEMS}", "modes=[paper,strict]",
             "headline_mode=strict"]
 TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_batch_size=1", "grad_accum_steps=1", "save_steps=1"]
 EVAL = ["--only", "05_zero_shot_classification", "--variants", "reference", "--set", *EVAL_SET]
@@ -99,18 +102,18 @@ def clean(base, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_evaluation_killed_mid_stage_then_rerun_equals_an_uninterrupted_run(base, clean, tmp_path):
     killed = clone_run(base, tmp_path / "killed")
-    preds = killed / "predictions" / "dfew-reference.jsonl"
+    preds = killed / "predictions" / f"{BENCH}-reference.jsonl"
     n_items = N_ITEMS
     n_at_kill = run_and_kill(kit("--out", str(killed), *EVAL), preds, 3, n_items)
-    assert not (killed / "metrics" / "dfew-reference.json").exists()
+    assert not (killed / "metrics" / f"{BENCH}-reference.json").exists()
     run_ok(kit("--out", str(killed), *EVAL))
     ids = [json.loads(x)["id"] for x in lines(preds) if x.strip().endswith("}")]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == n_items  # every item once: none lost, none doubled
     assert n_at_kill >= 3
-    got = json.loads((killed / "metrics" / "dfew-reference.json").read_text())
+    got = json.loads((killed / "metrics" / f"{BENCH}-reference.json").read_text())
     assert got["timing"]["computed_items"] <= n_items - n_at_kill  # the rerun computed only what was missing
-    assert stable(killed / "metrics" / "dfew-reference.json", killed) == \
-        stable(clean / "metrics" / "dfew-reference.json", clean)
+    assert stable(killed / "metrics" / f"{BENCH}-reference.json", killed) == \
+        stable(clean / "metrics" / f"{BENCH}-reference.json", clean)
 
 
 @pytest.mark.slow
@@ -146,7 +149,7 @@ def adapter_tensors(run: Path) -> dict:
 def test_a_copied_run_redoes_nothing_and_a_second_run_into_it_is_refused(clean, tmp_path):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(clean), str(copy)], check=True)  # new mtimes, another path
-    preds = copy / "predictions" / "dfew-reference.jsonl"
+    preds = copy / "predictions" / f"{BENCH}-reference.jsonl"
     first = subprocess.Popen(kit("--out", str(copy), *EVAL), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     lock = copy / ".locks" / "05_zero_shot_classification-reference.lock"
@@ -162,10 +165,10 @@ def test_a_copied_run_redoes_nothing_and_a_second_run_into_it_is_refused(clean, 
            f"pid {first.pid}" in second.stderr and "--out" in second.stderr and "Traceback" not in second.stderr
     ids = [json.loads(x)["id"] for x in lines(preds)]
     assert len(ids) == len(set(ids)) == N_ITEMS  # the file as the first run left it: no record twice
-    metrics = json.loads((copy / "metrics" / "dfew-reference.json").read_text())
+    metrics = json.loads((copy / "metrics" / f"{BENCH}-reference.json").read_text())
     assert metrics["timing"]["computed_items"] == 0 and metrics["n_duplicate_records"] == 0
-    assert stable(copy / "metrics" / "dfew-reference.json", copy) == \
-        stable(clean / "metrics" / "dfew-reference.json", clean)
+    assert stable(copy / "metrics" / f"{BENCH}-reference.json", copy) == \
+        stable(clean / "metrics" / f"{BENCH}-reference.json", clean)
     run_ok(kit("--out", str(copy), *TRAIN))
     summary = json.loads((copy / "models" / "avem_dpo" / "training_summary.json").read_text())
     assert summary["resumed_from_step"] == N_STEPS  # the copy's checkpoint is this run: nothing retrained

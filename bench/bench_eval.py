@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,9 @@ from avere_utils.models import load_backend
 from avere_utils.paths import REPO_ROOT, atomic_write_text
 from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT
 from avere_utils.records import Example, Item, Media
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_training_geometry import add_size_arguments, checkpoint_for, resolve_size_arguments, text_of  # noqa: E402
 
 TINY = REPO_ROOT / "outputs" / "tiny"
 
@@ -82,16 +86,14 @@ def geometry_bench(args) -> dict:
     layout: several questions per clip.  Generation and scoring (7 class names), each with and without
     reusing a clip's media-block KV for its questions (`backend.reuse_prefix`); scoring also with its
     candidates packed into one forward after the prompt cache (`backend.pack_candidates`)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_training_geometry import build_model, text_of
+    from avere_utils.models.loading import resolve_device, resolve_dtype
 
     torch.set_num_threads(args.threads)
-    geo = argparse.Namespace(hidden=256, intermediate=704, layers=4, heads=4, kv_heads=2, vision_depth=1,
-                             vision_hidden=64, audio_layers=1, audio_d_model=64, frames=8, frame_size=448)
+    geo = argparse.Namespace(**{k: v for k, v in vars(args).items()}, frames=8, frame_size=448)
+    geo.model_dir = args.geo_model_dir
+    dtype = resolve_dtype(args.geo_dtype, resolve_device(args.device))
     with tempfile.TemporaryDirectory() as tmp:
-        backend = load_backend(build_model(geo, Path(tmp)), device=args.device)
+        backend = load_backend(checkpoint_for(geo, Path(tmp), dtype), device=args.device, dtype=args.geo_dtype)
         rng = np.random.default_rng(0)
         clips = [Media(frames=rng.integers(0, 255, (8, 448, 448, 3), dtype=np.uint8),
                        audio=(0.3 * rng.standard_normal(64000)).astype(np.float32)) for _ in range(args.geo_clips)]
@@ -163,8 +165,12 @@ def geometry_bench(args) -> dict:
             "geometry": {"prompt_tokens": prompt_tokens, "clips": args.geo_clips,
                          "questions_per_clip": args.geo_questions, "classes_scored": len(EMOTIONS),
                          "max_new_tokens": args.geo_max_new_tokens, "repeats": args.geo_repeats,
-                         "model": "reduced-width Qwen2.5-Omni thinker (hidden 256, 4 layers), untrained: "
-                                  "answers run to max_new_tokens", "torch_threads": args.threads}}
+                         "model": {"preset": args.preset, "hidden": args.hidden, "layers": args.layers,
+                                   "vision_depth": args.vision_depth, "audio_layers": args.audio_layers,
+                                   "untrained": "answers run to max_new_tokens"},
+                         "device": str(backend.device), "dtype": str(backend.dtype),
+                         "attn_implementation": backend.thinker.config._attn_implementation,
+                         "torch_threads": args.threads}}
 
 
 def main() -> None:
@@ -175,6 +181,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--geo-max-new-tokens", type=int, default=3,
                     help="generation at paper geometry: a one-word answer and the end token")
+    ap.add_argument("--geo-model-dir", default="", help="reuse (or build into) this folder for the geometry model")
+    ap.add_argument("--geo-dtype", default="auto", help="the geometry model's dtype (auto: bf16 on CUDA)")
+    add_size_arguments(ap)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--items", type=int, default=48)
     ap.add_argument("--batch", type=int, default=8)
@@ -182,6 +191,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO_ROOT / "outputs" / "bench" / "eval.json"))
     ap.add_argument("--model-dir", default=None, help="a checkpoint folder (default: the tiny run's reference)")
     args = ap.parse_args()
+    resolve_size_arguments(args)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

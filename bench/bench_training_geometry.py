@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,7 +57,41 @@ def text_of(tokenizer, n_tokens: int, seed: int, stem: str = "") -> str:
     return " ".join(words)
 
 
-def build_model(args, work: Path) -> str:
+# Widths and depths per preset; "cpu" is the argument defaults.  Qwen2.5-Omni-7B's thinker: text 3584 x 28
+# layers (18,944 MLP, 28 heads, 4 KV heads), vision 1280 x 32 blocks (3,420 MLP, 16 heads), audio 1280 x 32
+# layers (5,120 FFN, 20 heads).  "7b-quarter-depth" keeps every width and a quarter of every depth, so each
+# part's share of a step is the 7B model's while it builds in seconds; "7b" is the whole thinker.
+SEVEN_B = {"hidden": 3584, "intermediate": 18944, "layers": 28, "heads": 28, "kv_heads": 4, "vision_depth": 32,
+           "vision_hidden": 1280, "vision_intermediate": 3420, "vision_heads": 16, "audio_layers": 32,
+           "audio_d_model": 1280, "audio_ffn": 5120, "audio_heads": 20}
+PRESETS = {"cpu": {}, "7b": SEVEN_B,
+           "7b-quarter-depth": {**SEVEN_B, "layers": 7, "vision_depth": 8, "audio_layers": 8}}
+
+
+def add_size_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model's size (shared with bench_eval's geometry): a preset, then any width or depth given."""
+    ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                    help="a size; the size arguments below override it")
+    for name, default in (("hidden", 256), ("intermediate", 704), ("layers", 4), ("heads", 4), ("kv-heads", 2),
+                          ("vision-depth", 1), ("vision-hidden", 64), ("vision-intermediate", 0),
+                          ("vision-heads", 4), ("audio-layers", 1), ("audio-d-model", 64), ("audio-ffn", 0),
+                          ("audio-heads", 4)):
+        ap.add_argument(f"--{name}", type=int, default=None, help=f"default {default} (0: twice the width)"
+                        if name in ("vision-intermediate", "audio-ffn") else f"default {default}")
+    ap.set_defaults(_size_defaults={"hidden": 256, "intermediate": 704, "layers": 4, "heads": 4, "kv_heads": 2,
+                                    "vision_depth": 1, "vision_hidden": 64, "vision_intermediate": 0,
+                                    "vision_heads": 4, "audio_layers": 1, "audio_d_model": 64, "audio_ffn": 0,
+                                    "audio_heads": 4})
+
+
+def resolve_size_arguments(args: argparse.Namespace) -> None:
+    for key, default in args._size_defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, PRESETS[args.preset].get(key, default))
+
+
+def build_model(args, work: Path, dtype: torch.dtype = torch.float32) -> str:
+    """A randomly initialised thinker of the given size, saved in `dtype` (bf16 halves a large one's write)."""
     from avere_utils.models.tiny import build_tiny_checkpoint
 
     head_dim = args.hidden // args.heads
@@ -66,12 +101,32 @@ def build_model(args, work: Path) -> str:
                      "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
                      "num_key_value_heads": args.kv_heads, "mrope_section": mrope},
             "vision": {"depth": args.vision_depth, "hidden_size": args.vision_hidden,
-                       "intermediate_size": 2 * args.vision_hidden, "num_heads": 4, "patch_size": 14},
+                       "intermediate_size": args.vision_intermediate or 2 * args.vision_hidden,
+                       "num_heads": args.vision_heads, "patch_size": 14},
             "audio": {"encoder_layers": args.audio_layers, "d_model": args.audio_d_model,
-                      "encoder_attention_heads": 4, "encoder_ffn_dim": 2 * args.audio_d_model},
+                      "encoder_attention_heads": args.audio_heads,
+                      "encoder_ffn_dim": args.audio_ffn or 2 * args.audio_d_model},
             "media": {"n_frames": args.frames, "frame_size": args.frame_size, "sample_rate": 16000}}
     corpus = [" ".join(WORDS), QUESTION_STEM] * 4
-    return str(build_tiny_checkpoint(work / "model", corpus, size=size, seed=0))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return str(build_tiny_checkpoint(work / "model", corpus, size=size, seed=0))
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def checkpoint_for(args, work: Path, dtype: torch.dtype) -> str:
+    """`--model-dir` when it holds a checkpoint, else a new one built there (or in `work`)."""
+    given = Path(args.model_dir) if args.model_dir else None
+    if given is not None and (given / "config.json").is_file():
+        return str(given)
+    built = build_model(args, work, dtype)
+    if given is None:
+        return built
+    given.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(built, given)
+    return str(given)
 
 
 def make_pairs(args, tokenizer):
@@ -107,15 +162,7 @@ MEMORY_CHECKED = ("dpo", "avem_unshared", "avem_shared")  # the estimate does no
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--intermediate", type=int, default=704)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--kv-heads", type=int, default=2)
-    ap.add_argument("--vision-depth", type=int, default=1)
-    ap.add_argument("--vision-hidden", type=int, default=64)
-    ap.add_argument("--audio-layers", type=int, default=1)
-    ap.add_argument("--audio-d-model", type=int, default=64)
+    add_size_arguments(ap)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--frame-size", type=int, default=448)
     ap.add_argument("--audio-seconds", type=float, default=4.0)
@@ -131,14 +178,16 @@ def main() -> None:
                          "under other load spend much of their time waiting for each other)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--model-dir", default="", help="reuse a thinker built by an earlier run (same size)")
     ap.add_argument("--out", default=str(REPO / "outputs/bench/training_geometry.json"))
     args = ap.parse_args()
+    resolve_size_arguments(args)
 
     from accelerate import Accelerator
 
     from avere_utils.config import build
     from avere_utils.models import LoraSettings, load_backend
-    from avere_utils.models.loading import resolve_device
+    from avere_utils.models.loading import resolve_device, resolve_dtype
     from avere_utils.training.memory import SavedTensorMeter, estimate_step_memory, shape_from_config
     from avere_utils.training.params import TrainParams
     from avere_utils.training.trainer import Trainer
@@ -147,7 +196,7 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_geometry_"))
-    model_dir = build_model(args, work)
+    model_dir = checkpoint_for(args, work, resolve_dtype(args.dtype, resolve_device(args.device)))
     torch.manual_seed(0)
     backend = load_backend(model_dir, lora=LoraSettings(r=8, alpha=32), device=args.device, dtype=args.dtype)
     with torch.no_grad():  # non-zero B, as after some training: the adapters change the log-probs
@@ -314,7 +363,7 @@ def main() -> None:
                              "avem_shared_policy": f"{2 * args.batch} prompts + {4 * args.batch} responses, then "
                                                    f"{args.batch} text-only prompts + {3 * args.batch} responses"},
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "model": {"hidden": args.hidden, "intermediate": args.intermediate, "layers": args.layers,
+        "model": {"preset": args.preset, "hidden": args.hidden, "intermediate": args.intermediate, "layers": args.layers,
                   "heads": args.heads, "kv_heads": args.kv_heads, "vocab": shape.vocab,
                   "vision_depth": args.vision_depth, "vision_hidden": args.vision_hidden,
                   "audio_layers": args.audio_layers, "audio_d_model": args.audio_d_model,

@@ -485,6 +485,36 @@ def test_perception_targets_and_loss_follow_the_cue_record(backend, clips):
         lv["visual"][:, 0], torch.zeros(3)))
 
 
+def test_letter_lookups_are_text_only_and_train_beside_the_perception_loss(ckpt, clips):
+    """The `letters` records carry no media (the clip is not shown), ride in their clip's batch, and leave the
+    perception loss to the clip's own records even when a lookup comes first in the batch."""
+    from avere_utils.models.sft import SFTConfig, perception_step_loss, run_sft, sft_records
+    from avere_utils.records import Item
+
+    record = {"video_emotion": "anger", "audio_emotion": "anger",
+              "visual": {"present": ["furrowed brows"], "absent": ["a glaring stare"], "context": ["a coffee mug"]},
+              "audio": {"present": ["a harsh low pitch"], "absent": [], "context": ["rain noise"]}}
+    items = [Item(id=f"t{i}", dataset="train_source", split="train", label="anger", text={"cues": record})
+             for i in range(2)]
+    recs = sft_records(items, ["label", "letters"], letters_per_clip=2)
+    assert [r.task for r in recs] == ["label", "letters", "letters"] * 2
+    assert [r.text_only for r in recs] == [False, True, True] * 2
+    assert sft_records(items, ["label", "letters"]) == [r for r in recs if r.task == "label"]  # 0 per clip: none
+    b = load_backend(str(ckpt), device="cpu")
+    from avere_utils.models.perception import PerceptionHead, perception_targets, video_positions
+
+    hidden = b.thinker.config.get_text_config().hidden_size
+    head = PerceptionHead(hidden, video_positions(b, clips[0]))
+    media = {"t0": clips[0], "t1": clips[1]}
+    targets = {it.id: perception_targets(record) for it in items}
+    lookup_first = [recs[1], recs[0]]  # the clip's first record in the batch shows no clip
+    loss, n = perception_step_loss(b, head, lookup_first, media.__getitem__, targets)
+    assert n == 1 and torch.isfinite(loss)
+    cfg = SFTConfig(epochs=1, batch_size=6, lr=1e-3, seed=0, perception_weight=1.0)
+    hist = run_sft(b, items, media.__getitem__, cfg, None, tasks=["label", "letters"], letters_per_clip=2)
+    assert len(hist) == 1 and "loss_letters" in hist[0] and "loss_perception" in hist[0]
+
+
 VISUAL_CUES_OF_ANGER = ("tightly pressed lips", "furrowed brows", "a glaring stare")
 
 

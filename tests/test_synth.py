@@ -270,3 +270,23 @@ def test_training_stress_answers_follow_the_qa_text_prior_knob():
         assert wrong_kind > 150 and abs(noisy / wrong_kind - rate) < 0.08
     with pytest.raises(ValueError, match="qa_text_prior_rate"):
         WorldConfig(qa_text_prior_rate=1.5)
+
+
+def test_letter_items_name_one_choice_and_answer_with_its_text_then_letter():
+    from avere_utils.emotions import all_cue_phrases
+    from avere_utils.models.sft import fresh_letter_items, qa_answer
+    from avere_utils.synth.text import LETTER_QUESTIONS
+
+    items = fresh_letter_items("clip7", 0, 40)
+    assert fresh_letter_items("clip7", 0, 40) == items and fresh_letter_items("clip7", 1, 40) != items
+    letters = set()
+    for q in items:
+        texts = [c[4:] for c in q["choices"]]
+        assert [c[:4] for c in q["choices"]] == ["(A) ", "(B) ", "(C) ", "(D) "]
+        assert len(set(texts)) == 4 and set(texts) <= set(all_cue_phrases())
+        named = texts[ord(q["answer"]) - 65]
+        assert q["question"] in {w.format(cue=named) for w in LETTER_QUESTIONS}
+        assert sum(t in q["question"] for t in texts if t != named and t not in named) == 0
+        assert qa_answer(q) == f"{named} ({q['answer']})"
+        letters.add(q["answer"])
+    assert letters == {"A", "B", "C", "D"}

@@ -180,6 +180,8 @@ class OmniBackend(Backend):
         ids = batch.input_ids.to(self.device)
         embeds = thinker.get_input_embeddings()(ids)
         if not batch.encoded:
+            if sink is not None:  # a batch of text-only rows: still one entry per row
+                sink.extend((None, None) for _ in range(ids.shape[0]))
             return embeds
         n = len(batch.encoded)
         sources = batch.sources or [(k, k) for k in range(n)]

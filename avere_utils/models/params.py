@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from avere_utils.config import StageParams, param
 
 # the SFT tasks models/sft.py knows (see its docstring); all of them are taught by default
-SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq")
+SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq", "letters")
 
 
 @dataclass
@@ -47,6 +47,8 @@ class ReferenceParams(StageParams):
                                 "the same reference on any machine for a given value, faster with that many cores; "
                                 "a different value changes the float order (like the seed). CPU only; 1: in-process")
     sft_presence_per_clip: int = param(2, "cue-presence questions per clip per epoch, rotating (0: all of them)")
+    sft_letters_per_clip: int = param(2, "text-only letter-lookup questions per clip per epoch (the `letters` task: "
+                                         "a choice's text -> its letter, sft.sft_records)")
     sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
     sft_presence_phase_steps: int = param(1400, "steps of the presence phase after the main SFT "
                                                 "(models/reference.presence_phase): every cue-presence question of "

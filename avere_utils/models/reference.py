@@ -86,7 +86,8 @@ def _sft_from_init(shard: Shard, p: Any, init_dir: str) -> tuple[Any, list[dict[
     log_file = p.train_log_file if shard.is_main else None
     history = run_sft(backend, items, media.__getitem__, cfg, log_file, tasks=p.sft_tasks,
                       qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
-                      presence_per_clip=p.sft_presence_per_clip, shard=shard)
+                      presence_per_clip=p.sft_presence_per_clip, letters_per_clip=p.sft_letters_per_clip,
+                      shard=shard)
     if p.sft_presence_phase_steps:
         history += presence_phase(backend, items, media.__getitem__, p, history, log_file=log_file, shard=shard)
     return backend, history, items, media
@@ -108,7 +109,8 @@ def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
                     seed=p.seed + 1, perception_weight=0.0, length_groups=1)  # little padding (one per SFT worker)
     return run_sft(backend, items, media_of, cfg, log_file,
                    tasks=p.sft_presence_phase_tasks, qa_per_clip=p.sft_qa_per_clip, label_repeats=1,
-                   presence_per_clip=0, phase="presence", after=history, shard=shard)
+                   presence_per_clip=0, letters_per_clip=p.sft_letters_per_clip, phase="presence", after=history,
+                   shard=shard)
 
 
 def link_paper_reference(p: Any) -> Path:

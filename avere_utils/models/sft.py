@@ -16,7 +16,10 @@ Three tasks per training clip, all as (user prompt about the clip, assistant ans
   clip's cue record with new distractors and a new order each time: answering with the choice's text and
   then its letter means finding the written text among the choices and copying the letter before it, a
   lookup a 3-layer model learns only from many orders (the source's one fixed MCQ per clip left it at
-  chance: it wrote a cue it perceived, then "(D)" whatever the choices).
+  chance: it wrote a cue it perceived, then "(D)" whatever the choices);
+* letters: text-only lookups, "Which choice reads a broad smile? (A) ... (D) ..." -> "a broad smile (C)"
+  (`synth.text.letter_item`, fresh per clip and epoch, no media): the letter copy alone, many times, so
+  that the mcq answers' second half does not have to be learnt from the few perception questions.
 
 The loss is the token-level mean negative log-likelihood of the responses (`SFTConfig.loss_normalization`),
 computed through `Backend.sequence_logprobs`.
@@ -42,7 +45,7 @@ from avere_utils.emotions import AUDIO_CONTEXT, EMOTIONS, VISUAL_CONTEXT, all_cu
 from avere_utils.models.params import SFT_TASKS, ReferenceParams
 from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT, choice_answer, qa_prompt
 from avere_utils.records import Example, Item, Media
-from avere_utils.synth.text import grounded_items, mcq_item, presence_questions
+from avere_utils.synth.text import grounded_items, letter_item, mcq_item, presence_questions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,12 @@ def fresh_mcqs(item_id: str, record: dict[str, Any], epoch: int) -> list[dict[st
     clip id and the epoch: the same on every run and SFT worker, different from one epoch to the next."""
     rng = np.random.default_rng([zlib.crc32(item_id.encode()), epoch])
     return [q for q in (mcq_item(record, m, rng) for m in ("visual", "audio")) if q is not None]
+
+
+def fresh_letter_items(item_id: str, epoch: int, n: int) -> list[dict[str, Any]]:
+    """`n` text-only letter lookups for this clip's slot and epoch, seeded like `fresh_mcqs`."""
+    rng = np.random.default_rng([zlib.crc32(item_id.encode()), epoch, 1])
+    return [letter_item(rng) for _ in range(n)]
 
 
 def qa_answer(qa: dict[str, Any]) -> str:
@@ -69,6 +78,7 @@ class SFTRecord:
     prompt: str
     response: str
     group: str = ""  # records of one group share a batch (and the clip's encoding); default: the item id
+    text_only: bool = False  # no media in the prompt (the `letters` task): the clip is not shown
 
 
 def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any]:
@@ -80,7 +90,8 @@ def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any
 
 
 def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoch: int = 0,
-                qa_per_clip: int = 0, label_repeats: int = 1, presence_per_clip: int = 0) -> list[SFTRecord]:
+                qa_per_clip: int = 0, label_repeats: int = 1, presence_per_clip: int = 0,
+                letters_per_clip: int = 0) -> list[SFTRecord]:
     """The SFT examples of the training items for one epoch, in item order.
 
     qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
@@ -92,7 +103,8 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
     direct perception signal, and without the repeats a tiny model settles on the spurious background
     before it learns the faces and voices.  presence_per_clip (0: all of them) cue-presence questions per
     clip and epoch rotate like the qa items, over the clip's typical cues of both modalities
-    (`synth.text.presence_questions`).  Items lacking a field a task needs are counted and skipped."""
+    (`synth.text.presence_questions`).  letters_per_clip text-only letter lookups ride in each clip's
+    batch group.  Items lacking a field a task needs are counted and skipped."""
     unknown = [t for t in tasks if t not in SFT_TASKS]
     if unknown:
         raise ValueError(f"unknown SFT task(s) {unknown}; tasks are {SFT_TASKS}")
@@ -133,6 +145,9 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
                 skipped["mcq"] += 1
             qs = fresh_mcqs(it.id, record, epoch) if record else []
             out.extend(SFTRecord(it.id, "mcq", qa_prompt(q), qa_answer(q)) for q in qs)
+        if "letters" in tasks:
+            out.extend(SFTRecord(it.id, "letters", qa_prompt(q), qa_answer(q), text_only=True)
+                       for q in fresh_letter_items(it.id, epoch, letters_per_clip))
     if any(skipped.values()):
         log.warning("SFT: items skipped per task for a missing field: %s", skipped)
     return out
@@ -283,7 +298,7 @@ def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SF
 
     first: dict[str, int] = {}
     for i, r in enumerate(batch):
-        if r.item_id in targets:
+        if r.item_id in targets and not r.text_only:
             first.setdefault(r.item_id, i)
     mine = list(range(len(batch))) if mine is None else list(mine)
     at = {i: j for j, i in enumerate(mine)}
@@ -321,7 +336,7 @@ def planned_epochs(items: Sequence[Item], tasks: Sequence[str], cfg: SFTConfig, 
 
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
             log_file: str | Path | None, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
-            label_repeats: int = 1, presence_per_clip: int = 0, phase: str = "sft",
+            label_repeats: int = 1, presence_per_clip: int = 0, letters_per_clip: int = 0, phase: str = "sft",
             after: Sequence[dict[str, Any]] = (), shard: Any = None) -> list[dict[str, Any]]:
     """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step.
 
@@ -336,7 +351,7 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     epochs = planned_epochs(items, tasks, cfg, rng, qa_per_clip=qa_per_clip, label_repeats=label_repeats,
-                            presence_per_clip=presence_per_clip)
+                            presence_per_clip=presence_per_clip, letters_per_clip=letters_per_clip)
     total = sum(len(b) for b in epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -377,13 +392,14 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
         if writes:
             flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks),
                                    "qa_per_clip": qa_per_clip, "label_repeats": label_repeats,
-                                   "presence_per_clip": presence_per_clip, "n_items": len(items),
+                                   "presence_per_clip": presence_per_clip, "letters_per_clip": letters_per_clip,
+                                   "n_items": len(items),
                                    "steps_planned": total, "sft_workers": shard.world}) + "\n")
         for epoch, batches in enumerate(epochs):
             for batch in batches:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
-                examples = [Example(r.prompt, media_of(r.item_id), r.response) for r in batch]
+                examples = [Example(r.prompt, None if r.text_only else media_of(r.item_id), r.response) for r in batch]
                 encoded: list | None = [] if head is not None else None
                 mine, logp, n = grouped_logprobs(backend, examples, shard.mine(length_parts(examples, groups)), encoded)
                 aux, n_clips = (None, 0) if head is None else perception_step_loss(

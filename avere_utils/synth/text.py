@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from avere_utils.datasets.emorealm import STRESS_KINDS, TASKS  # one definition of the task keys
-from avere_utils.emotions import AUDIO_CUES, AUDIO_PARTS, EMOTIONS, VISUAL_CUES, VISUAL_PARTS
+from avere_utils.emotions import AUDIO_CUES, AUDIO_PARTS, EMOTIONS, VISUAL_CUES, VISUAL_PARTS, all_cue_phrases
 
 ADJECTIVE: dict[str, str] = {"happiness": "happy", "sadness": "sad", "neutral": "neutral", "anger": "angry",
                              "surprise": "surprised", "disgust": "disgusted", "fear": "fearful"}
@@ -126,6 +126,26 @@ MCQ_QUESTIONS: tuple[str, ...] = (
     "Which {what} cue in the clip shows that {who} is {adj}?",
     "What {what} evidence shows that {who} feels {emotion}?",
 )
+# The SFT `letters` task's wordings: a text-only lookup that names one choice's text and is answered with that
+# text and its letter, the second half of every multiple-choice answer (protocol.ANSWER_TEMPLATE).
+LETTER_QUESTIONS: tuple[str, ...] = (
+    "Which choice reads {cue}?",
+    "Find {cue} among the choices.",
+    "Which letter goes with {cue}?",
+)
+
+
+def letter_item(rng: np.random.Generator, n_choices: int = 4) -> dict[str, Any]:
+    """A text-only lookup question: `n_choices` distinct cue phrases of the world (any emotion or context,
+    both modalities) in a random order, one of them named by the question; the answer is its letter.  No
+    clip is involved: it teaches the copy of a choice's letter, not perception."""
+    phrases = all_cue_phrases()
+    picked = [phrases[int(i)] for i in rng.choice(len(phrases), size=n_choices, replace=False)]
+    k = int(rng.integers(n_choices))
+    question = _pick(rng, LETTER_QUESTIONS).format(cue=picked[k])
+    return {"task": "letters", "question": question, "choices": _letter(picked), "answer": chr(65 + k)}
+
+
 AGREEMENT_QUESTIONS: tuple[str, ...] = (
     "Do the audio and the video convey the same emotion?",
     "Is the emotion in the voice the same as the emotion on the face?",

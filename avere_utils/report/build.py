@@ -12,7 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from avere_utils.paths import REPO_ROOT, atomic_write_text
-from avere_utils.report import descriptions, figures, story
+from avere_utils.report import descriptions, discrimination, figures, story
 from avere_utils.report.params import ResultsParams
 from avere_utils.report.tables import (
     PAPER_SCORING_MODE,
@@ -124,6 +124,36 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
     f = figures.story_yes_rates(table, fig_dir / "story_yes_rates.png", P.variants, P.story_mode)
     if f:
         rep.figures["story_yes_rates"] = f
+    return md + discrimination_section(P, rep, fig_dir, table)
+
+
+def discrimination_section(P: ResultsParams, rep: Report, fig_dir: Path, story_table: pd.DataFrame) -> list[str]:
+    """The stress answers split into discrimination and a shift to No (report/discrimination.py), from the
+    scoring-mode scores in the predictions of this run and its seeds/ reruns."""
+    values = discrimination.discrimination_values(P.run_dir, P.seeds_dir, P.variants, P.baseline)
+    if values.empty:
+        return []
+    table = story.story_table(values, P.variants, discrimination.QUANTITIES)
+    rep.tables["discrimination"] = table
+    forms = [(f, v) for f, v in story.FORMS if v in set(table["variant"])] or [("", "avem_dpo")]
+    checks = {f"At the reference's relevant Yes-rate{f' (tpd_form {f}: {v})' if f else ''}":
+              discrimination.check_matched(table, v, P.baseline, story.FIX_DROP_MIN, story.HELDOUT_DROP_MIN)
+              for f, v in forms}
+    rep.tables["discrimination_checks"] = pd.DataFrame(
+        [{"group": g, "claim": c.claim, "measured": c.measured, "verdict": c.verdict}
+         for g, items in checks.items() for c in items])
+    md = ["## Discrimination, apart from the shift to No (answer log-likelihoods)", "",
+          "A stress item is answered Yes when log p(Yes) > log p(No). A Yes-rate can fall because the model tells "
+          "relevant cues from spurious and hallucinated ones, or because it says No more often to every question. "
+          "`AUC rel>spur` / `AUC rel>hal`: the chance (%) that a relevant item's Yes log-odds is above a spurious "
+          "(hallucination) item's; no threshold enters, a shift leaves it unchanged, 50 = no discrimination. "
+          "`matched Yes ...`: the Yes-rates at the threshold that keeps the variant's relevant Yes-rate at the "
+          "reference's. `HO`: the held-out wordings. Mean ± sd over the same runs as the story table.", "",
+          markdown_table(story.wide_table(table, P.variants, discrimination.QUANTITIES), index=True), ""]
+    md += story.markdown_lines(checks)
+    f = figures.matched_yes_rates(story_table, table, fig_dir / "matched_yes_rates.png", P.variants)
+    if f:
+        rep.figures["matched_yes_rates"] = f
     return md
 
 

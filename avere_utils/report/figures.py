@@ -166,3 +166,44 @@ def story_yes_rates(table: pd.DataFrame, path: Path, variants: Sequence[str], mo
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def matched_yes_rates(story_table: pd.DataFrame, disc_table: pd.DataFrame, path: Path, variants: Sequence[str]
+                      ) -> Path | None:
+    """Per variant, the spurious and hallucination Yes-rates as measured (light) and with the relevant
+    Yes-rate held at the reference's (dark; report/discrimination.py): the gap between the two bars is the
+    part of a fall that comes from saying No more often, to relevant cues too."""
+    panels = (("spurious", "Yes spurious", "matched Yes spurious"),
+              ("hallucination", "Yes halluc", "matched Yes halluc"))
+
+    def cell(table: pd.DataFrame, v: str, q: str) -> tuple[float, float] | None:
+        r = table[(table["variant"] == v) & (table["quantity"] == q)]
+        if r.empty:
+            return None
+        sd = float(r["sd"].iloc[0])
+        return float(r["mean"].iloc[0]), sd if sd == sd else 0.0
+
+    variants = [v for v in variants if cell(disc_table, v, panels[0][2]) is not None]
+    if not variants:
+        return None
+    palette = variant_palette(variants)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(variants) + 2), 4.2), sharey=True)
+    for ax, (kind, raw_q, matched_q) in zip(axes, panels):
+        for i, v in enumerate(variants):
+            for dx, (table, q, alpha) in zip((-0.2, 0.2), ((story_table, raw_q, 0.35), (disc_table, matched_q, 1.0))):
+                c = cell(table, v, q)
+                if c is not None:
+                    ax.bar(i + dx, c[0], width=0.38, color=palette[v], alpha=alpha, yerr=c[1], capsize=2,
+                           error_kw={"lw": 0.8})
+        ax.set_xticks(range(len(variants)))
+        ax.set_xticklabels(variants, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{kind} stress items", fontsize=10)
+        ax.set_ylim(0, 105)
+    axes[0].set_ylabel("answered Yes (%)")
+    fig.suptitle("Light: as measured. Dark: with the relevant Yes-rate held at the reference's (error bars: sd "
+                 "over seeds).\nReference's bar down to a dark bar: discrimination learnt; dark down to light: "
+                 "saying No more often, to relevant cues too", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -101,14 +101,16 @@ def per_run_values(runs: Sequence[tuple[str, Mapping[tuple[str, str], Mapping[st
     return pd.DataFrame(rows, columns=["run", "variant", "quantity", "value"])
 
 
-def story_table(values: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
-    """Mean, sample sd (NaN for one run) and n per (variant, quantity), variants in the given order."""
+def story_table(values: pd.DataFrame, variants: Sequence[str], quantities: Sequence[str] | None = None
+                ) -> pd.DataFrame:
+    """Mean, sample sd (NaN for one run) and n per (variant, quantity), variants in the given order and
+    quantities in `quantities`' (default: QUANTITIES')."""
     if values.empty:
         return pd.DataFrame(columns=["variant", "quantity", "mean", "sd", "n"])
     g = values.groupby(["variant", "quantity"], sort=False)["value"]
     out = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.count()}).reset_index()
     order = {v: i for i, v in enumerate(variants)}
-    qorder = {q: i for i, (q, *_) in enumerate(QUANTITIES)}
+    qorder = {q: i for i, q in enumerate(quantities or [q for q, *_ in QUANTITIES])}
     out = out.assign(_v=out["variant"].map(order), _q=out["quantity"].map(qorder))
     return out.sort_values(["_v", "_q"]).drop(columns=["_v", "_q"]).reset_index(drop=True)
 
@@ -285,14 +287,15 @@ def ablation_costs(table: pd.DataFrame, full: str = "avem_dpo") -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("ablation")
 
 
-def wide_table(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
+def wide_table(table: pd.DataFrame, variants: Sequence[str], quantities: Sequence[str] | None = None
+               ) -> pd.DataFrame:
     """variant x quantity, cells 'mean ± sd' (or 'mean' with one run): the table of report.md."""
     cells: dict[str, dict[str, str]] = {}
     for r in table.itertuples(index=False):
         s = Stat(float(r.mean), float(r.sd), int(r.n))
         cells.setdefault(r.variant, {})[r.quantity] = (f"{s.mean:.1f} ± {s.sd:.1f}" if s.n > 1 and math.isfinite(s.sd)
                                                        else f"{s.mean:.1f}")
-    cols = [q for q, *_ in QUANTITIES if any(q in row for row in cells.values())]
+    cols = [q for q in (quantities or [q for q, *_ in QUANTITIES]) if any(q in row for row in cells.values())]
     rows = {v: cells[v] for v in variants if v in cells}
     out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols).rename_axis("variant")
     n = table.groupby("variant", sort=False)["n"].max()

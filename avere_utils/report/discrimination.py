@@ -1,0 +1,151 @@
+"""How much of a stress Yes-rate change is discrimination, and how much is a shift of the Yes / No threshold.
+
+In scoring mode a stress item is answered Yes when log p("Yes (A)") > log p("No (B)"): its Yes log-odds is
+positive.  Training can lower the spurious and hallucination Yes-rates in two ways: by telling the kinds of
+question apart (the relevant items' log-odds move away from the others'), or by lowering every item's
+log-odds alike (saying No more often, to relevant items too).  The story's Yes-rates mix the two; these
+readings separate them, from the per-item scores in `predictions/<benchmark>-<variant>.jsonl`:
+
+* `AUC rel>spur`, `AUC rel>hal` (percent): the chance that a relevant item's log-odds exceeds a spurious
+  (hallucination) item's.  No threshold enters: a pure shift leaves it unchanged; 50 is no discrimination.
+* `matched Yes spurious`, `matched Yes halluc`: the Yes-rates at the threshold that keeps the variant's
+  relevant Yes-rate at the reference's: what the variant would say to spurious and hallucinated cues if it
+  did not also say No more often to relevant ones.  The threshold is the midpoint between the two relevant
+  items around that rate, for every variant alike; so for the reference these differ from its own Yes-rates
+  only by the items whose log-odds fall between that midpoint and 0.
+
+Both are computed per run (the base run and every `seeds/<k>/` rerun) and summarised like the story table.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from avere_utils.evaluation.parsing import split_choice
+from avere_utils.evaluation.score_cli import read_predictions
+from avere_utils.protocol import EMOREALM_HELDOUT
+from avere_utils.report.story import Check, _missing, seed_runs, stat
+
+# (benchmark, prefix of its quantities): the kit's wordings and the held-out ones
+BENCHMARKS: tuple[tuple[str, str], ...] = (("emorealm", ""), (EMOREALM_HELDOUT, "HO "))
+QUANTITY_STEMS: tuple[str, ...] = ("AUC rel>spur", "AUC rel>hal", "matched Yes spurious", "matched Yes halluc")
+QUANTITIES: list[str] = [p + q for _, p in BENCHMARKS for q in QUANTITY_STEMS]
+
+
+def stress_items(manifest: str | Path) -> dict[str, tuple[str, int, int]]:
+    """{item id: (kind, index of the Yes choice, index of the No choice)} of the stress items of a manifest."""
+    out = {}
+    path = Path(manifest)
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        q = item.get("text") or {}
+        if not q.get("kind"):
+            continue
+        texts = [split_choice(c)[1].strip().lower() for c in q.get("choices", [])]
+        if "yes" in texts and "no" in texts:
+            out[item["id"]] = (q["kind"], texts.index("yes"), texts.index("no"))
+    return out
+
+
+def yes_logodds(predictions: str | Path, items: Mapping[str, tuple[str, int, int]]) -> dict[str, np.ndarray]:
+    """Per stress kind, the Yes log-odds of each scored item of a predictions file (none when it is missing)."""
+    path = Path(predictions)
+    if not path.is_file():
+        return {}
+    per: dict[str, list[float]] = {}
+    for item_id, rec in read_predictions(path).items():
+        scores = rec.get("scores")
+        if item_id not in items or not isinstance(scores, list):
+            continue
+        kind, yes, no = items[item_id]
+        per.setdefault(kind, []).append(float(scores[yes]) - float(scores[no]))
+    return {k: np.asarray(v) for k, v in per.items()}
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a pos value > a neg value), ties counted half (the Mann-Whitney statistic over n_pos * n_neg)."""
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.concatenate([pos, neg])
+    ranks = pd.Series(order).rank(method="average").to_numpy()[: len(pos)]
+    return float((ranks.sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def matched_threshold(relevant: np.ndarray, rate: float) -> float:
+    """A threshold with the nearest count to a share `rate` (percent) of the relevant log-odds above it:
+    the midpoint between the two order statistics around that count (a point one unit outside the range
+    when all or none are kept), so that shifting every log-odds by c shifts the threshold by c."""
+    s = np.sort(relevant)
+    k = int(round(rate / 100.0 * len(s)))  # items to keep above the threshold
+    if k >= len(s):
+        return float(s[0]) - 1.0
+    if k <= 0:
+        return float(s[-1]) + 1.0
+    return float((s[len(s) - k - 1] + s[len(s) - k]) / 2)
+
+
+def readings(lo: Mapping[str, np.ndarray], reference_relevant_rate: float) -> dict[str, float]:
+    """The four quantities (unprefixed) of one variant's log-odds, at the reference's relevant Yes-rate."""
+    if not all(k in lo and len(lo[k]) for k in ("relevant", "spurious", "hallucination")):
+        return {}
+    t = matched_threshold(lo["relevant"], reference_relevant_rate)
+    return {"AUC rel>spur": 100.0 * auc(lo["relevant"], lo["spurious"]),
+            "AUC rel>hal": 100.0 * auc(lo["relevant"], lo["hallucination"]),
+            "matched Yes spurious": 100.0 * float(np.mean(lo["spurious"] > t)),
+            "matched Yes halluc": 100.0 * float(np.mean(lo["hallucination"] > t))}
+
+
+def discrimination_values(run_dir: str | Path, seeds_dir: str | Path | None, variants: Sequence[str],
+                          reference: str = "reference") -> pd.DataFrame:
+    """Long frame (run, variant, quantity, value) over the base run and its seeds/ reruns.  The reference's
+    relevant Yes-rate (the matched operating point) comes from the base run, where the reference is scored."""
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    for bench, prefix in BENCHMARKS:
+        items = stress_items(run_dir / "manifests" / f"{bench}.jsonl")
+        ref = yes_logodds(run_dir / "predictions" / f"{bench}-{reference}.jsonl", items)
+        if not items or "relevant" not in ref:
+            continue
+        ref_rate = 100.0 * float(np.mean(ref["relevant"] > 0))
+        for name, metrics_dir in seed_runs(run_dir, seeds_dir):
+            for v in variants:
+                lo = yes_logodds(metrics_dir.parent / "predictions" / f"{bench}-{v}.jsonl", items)
+                for q, value in readings(lo, ref_rate).items():
+                    if math.isfinite(value):
+                        rows.append({"run": name, "variant": v, "quantity": prefix + q, "value": value})
+    return pd.DataFrame(rows, columns=["run", "variant", "quantity", "value"])
+
+
+def check_matched(table: pd.DataFrame, full: str, reference: str = "reference", drop: float = 15.0,
+                  heldout_drop: float = 10.0) -> list[Check]:
+    """The story's fix claim at the matched operating point: the spurious and hallucination Yes-rates at
+    least `drop` (`heldout_drop` in held-out wordings) below the reference's with the relevant Yes-rate
+    held at the reference's."""
+    out = []
+    for prefix, bar, where in (("", drop, ""), ("HO ", heldout_drop, "held-out wordings: ")):
+        for kind, q in (("spurious", "matched Yes spurious"), ("hallucination", "matched Yes halluc")):
+            claim = (f"{where}with its relevant Yes-rate held at the reference's, {full}'s {kind} Yes-rate is >= "
+                     f"{bar:.0f} points below the reference's")
+            a, r = stat(table, full, prefix + q), stat(table, reference, prefix + q)
+            out.append(_missing(claim, full, reference) if a is None or r is None else
+                       Check(claim, f"{a} vs {r} (drop {r.mean - a.mean:+.1f})", r.mean - a.mean >= bar))
+    return out
+
+
+def summary_line(table: pd.DataFrame, variant: str, reference: str = "reference") -> str | None:
+    """One sentence: how the variant's AUCs compare with the reference's."""
+    a = [stat(table, variant, q) for q in ("AUC rel>spur", "AUC rel>hal")]
+    r = [stat(table, reference, q) for q in ("AUC rel>spur", "AUC rel>hal")]
+    if any(s is None for s in a + r):
+        return None
+    return (f"{variant}: AUC relevant > spurious {a[0]} (reference {r[0]}), relevant > hallucination "
+            f"{a[1]} (reference {r[1]})")

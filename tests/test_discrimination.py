@@ -1,0 +1,83 @@
+"""report/discrimination.py: the stress answers split into discrimination (AUC) and a shift to No (Yes-rates
+at the reference's relevant Yes-rate), read from predictions files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from avere_utils.report import discrimination as d
+from avere_utils.report import story
+
+
+def test_auc_counts_pairs_and_half_ties():
+    assert d.auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert d.auc(np.array([0.0]), np.array([1.0])) == 0.0
+    assert d.auc(np.array([1.0, 0.0]), np.array([1.0])) == pytest.approx(0.25)  # one tie (1/2), one below
+    assert np.isnan(d.auc(np.array([]), np.array([1.0])))
+
+
+def test_matched_threshold_keeps_the_rate_and_moves_with_a_shift():
+    rel = np.array([-3.0, -1.0, 0.5, 2.0])
+    assert d.matched_threshold(rel, 50.0) == -0.25  # midway between the items left below and kept above
+    assert d.matched_threshold(rel - 4.0, 50.0) == -4.25
+    assert np.mean(rel > d.matched_threshold(rel, 75.0)) == 0.75
+    assert np.mean(rel > d.matched_threshold(rel, 25.0)) == 0.25 and d.matched_threshold(rel, 26.0) == 1.25
+    assert np.mean(rel > d.matched_threshold(rel, 100.0)) == 1.0 and np.mean(rel > d.matched_threshold(rel, 0.0)) == 0.0
+
+
+def test_a_pure_shift_to_no_changes_no_reading_but_the_yes_rates():
+    rng = np.random.default_rng(0)
+    ref = {"relevant": rng.normal(2, 1, 200), "spurious": rng.normal(1, 1, 100), "hallucination": rng.normal(0.5, 1, 100)}
+    shifted = {k: v - 1.5 for k, v in ref.items()}
+    rate = 100 * np.mean(ref["relevant"] > 0)
+    a, b = d.readings(ref, rate), d.readings(shifted, rate)
+    assert a == pytest.approx(b)
+    assert 100 * np.mean(shifted["spurious"] > 0) < a["matched Yes spurious"] - 20  # the raw rate fell anyway
+    apart = {**ref, "spurious": ref["spurious"] - 1.5}  # only the spurious items move: discrimination
+    c = d.readings(apart, rate)
+    assert c["AUC rel>spur"] > a["AUC rel>spur"] + 10 and c["matched Yes spurious"] < a["matched Yes spurious"] - 20
+
+
+def _write_run(root, variants_lo, kinds, seeds=()):
+    (root / "manifests").mkdir(parents=True)
+    (root / "predictions").mkdir()
+    items = []
+    for i, kind in enumerate(kinds):
+        items.append({"id": f"s{i}", "text": {"task": "reasoning_stress_video", "kind": kind, "answer": "A",
+                                              "choices": ["(A) Yes", "(B) No"]}})
+    items.append({"id": "q0", "text": {"task": "reasoning_basic_video", "choices": ["(A) x", "(B) y"], "answer": "A"}})
+    (root / "manifests" / "emorealm.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+
+    def preds(folder, v, lo):
+        recs = [{"id": f"s{i}", "candidates": ["Yes (A)", "No (B)"], "scores": [float(x), 0.0]} for i, x in enumerate(lo)]
+        recs.append({"id": "q0", "candidates": ["x (A)", "y (B)"], "scores": [0.0, -1.0]})
+        (folder / f"emorealm-{v}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    for v, lo in variants_lo.items():
+        preds(root / "predictions", v, lo)
+    for name, per in seeds:
+        (root / "seeds" / name / "predictions").mkdir(parents=True)
+        (root / "seeds" / name / "metrics").mkdir()
+        for v, lo in per.items():
+            preds(root / "seeds" / name / "predictions", v, lo)
+
+
+def test_values_over_the_base_run_and_its_seeds(tmp_path):
+    kinds = ["relevant"] * 4 + ["spurious"] * 2 + ["hallucination"] * 2
+    ref = [3, 2, 1, -1, 2, -2, 1, -3]  # relevant Yes-rate 75 %
+    dpo = [x - 1.5 for x in ref]  # the same order, shifted to No
+    better = [3, 2, 1, -1, -2, -3, -2, -3]
+    _write_run(tmp_path, {"reference": ref, "avem_dpo": dpo}, kinds, seeds=[("seed-1", {"avem_dpo": better})])
+    values = d.discrimination_values(tmp_path, tmp_path / "seeds", ["reference", "avem_dpo"])
+    assert set(values["quantity"]) == set(d.QUANTITY_STEMS)  # no held-out manifest: no HO rows
+    assert len(values[values["variant"] == "avem_dpo"]) == 2 * len(d.QUANTITY_STEMS)  # base + seed-1
+    base = values[(values["run"] == "base")].set_index(["variant", "quantity"])["value"]
+    assert base[("avem_dpo", "AUC rel>spur")] == base[("reference", "AUC rel>spur")] == pytest.approx(68.75)
+    assert base[("avem_dpo", "matched Yes spurious")] == base[("reference", "matched Yes spurious")] == 50.0
+    table = story.story_table(values, ["reference", "avem_dpo"], d.QUANTITIES)
+    # spurious: 50 (the shift) and 0 (seed-1) against 50; hallucination the same: 25 points below each
+    checks = d.check_matched(table, "avem_dpo")
+    assert [c.holds for c in checks[:2]] == [True, True] and "drop +25.0" in checks[0].measured
+    assert [c.holds for c in d.check_matched(table, "avem_dpo", drop=30.0)[:2]] == [False, False]
+    assert all(c.holds is None for c in checks[2:])  # no held-out predictions: undecided, not passed

@@ -191,7 +191,14 @@ def test_a_copied_run_redoes_nothing_and_a_second_run_into_it_is_refused(clean, 
         if (lock.is_file() and lock.read_text()) or first.poll() is not None:
             break
         time.sleep(0.02)
-    second = subprocess.run(kit("--out", str(copy), *EVAL), cwd=REPO_ROOT, capture_output=True, text=True)
+    # the first run has nothing to predict and could finish before the second one starts: stopped, it keeps
+    # its lock for as long as the second takes, on a fast machine or a loaded one
+    assert first.poll() is None, "the first run ended before it was seen holding its lock"
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(kit("--out", str(copy), *EVAL), cwd=REPO_ROOT, capture_output=True, text=True)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     out, _ = first.communicate()
     assert first.returncode == 0, out[-3000:]
     assert second.returncode == 3, second.stdout[-2000:] + second.stderr[-2000:]

@@ -89,7 +89,7 @@ def geometry_bench(args) -> dict:
     from avere_utils.models.loading import resolve_device, resolve_dtype
 
     torch.set_num_threads(args.threads)
-    geo = argparse.Namespace(**{k: v for k, v in vars(args).items()}, frames=8, frame_size=448)
+    geo = argparse.Namespace(**vars(args), frames=8, frame_size=448)
     geo.model_dir = args.geo_model_dir
     dtype = resolve_dtype(args.geo_dtype, resolve_device(args.device))
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from avere_utils.config import StageParams, param
 
-# the SFT tasks models/sft.py knows (see its docstring); all of them are taught by default
+# the SFT tasks models/sft.py knows (see its docstring); all but the opt-in `letters` are taught by default
 SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq", "letters")
+DEFAULT_SFT_TASKS: tuple[str, ...] = tuple(t for t in SFT_TASKS if t != "letters")
 
 
 @dataclass
@@ -35,7 +36,8 @@ class ReferenceParams(StageParams):
     sft_warmup_ratio: float = param(0.05, "fraction of the SFT steps spent warming up")
     sft_max_steps: int = param(0, "0: every step of sft_epochs; > 0: a step bound (smoke runs). Never a time cap: "
                                   "the reference, and every number after it, must not depend on the machine's speed")
-    sft_tasks: list[str] = param(list(SFT_TASKS), f"SFT tasks taught, any of {', '.join(SFT_TASKS)}")
+    sft_tasks: list[str] = param(list(DEFAULT_SFT_TASKS), f"SFT tasks taught, any of {', '.join(SFT_TASKS)} "
+                                                             "(letters: opt-in, docs/models.md)")
     sft_qa_per_clip: int = param(1, "qa items per clip per epoch, rotating, staggered over clips (0: all of them every "
                                     "epoch)")
     sft_label_repeats: int = param(3, "label examples per clip per epoch (see sft.sft_records)")

@@ -140,12 +140,3 @@ def check_matched(table: pd.DataFrame, full: str, reference: str = "reference", 
                        Check(claim, f"{a} vs {r} (drop {r.mean - a.mean:+.1f})", r.mean - a.mean >= bar))
     return out
 
-
-def summary_line(table: pd.DataFrame, variant: str, reference: str = "reference") -> str | None:
-    """One sentence: how the variant's AUCs compare with the reference's."""
-    a = [stat(table, variant, q) for q in ("AUC rel>spur", "AUC rel>hal")]
-    r = [stat(table, reference, q) for q in ("AUC rel>spur", "AUC rel>hal")]
-    if any(s is None for s in a + r):
-        return None
-    return (f"{variant}: AUC relevant > spurious {a[0]} (reference {r[0]}), relevant > hallucination "
-            f"{a[1]} (reference {r[1]})")

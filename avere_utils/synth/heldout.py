@@ -60,8 +60,8 @@ def training_templates() -> list[str]:
     from avere_utils.protocol import CLASSIFICATION_PROMPT, EMER_PROMPT
     from avere_utils.synth import text as st
 
-    out: list[str] = [CLASSIFICATION_PROMPT, EMER_PROMPT, *st.STRESS_QUESTIONS, *st.MCQ_QUESTIONS, *st.LETTER_QUESTIONS,
-                      *st.AGREEMENT_QUESTIONS, *st.GROUNDED_PROMPTS.values(),
+    out: list[str] = [CLASSIFICATION_PROMPT, EMER_PROMPT, *st.STRESS_QUESTIONS, *st.MCQ_QUESTIONS,
+                      *st.LETTER_QUESTIONS, *st.AGREEMENT_QUESTIONS, *st.GROUNDED_PROMPTS.values(),
                       *[t for ts in st.PRESENCE_TEMPLATES.values() for t in ts],
                       *st.VISUAL_TEMPLATES, *st.AUDIO_TEMPLATES, *st.CONTEXT_TEMPLATES, *st.DESCRIPTION_TEMPLATES]
     for name in dir(pt):

@@ -111,7 +111,7 @@ def run_signature(params: TrainParams, rows: Sequence[Any], model_fp: str | None
     pairs (their ids, in order) and the reference checkpoint's fingerprint (a rebuilt reference is a new run)."""
     # run-relative paths: a run folder copied or moved elsewhere is still the same run
     d = run_relative({k: v for k, v in dataclasses.asdict(params).items() if k not in RESUME_NEUTRAL},
-                          params.run_dir)
+                     params.run_dir)
     d["pairs_sha1"] = hashlib.sha1("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()
     d["reference_fingerprint"] = model_fp
     return d

@@ -197,6 +197,30 @@ def test_stress_samples_ask_the_benchmark_question_and_answer_it_from_the_record
     assert said["hallucination", "rejected_er", "yes"] > 30 and not said["hallucination", "chosen", "yes"]
 
 
+def test_stress_kind_weights_set_what_is_asked_and_the_default_draw_is_unchanged():
+    """`stress_kind_weights` draws the asked kind by weight; without it the draw is the uniform one of
+    `rng.integers`, so the default pairs (and the committed reference run) do not move."""
+    from avere_utils.pairs.templates import stress_ask
+    from avere_utils.protocol import STRESS_KINDS
+
+    record = CueRecord.from_dict(random_record(np.random.default_rng(0), "happiness", "anger"))
+    for seed in range(40):  # the kind is the first thing drawn
+        expected = STRESS_KINDS[int(np.random.default_rng(seed).integers(len(STRESS_KINDS)))]
+        assert stress_ask(record, "visual_stress", np.random.default_rng(seed), 0).kind == expected
+        assert stress_ask(record, "visual_stress", np.random.default_rng(seed), 0, {}).kind == expected
+    rng = np.random.default_rng(1)
+    only = Counter(stress_ask(record, "visual_stress", rng, 0, {"spurious": 1.0}).kind for _ in range(50))
+    assert only == {"spurious": 50}
+    rng = np.random.default_rng(2)
+    tilted = Counter(stress_ask(record, "audio_stress", rng, 0, {"relevant": 2, "spurious": 1,
+                                                                  "hallucination": 1}).kind for _ in range(2000))
+    assert 0.45 < tilted["relevant"] / 2000 < 0.55 and tilted["spurious"] > 400 and tilted["hallucination"] > 400
+    with pytest.raises(ValueError, match="stress_kind_weights"):
+        PairParams(manifest_file="m", pairs_dir="p", stress_kind_weights={"relevent": 1.0})
+    with pytest.raises(ValueError, match="stress_kind_weights"):
+        PairParams(manifest_file="m", pairs_dir="p", stress_kind_weights={"relevant": 0.0})
+
+
 def test_check_sample_catches_each_kind_of_error():
     record = CueRecord.from_dict({
         "video_emotion": "happiness", "audio_emotion": "happiness",

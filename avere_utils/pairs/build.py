@@ -200,7 +200,8 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
             used.add(family)
             balancer.add(family)
             p = int(rng.integers(len(PROMPTS[family])))
-            ask = stress_ask(record, family, rng, p) if family in STRESS_FAMILIES and record is not None else None
+            ask = (stress_ask(record, family, rng, p, params.stress_kind_weights)
+                   if family in STRESS_FAMILIES and record is not None else None)
             plans.append(PlannedSample(clip, s, family, p, rng, ask))
     counts["samples_planned"] = len(plans)
     return plans

@@ -45,6 +45,8 @@ class PairParams(StageParams):
     max_pairs: int = param(0, "0 = no cap; otherwise a family-balanced subsample")
     family_weights: dict[str, float] = param(_default_family_weights(), "target share of each sample family "
                                                                          "(normalised; 0 = none of that family)")
+    stress_kind_weights: dict[str, float] = param({}, "what a stress sample asks about: weights of relevant, "
+                                                      "spurious, hallucination ({} = uniform; docs/pairs.md)")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input: "other_clip" (a clip with a different emotion in the targeted modality, as the
@@ -74,6 +76,11 @@ class PairParams(StageParams):
             raise ValueError(f"PairParams.family_weights: unknown families {sorted(unknown)}; known: {FAMILIES}")
         if any(w < 0 for w in self.family_weights.values()) or not any(self.family_weights.values()):
             raise ValueError(f"PairParams.family_weights must be >= 0 with at least one > 0: {self.family_weights}")
+        kinds = ("relevant", "spurious", "hallucination")
+        if set(self.stress_kind_weights) - set(kinds) or any(w < 0 for w in self.stress_kind_weights.values()) \
+                or (self.stress_kind_weights and not any(self.stress_kind_weights.values())):
+            raise ValueError(f"PairParams.stress_kind_weights: keys among {kinds}, weights >= 0, one > 0; "
+                             f"got {self.stress_kind_weights}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"PairParams.val_fraction must be in [0, 1), got {self.val_fraction}")
         if min(self.samples_per_clip, self.max_cues_per_response, self.llm_workers) < 1 or self.max_pairs < 0:

@@ -260,12 +260,17 @@ def stress_answer(kind: str, response: str) -> str:
     return choice_answer(YES_NO[0] if STRESS_CITED[kind][response] == "asked" else YES_NO[1])
 
 
-def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording: int) -> StressAsk:
-    """The kind of cue asked about (uniform over relevant / spurious / hallucination), the cue, then the
-    cues the three responses rest on (STRESS_CITED)."""
+def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording: int,
+               kind_weights: dict[str, float] | None = None) -> StressAsk:
+    """The kind of cue asked about (relevant / spurious / hallucination: uniform, or drawn by
+    `kind_weights`), the cue, then the cues the three responses rest on (STRESS_CITED)."""
     modality = STRESS_FAMILIES[family]
     m = record.of(modality)
-    kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
+    if kind_weights:
+        w = np.array([kind_weights.get(k, 0.0) for k in STRESS_KINDS], dtype=float)
+        kind = STRESS_KINDS[int(rng.choice(len(STRESS_KINDS), p=w / w.sum()))]
+    else:  # the uniform draw by integers, as before the weights existed: the default pairs stay the same
+        kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
     asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
     prompt = emorealm_prompt(stress_question(asked, modality, record.emotion_of(modality), wording), YES_NO)
     cues = {response: asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]

@@ -22,7 +22,8 @@ from avere_utils.records import Media
 log = logging.getLogger(__name__)
 
 
-def _file_stamp(path: str | None) -> str:
+def file_stamp(path: str | None) -> str:
+    """A file's identity for caching: its resolved path, size and mtime (ns)."""
     if not path:
         return "-"
     p = Path(path).resolve()
@@ -41,7 +42,7 @@ class FeatureCache:
         self.misses = 0
 
     def key(self, video_path: str | None, audio_path: str | None, settings) -> str:
-        text = "\n".join([_file_stamp(video_path), _file_stamp(audio_path), settings.key()])
+        text = "\n".join([file_stamp(video_path), file_stamp(audio_path), settings.key()])
         return hashlib.sha1(text.encode()).hexdigest()
 
     def path_for(self, key: str) -> Path:

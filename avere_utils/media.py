@@ -16,6 +16,7 @@ clip's duration).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -336,6 +337,22 @@ def load_media(video_path: str | None, audio_path: str | None, settings: MediaSe
     if video_path is None and audio_path is None:
         raise MediaError("load_media needs a video path, an audio path, or both")
     if cache is None:
-        return decode_media(video_path, audio_path, settings)
-    return cache.get_or_compute(video_path, audio_path, settings,
-                                lambda: decode_media(video_path, audio_path, settings))
+        media = decode_media(video_path, audio_path, settings)
+    else:
+        media = cache.get_or_compute(video_path, audio_path, settings,
+                                     lambda: decode_media(video_path, audio_path, settings))
+    return with_source_keys(media, video_path, audio_path or video_path, settings)
+
+
+def source_key(kind: str, path: str, settings: MediaSettings) -> str:
+    """The identity of one decoded stream: its file (path, size, mtime) and the decode settings."""
+    from avere_utils.cache import file_stamp
+
+    return f"{kind}:" + hashlib.sha1(f"{file_stamp(path)}\n{settings.key()}".encode()).hexdigest()
+
+
+def with_source_keys(media: Media, video_src: str | None, audio_src: str | None, settings: MediaSettings) -> Media:
+    """`media` with `frames_key` / `audio_key` naming the files and settings its arrays were decoded from."""
+    media.frames_key = source_key("v", video_src, settings) if media.frames is not None and video_src else ""
+    media.audio_key = source_key("a", audio_src, settings) if media.audio is not None and audio_src else ""
+    return media

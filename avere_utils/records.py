@@ -48,6 +48,11 @@ class Media:
     frames: np.ndarray | None = None
     audio: np.ndarray | None = None
     sample_rate: int = 16000
+    # where each array came from (decoded files + settings, or a noise seed); "" = unknown.  The frozen
+    # encoders' outputs are keyed by these (models/encoder_store.py), so a clip loaded again at a later
+    # step is not re-encoded.  Arrays with the same key must be equal.
+    frames_key: str = field(default="", compare=False)
+    audio_key: str = field(default="", compare=False)
 
     @property
     def is_empty(self) -> bool:

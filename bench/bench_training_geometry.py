@@ -15,6 +15,8 @@ same work; policy adds a policy pass with gradient over the short text-only sequ
 are timed interleaved (one step of each per repetition, in rotating order) after one warm-up step each,
 so that load from other processes on a shared machine falls on all alike; `ratio_shared_vs_dpo_<form>`
 is the median over the repetitions of the form's step time over a DPO step run right next to it.
+`..._encoder_cache`: the same with `encoder_cache_dir` set (the frozen encoders' outputs stored by the
+reference pass and read back at each step), against DPO with it set too.
 Memory: bytes autograd saves for backward (`SavedTensorMeter`, any device), checked against
 `avere_utils.training.memory.estimate_step_memory` (which does not model the policy form's text-only
 pass); on CUDA also torch.cuda.max_memory_allocated per configuration.
@@ -149,14 +151,27 @@ def make_pairs(args, tokenizer):
                                if key.startswith("video") else (0.3 * rng.standard_normal(n_audio)).astype(np.float32))
     # one Media object per clip for the whole run: the backend memoises the processor work per object,
     # so every configuration times the model, not the patchifying
-    real = {r["id"]: Media(frames=media[r["video"]], audio=media[r["audio"]]) for r in rows}
-    rejected = {r["id"]: Media(frames=media[r["video_l"]], audio=media[r["audio_l"]]) for r in rows}
+    # keyed like decoded clips, so that the encoder-store configurations find them again
+    real = {r["id"]: Media(frames=media[r["video"]], audio=media[r["audio"]], frames_key=f"v:{r['video']}",
+                           audio_key=f"a:{r['audio']}") for r in rows}
+    rejected = {r["id"]: Media(frames=media[r["video_l"]], audio=media[r["audio_l"]],
+                               frames_key=f"v:{r['video_l']}", audio_key=f"a:{r['audio_l']}") for r in rows}
     return PairSource(rows, lambda row: (real[row["id"]], rejected[row["id"]]))
 
 
-CONFIGS = {"dpo": ("naive_dpo", False), "avem_unshared": ("avem_dpo", False), "avem_shared": ("avem_dpo", True),
-           "avem_shared_reversed": ("avem_dpo_reversed", True), "avem_shared_policy": ("avem_dpo_policy", True)}
+# name: (variant, shared prefix, encoder store).  The "_enc" configurations read the frozen encoders' outputs
+# that the reference pass stored (encoder_cache_dir) and are paired with DPO doing the same ("dpo_enc").
+CONFIGS = {"dpo": ("naive_dpo", False, False), "avem_unshared": ("avem_dpo", False, False),
+           "avem_shared": ("avem_dpo", True, False), "avem_shared_reversed": ("avem_dpo_reversed", True, False),
+           "avem_shared_policy": ("avem_dpo_policy", True, False), "dpo_enc": ("naive_dpo", False, True),
+           "avem_shared_enc": ("avem_dpo", True, True), "avem_shared_reversed_enc": ("avem_dpo_reversed", True, True),
+           "avem_shared_policy_enc": ("avem_dpo_policy", True, True)}
 FORMS = {"literal": "avem_shared", "reversed": "avem_shared_reversed", "policy": "avem_shared_policy"}
+FORMS_ENC = {"literal": "avem_shared_enc", "reversed": "avem_shared_reversed_enc", "policy": "avem_shared_policy_enc"}
+
+
+def baseline(name: str) -> str:
+    return "dpo_enc" if CONFIGS[name][2] else "dpo"
 MEMORY_CHECKED = ("dpo", "avem_unshared", "avem_shared")  # the estimate does not model the text-only pass
 
 
@@ -229,18 +244,22 @@ def main() -> None:
     dev = resolve_device(args.device)
     accelerator = Accelerator(cpu=dev.type == "cpu")
     trainers = {}
-    for name, (variant, shared) in CONFIGS.items():
+    for name, (variant, shared, store) in CONFIGS.items():
         params = build(TrainParams, dict(run_dir=str(work / name), variant=variant, reference_dir=model_dir,
                                          pairs_dir=str(work / "none"), device=str(dev), max_steps=1,
                                          per_device_batch_size=args.batch, grad_accum_steps=1, save_steps=0,
                                          learning_rate=1e-6, logp_cache_dir="", resume=False,
-                                         shared_prefix=shared), "bench")
+                                         shared_prefix=shared,
+                                         encoder_cache_dir=str(work / "encoders") if store else ""), "bench")
         trainers[name] = Trainer(params, backend=backend, pairs=pairs, accelerator=accelerator)
+        backend.use_encoder_store(trainers[name].encoder_store)  # one backend: each trainer sets its own
         trainers[name].precompute(list(range(args.batch)))  # reference and text-only, as before training
+    backend.use_encoder_store(None)  # the checks below run the encoders (step() sets each trainer's store)
     indices = list(range(args.batch))
     backend.model.train()
 
     def step(trainer) -> None:
+        backend.use_encoder_store(trainer.encoder_store)
         trainer.optimizer.zero_grad(set_to_none=True)
         trainer.micro_batch_loss(indices).per_sample.sum().backward()
         trainer.optimizer.step()
@@ -331,14 +350,14 @@ def main() -> None:
     # every configuration's step is paired with a DPO step right next to it (DPO first in even
     # repetitions, second in odd ones), so that load that comes and goes on a shared machine within a
     # repetition changes both sides of a ratio alike
-    others = names[1:]
+    others = [n for n in names if n not in ("dpo", "dpo_enc")]
     pairs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in others}
     for rep in range(args.repeats):
         for name in others[rep % len(others):] + others[:rep % len(others)]:
             if rep % 2 == 0:
-                d, x = timed("dpo"), timed(name)
+                d, x = timed(baseline(name)), timed(name)
             else:
-                x, d = timed(name), timed("dpo")
+                x, d = timed(name), timed(baseline(name))
             pairs[name].append((x[0], d[0], x[1], d[1]))
     med = {k: statistics.median(v) for k, v in times.items()}
     cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
@@ -358,6 +377,15 @@ def main() -> None:
         per_form[f"avem_shared_{form}_step_s"] = round(med[name], 4)
     for form, name in FORMS.items():
         per_form[f"flop_ratio_vs_dpo_{form}"] = round(flops[name] / flops["dpo"], 3) if flops else None
+    # with the encoder store (encoder_cache_dir), against DPO with it too: what AVEm-DPO adds to a step once
+    # the frozen encoders' outputs come from the reference pass
+    for form, name in FORMS_ENC.items():
+        per_form[f"ratio_shared_vs_dpo_{form}_encoder_cache"] = round(paired(times, name), 3)
+        per_form[f"ratio_shared_vs_dpo_{form}_encoder_cache_cpu"] = round(paired(cpu_times, name), 3)
+        per_form[f"flop_ratio_vs_dpo_{form}_encoder_cache"] = (round(flops[name] / flops["dpo_enc"], 3)
+                                                               if flops else None)
+    per_form["dpo_step_s_encoder_cache"] = round(med["dpo_enc"], 4)
+    per_form["ratio_dpo_encoder_cache_vs_dpo"] = round(med["dpo_enc"] / med["dpo"], 3)
     result = {
         "prompt_tokens": prompt_tokens,
         "response_tokens": round(sum(response_tokens) / len(response_tokens), 1),

@@ -51,6 +51,8 @@ class _Batch:
     # per `encoded` entry: id() of its frames / audio array.  A PMP input that replaces only the audio
     # keeps the real clip's frames array (and vice versa), so the frozen encoder runs once for both.
     sources: list[tuple[int | None, int | None]] = field(default_factory=list)
+    # per `encoded` entry: the media's (frames_key, audio_key), where its arrays came from ("" = unknown)
+    keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class OmniBackend(Backend):
         # scoring: a prompt's candidates continue its cache in one row under a block mask (packing.py)
         # instead of one cache copy per candidate; off where the attention takes no 4-D mask
         self.pack_candidates = True
+        self.encoder_store = None  # models/encoder_store.py: frozen encoder outputs read back, not recomputed
 
     # --- properties -----------------------------------------------------------------------------
     @property
@@ -106,6 +109,25 @@ class OmniBackend(Backend):
         out["total"] = sum(p.numel() for p in self.model.parameters())
         out["trainable"] = sum(p.numel() for p in self.trainable_parameters())
         return out
+
+    def use_encoder_store(self, store: Any) -> None:
+        """Read the frozen encoders' outputs from `store` (an EncoderStore; None: off) and write the ones it
+        lacks.  Only for frozen encoders: an adapter or a trainable weight in them would make stored outputs
+        stale."""
+        if store is not None:
+            parts = (self.thinker.model.visual, self.thinker.model.audio_tower)
+            trainable = [n for part in parts for n, p in part.named_parameters() if p.requires_grad or "lora_" in n]
+            if trainable:
+                raise ValueError(f"the encoder store needs frozen encoders; trainable or adapted: {trainable[:3]}")
+            # in train mode a dropout would make each step's encoder output a new draw
+            drops = [f"{part.__class__.__name__}.{k}={getattr(part.config, k)}" for part in parts
+                     for k in ("dropout", "attention_dropout", "activation_dropout")
+                     if float(getattr(part.config, k, 0.0) or 0.0) > 0]
+            drops += [n for part in parts for n, m in part.named_modules()
+                      if isinstance(m, torch.nn.Dropout) and m.p > 0]
+            if drops:
+                raise ValueError(f"the encoder store needs deterministic encoders; dropout in: {drops[:3]}")
+        self.encoder_store = store
 
     # --- inputs ---------------------------------------------------------------------------------
     def encode_media(self, media: Media) -> EncodedMedia:
@@ -134,6 +156,7 @@ class OmniBackend(Backend):
         slot: dict[int, int] = {}
         media_of_row: list[int | None] = []
         sources: list[tuple[int | None, int | None]] = []
+        keys: list[tuple[str, str]] = []
         rows: list[tuple[list[int], list[int]]] = []
         for ex in examples:
             media = media_or_none(ex.media)
@@ -144,6 +167,7 @@ class OmniBackend(Backend):
                     encoded.append(self.encode_media(media))
                     sources.append((None if media.frames is None else id(media.frames),
                                     None if media.audio is None else id(media.audio)))
+                    keys.append((media.frames_key, media.audio_key))
                 media_of_row.append(slot[id(media)])
                 enc = encoded[slot[id(media)]]
             else:
@@ -165,7 +189,7 @@ class OmniBackend(Backend):
             ids[i, length - n:] = torch.tensor(p + r, dtype=torch.long)
             att[i, length - n:] = 1
             resp[i, length - len(r):] = 1 if r else 0
-        return _Batch(ids, att, resp, encoded, media_of_row, sources)
+        return _Batch(ids, att, resp, encoded, media_of_row, sources, keys)
 
     def response_ids(self, response: str) -> list[int]:
         """Token ids of a response as the model would produce it: the text, then <|im_end|>."""
@@ -195,22 +219,34 @@ class OmniBackend(Backend):
                 first_a.setdefault(sources[k][1], k)
         video_per_clip: list[torch.Tensor | None] = [None] * n
         audio_per_clip: list[torch.Tensor | None] = [None] * n
+        # the store serves passes that keep no encoder graph (SFT's perception loss needs one)
+        store = self.encoder_store if sink is None else None
+        keys = batch.keys or [("", "")] * n
         if first_v:
             owners = list(dict.fromkeys(first_v.values()))
-            feats = batch_media_features([batch.encoded[k] for k in owners])
-            out = thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
-                                                   feats["video_grid_thw"].to(self.device), return_dict=True)
-            own = dict(zip(owners, out.pooler_output))
+            own = self._stored(store, {k: keys[k][0] for k in owners})
+            todo = [k for k in owners if k not in own]
+            # with a store, one clip per call: what is stored must not depend on which clips shared a batch
+            for part in ([[k] for k in todo] if store is not None else [todo] if todo else []):
+                feats = batch_media_features([batch.encoded[k] for k in part])
+                out = thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
+                                                       feats["video_grid_thw"].to(self.device), return_dict=True)
+                own.update(self._store(store, dict(zip(part, out.pooler_output)), {k: keys[k][0] for k in part}))
             for k, e in enumerate(batch.encoded):
                 if e.pixel_values is not None:
                     video_per_clip[k] = own[first_v[sources[k][0]]]
         if first_a:
             owners = list(dict.fromkeys(first_a.values()))
-            feats = batch_media_features([batch.encoded[k] for k in owners])
-            out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
-                                                   feats["feature_attention_mask"].to(self.device), return_dict=True)
-            lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in owners]
-            own = dict(zip(owners, torch.split(out.last_hidden_state, lengths)))
+            own = self._stored(store, {k: keys[k][1] for k in owners})
+            todo = [k for k in owners if k not in own]
+            for part in ([[k] for k in todo] if store is not None else [todo] if todo else []):
+                feats = batch_media_features([batch.encoded[k] for k in part])
+                out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
+                                                       feats["feature_attention_mask"].to(self.device),
+                                                       return_dict=True)
+                lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in part]
+                own.update(self._store(store, dict(zip(part, torch.split(out.last_hidden_state, lengths))),
+                                       {k: keys[k][1] for k in part}))
             for k, e in enumerate(batch.encoded):
                 if e.audio_features is not None:
                     audio_per_clip[k] = own[first_a[sources[k][1]]]
@@ -227,6 +263,20 @@ class OmniBackend(Backend):
             mask = (ids == cfg.audio_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(mask, torch.cat(rows_a).to(embeds.dtype))
         return embeds
+
+    def _stored(self, store: Any, keys: dict[int, str]) -> dict[int, torch.Tensor]:
+        """The outputs `store` holds for these clips (by key; a clip without a key is never stored)."""
+        if store is None:
+            return {}
+        found = {k: store.get(key) for k, key in keys.items() if key}
+        return {k: t.to(self.device, self.dtype) for k, t in found.items() if t is not None}
+
+    def _store(self, store: Any, computed: dict[int, torch.Tensor], keys: dict[int, str]) -> dict[int, torch.Tensor]:
+        if store is not None:
+            for k, t in computed.items():
+                if keys[k]:
+                    store.put(keys[k], t)
+        return computed
 
     def _positions(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """TMRoPE position ids (3, B, L) and the next free position per row (B,)."""

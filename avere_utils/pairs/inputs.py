@@ -149,6 +149,7 @@ def load_pair_media(row: Mapping[str, Any], settings: MediaSettings = MediaSetti
     swap_video = video_l != video
     swap_audio = audio_l != (audio or video)
     frames, wav = real.frames, real.audio
+    frames_key, audio_key = real.frames_key, real.audio_key
     paths = {m: p for m, p, swap in (("video", video_l, swap_video), ("audio", audio_l, swap_audio))
              if swap and not is_noise(p)}
     if paths:
@@ -159,18 +160,21 @@ def load_pair_media(row: Mapping[str, Any], settings: MediaSettings = MediaSetti
                                            else audio or video)  # else the real audio: decoded, then unused
         donor = load_media(src_video, src_audio, settings, cache)
         if "video" in paths:
-            frames = donor.frames
+            frames, frames_key = donor.frames, donor.frames_key
         if "audio" in paths:
-            wav = donor.audio
+            wav, audio_key = donor.audio, donor.audio_key
     if swap_video and is_noise(video_l):
         if real.frames is None:
             raise MediaError(f"pair {row.get('id')!r}: noise video needs the real frames' shape; {video} has none")
         frames = noise_frames(real.frames.shape, parse_noise(video_l))
+        frames_key = f"v:{video_l}:{'x'.join(map(str, frames.shape))}"  # a seed and a shape fix the noise
     if swap_audio and is_noise(audio_l):
         if real.audio is None:
             raise MediaError(f"pair {row.get('id')!r}: noise audio needs the real audio's length; {audio} has none")
         wav = noise_audio(real.audio, parse_noise(audio_l))
-    return real, Media(frames=frames, audio=wav, sample_rate=real.sample_rate)
+        audio_key = f"{real.audio_key}+{audio_l}" if real.audio_key else ""  # scaled to the real audio's RMS
+    return real, Media(frames=frames, audio=wav, sample_rate=real.sample_rate,
+                       frames_key=frames_key, audio_key=audio_key)
 
 
 def media_ok(video: str | None, audio: str | None) -> str | None:

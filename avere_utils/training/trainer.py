@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 # Params that do not change what a run computes: a checkpoint written under other values may be resumed.
 RESUME_NEUTRAL = ("resume", "report_to", "save_steps", "save_total_limit", "device", "figures_dir",
-                  "precompute_reference", "media_cache_dir", "logp_cache_dir", "shared_prefix")
+                  "precompute_reference", "media_cache_dir", "logp_cache_dir", "shared_prefix",
+                  "encoder_cache_dir")
 PRECOMPUTE_SAMPLES_PER_CALL = 8
 TEXT_SEQUENCES_PER_CALL = 64
 
@@ -166,6 +167,15 @@ class Trainer:
         settings = self.backend.media_settings
         self.model_fp = model_fingerprint(self.backend.model_dir, settings.key() if settings is not None else "")
         self.logps = LogpCache(params.logp_cache_dir, self.model_fp)
+        self.encoder_store = None
+        if params.encoder_cache_dir:
+            if not hasattr(self.backend, "use_encoder_store"):
+                raise ValueError(f"encoder_cache_dir: the {type(self.backend).__name__} backend has no encoder "
+                                 "store; set encoder_cache_dir: ''")
+            from avere_utils.models.encoder_store import EncoderStore
+
+            self.encoder_store = EncoderStore(params.encoder_cache_dir, self.model_fp)
+            self.backend.use_encoder_store(self.encoder_store)
 
     # --- sequences ------------------------------------------------------------------------------
     def plan(self, index: int, with_media: bool = True) -> SamplePlan:
@@ -450,7 +460,8 @@ class Trainer:
                    "seconds": round(seconds, 3), "n_pairs": len(self.rows),
                    "global_batch": self.order.global_batch, "num_processes": self.world,
                    "loss_config": dataclasses.asdict(self.config), "params": dataclasses.asdict(p),
-                   "logp_values_computed": self.logps.computed}
+                   "logp_values_computed": self.logps.computed,
+                   "encoder_store": self.encoder_store.stats() if self.encoder_store is not None else None}
         atomic_write_text(out / "training_summary.json", json.dumps(summary, indent=1))
         log.info("saved the %s adapter to %s (%.1f s)", p.variant, out, seconds)
 

@@ -10,7 +10,7 @@ One safetensors file per (model fingerprint, decoded stream): `Media.frames_key`
 stream, so a clip loaded again at a later step (new arrays, same files) is found.  Files are sharded by the
 first two hex digits of their name and written atomically; an unreadable file is computed again, with a
 warning.  Sizes: the tiny model's few kilobytes per clip; Qwen2.5-Omni-7B's about 7.3 MB per clip in bf16
-(1,024 video tokens x 3,584), about 90 GB for the clips of 12,000 pairs.
+(1,024 video tokens x 3,584), about 80 GB for the paper's 41,687 pairs at four samples per clip.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 class EncoderStore:
     def __init__(self, folder: str | os.PathLike, namespace: str):
-        """`namespace`: what makes the outputs valid (the model's fingerprint and the processor settings)."""
+        """`namespace`: what makes the outputs valid (the trainer gives the model's fingerprint, which holds
+        the processor settings, and the dtype)."""
         self.folder = Path(folder)
         self.namespace = namespace
         self.hits = 0

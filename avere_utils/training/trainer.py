@@ -174,7 +174,9 @@ class Trainer:
                                  "store; set encoder_cache_dir: ''")
             from avere_utils.models.encoder_store import EncoderStore
 
-            self.encoder_store = EncoderStore(params.encoder_cache_dir, self.model_fp)
+            # the dtype too: a bf16 run's outputs are not an fp32 run's
+            self.encoder_store = EncoderStore(params.encoder_cache_dir,
+                                              f"{self.model_fp}|{getattr(self.backend, 'dtype', '')}")
             self.backend.use_encoder_store(self.encoder_store)
 
     # --- sequences ------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ def test_decoded_media_and_pmp_inputs_carry_the_keys_of_their_sources(tmp_path):
     assert noise.frames_key == noise2.frames_key != x.frames_key and noise.audio_key != noise2.audio_key
 
 
-def test_training_with_the_store_reads_what_the_reference_pass_wrote(micro_dir, tmp_path):
+def test_training_with_the_store_reads_what_the_reference_pass_wrote(micro_dir, tmp_path, monkeypatch):
+    """Every stream a step needs, the PMP inputs' included (composed by the trainer from the real and the
+    rejected media), is written by the reference pass; a second run on the same store runs no encoder."""
     rows = [{"id": f"s{i}", "clip_id": f"c{i}", "family": "f", "modality": ("visual", "audio", "both")[i % 3],
              "label": "happiness", "split": "train", "prompt": CORPUS[0], "chosen": CORPUS[1],
              "rejected_vr": CORPUS[2], "rejected_er": CORPUS[3], "video": f"v{i}", "audio": f"a{i}",
@@ -164,7 +166,10 @@ def test_training_with_the_store_reads_what_the_reference_pass_wrote(micro_dir, 
         params = build(TrainParams, dict(run_dir=str(tmp_path / name), device="cpu", per_device_batch_size=2,
                                          grad_accum_steps=1, save_steps=0, max_steps=2, learning_rate=1e-3,
                                          encoder_cache_dir=folder), "test")
-        trainer = Trainer(params, backend=backend_for(micro_dir), pairs=PairSource(rows, load))
+        backend = backend_for(micro_dir)
+        if name == "again":
+            forbid_encoders(backend, monkeypatch)
+        trainer = Trainer(params, backend=backend, pairs=PairSource(rows, load))
         losses[name] = [r["loss"] for r in trainer.train().history]
         if folder:
             stats[name] = trainer.encoder_store.stats()

@@ -103,8 +103,10 @@ def plan_sample(row_index: int, row: Mapping[str, Any], config: LossConfig,
     if swap:
         pmp = None
         if real is not None:
-            pmp = Media(frames=rejected.frames if "video" in swap else real.frames,
-                        audio=rejected.audio if "audio" in swap else real.audio, sample_rate=real.sample_rate)
+            video_from = rejected if "video" in swap else real
+            audio_from = rejected if "audio" in swap else real
+            pmp = Media(frames=video_from.frames, audio=audio_from.audio, sample_rate=real.sample_rate,
+                        frames_key=video_from.frames_key, audio_key=audio_from.audio_key)
         plan.policy.append(("chosen_pmp", Example(prompt, pmp, chosen)))
         plan.keys["chosen_pmp"] = sequence_key(prompt, chosen, row["video_l"] if "video" in swap else row["video"],
                                                row["audio_l"] if "audio" in swap else row["audio"])

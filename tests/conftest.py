@@ -65,3 +65,19 @@ def tiny_base_run(tmp_path_factory) -> Path:
     scratch = tmp_path_factory.mktemp("tiny-base")
     run_from_scratch(scratch, BASE_STAGES, BASE_SIZES)
     return scratch / "run"
+
+
+def backend_with_lora(model_dir):
+    """A tiny/micro checkpoint loaded with LoRA r 4 whose B matrices are non-zero (drawn from seed 0), as
+    after a few training steps: the adapters then change the log-probs and every LoRA matrix gets a gradient."""
+    import torch
+
+    from avere_utils.models import LoraSettings, load_backend
+
+    torch.manual_seed(0)
+    backend = load_backend(str(model_dir), lora=LoraSettings(r=4, alpha=16), device="cpu")
+    with torch.no_grad():
+        for name, p in backend.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    return backend

@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import backend_with_lora
 
 from avere_utils.config import build
 from avere_utils.media import MediaSettings, load_media
@@ -28,18 +29,6 @@ def micro_dir(tmp_path_factory):
     from avere_utils.models.tiny import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("micro"), CORPUS, size="micro", seed=0)
-
-
-def backend_for(micro_dir):
-    from avere_utils.models import LoraSettings, load_backend
-
-    torch.manual_seed(0)
-    backend = load_backend(str(micro_dir), lora=LoraSettings(r=4, alpha=16), device="cpu")
-    with torch.no_grad():
-        for name, p in backend.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    return backend
 
 
 def clip(name: str) -> Media:
@@ -66,7 +55,7 @@ def forbid_encoders(backend, monkeypatch) -> None:
 @pytest.mark.parametrize("share_prefix", [False, True])
 def test_stored_outputs_give_the_same_log_probs_and_the_encoders_do_not_run_again(micro_dir, tmp_path,
                                                                                  monkeypatch, share_prefix):
-    backend = backend_for(micro_dir)
+    backend = backend_with_lora(micro_dir)
     with torch.no_grad():
         plain = backend.sequence_logprobs(examples(), share_prefix=share_prefix)[0]
         store = EncoderStore(tmp_path / "enc", "model-1")
@@ -82,7 +71,7 @@ def test_stored_outputs_give_the_same_log_probs_and_the_encoders_do_not_run_agai
 
 
 def test_store_entries_belong_to_one_model_and_a_damaged_one_is_recomputed(micro_dir, tmp_path, caplog):
-    backend = backend_for(micro_dir)
+    backend = backend_with_lora(micro_dir)
     with torch.no_grad():
         backend.use_encoder_store(EncoderStore(tmp_path / "enc", "model-1"))
         ref = backend.sequence_logprobs(examples()[:1])[0]
@@ -99,7 +88,7 @@ def test_store_entries_belong_to_one_model_and_a_damaged_one_is_recomputed(micro
 
 
 def test_a_media_without_keys_is_computed_and_never_stored(micro_dir, tmp_path):
-    backend = backend_for(micro_dir)
+    backend = backend_with_lora(micro_dir)
     store = EncoderStore(tmp_path / "enc", "m")
     backend.use_encoder_store(store)
     bare = clip("a")
@@ -110,7 +99,7 @@ def test_a_media_without_keys_is_computed_and_never_stored(micro_dir, tmp_path):
 
 
 def test_the_store_refuses_encoders_that_train_or_drop_out(micro_dir, tmp_path):
-    backend = backend_for(micro_dir)
+    backend = backend_with_lora(micro_dir)
     p = next(backend.thinker.model.visual.parameters())
     p.requires_grad_(True)
     with pytest.raises(ValueError, match="frozen encoders"):
@@ -166,7 +155,7 @@ def test_training_with_the_store_reads_what_the_reference_pass_wrote(micro_dir, 
         params = build(TrainParams, dict(run_dir=str(tmp_path / name), device="cpu", per_device_batch_size=2,
                                          grad_accum_steps=1, save_steps=0, max_steps=2, learning_rate=1e-3,
                                          encoder_cache_dir=folder), "test")
-        backend = backend_for(micro_dir)
+        backend = backend_with_lora(micro_dir)
         if name == "again":
             forbid_encoders(backend, monkeypatch)
         trainer = Trainer(params, backend=backend, pairs=PairSource(rows, load))

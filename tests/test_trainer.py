@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import backend_with_lora
 from torch import nn
 
 from avere_utils.config import build
@@ -356,14 +357,7 @@ def real_media_source(rows, *, zero: str = "") -> PairSource:
 
 
 def lora_grads(tiny_dir, tmp_path, zero: str, variant: str = "avem_dpo") -> torch.Tensor:
-    from avere_utils.models import LoraSettings, load_backend
-
-    torch.manual_seed(0)
-    backend = load_backend(str(tiny_dir), lora=LoraSettings(r=4, alpha=16), device="cpu")
-    with torch.no_grad():  # non-zero B, as after a few steps, so that every LoRA matrix gets a gradient
-        for name, p in backend.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
+    backend = backend_with_lora(tiny_dir)
     rows = fake_rows(6)
     params = make_params(tmp_path / f"{variant}-{zero}", variant=variant, per_device_batch_size=3,
                          precompute_reference=False, logp_cache_dir="")
@@ -394,7 +388,6 @@ def test_text_term_gradient_per_tpd_form(tiny_dir, tmp_path, monkeypatch):
     """literal / reversed: the text-only log-probs are cached constants, nothing flows through them; policy:
     the policy's own text-only pass carries a gradient to the LoRA, and without any media."""
     import avere_utils.training.trainer as trainer_mod
-    from avere_utils.models import LoraSettings, load_backend
 
     seen, loss = {}, trainer_mod.avem_dpo_loss
 
@@ -402,12 +395,7 @@ def test_text_term_gradient_per_tpd_form(tiny_dir, tmp_path, monkeypatch):
         seen["inputs"] = inputs
         return loss(inputs, config)
     monkeypatch.setattr(trainer_mod, "avem_dpo_loss", keep_inputs)
-    torch.manual_seed(0)
-    backend = load_backend(str(tiny_dir), lora=LoraSettings(r=4, alpha=16), device="cpu")
-    with torch.no_grad():
-        for name, p in backend.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
+    backend = backend_with_lora(tiny_dir)
     rows = fake_rows(6)
     for variant in ("avem_dpo", "avem_dpo_reversed", "avem_dpo_policy"):
         params = make_params(tmp_path / variant, variant=variant, per_device_batch_size=3, logp_cache_dir="")

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -223,30 +223,24 @@ class OmniBackend(Backend):
         store = self.encoder_store if sink is None else None
         keys = batch.keys or [("", "")] * n
         if first_v:
-            owners = list(dict.fromkeys(first_v.values()))
-            own = self._stored(store, {k: keys[k][0] for k in owners})
-            todo = [k for k in owners if k not in own]
-            # with a store, one clip per call: what is stored must not depend on which clips shared a batch
-            for part in ([[k] for k in todo] if store is not None else [todo] if todo else []):
+            def video(part: list[int]) -> Sequence[torch.Tensor]:
                 feats = batch_media_features([batch.encoded[k] for k in part])
-                out = thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
-                                                       feats["video_grid_thw"].to(self.device), return_dict=True)
-                own.update(self._store(store, dict(zip(part, out.pooler_output)), {k: keys[k][0] for k in part}))
+                return thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
+                                                        feats["video_grid_thw"].to(self.device),
+                                                        return_dict=True).pooler_output
+            own = self._encoder_outputs(list(dict.fromkeys(first_v.values())), [kv for kv, _ in keys], store, video)
             for k, e in enumerate(batch.encoded):
                 if e.pixel_values is not None:
                     video_per_clip[k] = own[first_v[sources[k][0]]]
         if first_a:
-            owners = list(dict.fromkeys(first_a.values()))
-            own = self._stored(store, {k: keys[k][1] for k in owners})
-            todo = [k for k in owners if k not in own]
-            for part in ([[k] for k in todo] if store is not None else [todo] if todo else []):
+            def audio(part: list[int]) -> Sequence[torch.Tensor]:
                 feats = batch_media_features([batch.encoded[k] for k in part])
                 out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
                                                        feats["feature_attention_mask"].to(self.device),
                                                        return_dict=True)
                 lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in part]
-                own.update(self._store(store, dict(zip(part, torch.split(out.last_hidden_state, lengths))),
-                                       {k: keys[k][1] for k in part}))
+                return torch.split(out.last_hidden_state, lengths)
+            own = self._encoder_outputs(list(dict.fromkeys(first_a.values())), [ka for _, ka in keys], store, audio)
             for k, e in enumerate(batch.encoded):
                 if e.audio_features is not None:
                     audio_per_clip[k] = own[first_a[sources[k][1]]]
@@ -264,19 +258,23 @@ class OmniBackend(Backend):
             embeds = embeds.masked_scatter(mask, torch.cat(rows_a).to(embeds.dtype))
         return embeds
 
-    def _stored(self, store: Any, keys: dict[int, str]) -> dict[int, torch.Tensor]:
-        """The outputs `store` holds for these clips (by key; a clip without a key is never stored)."""
+    def _encoder_outputs(self, owners: list[int], keys: list[str], store: Any,
+                         encode: Callable[[list[int]], Sequence[torch.Tensor]]) -> dict[int, torch.Tensor]:
+        """One encoder's output per clip in `owners`: read from `store` where it holds the clip's key, else
+        `encode`d (all in one call; with a store one clip per call, so that what is stored does not depend
+        on which clips shared a batch) and written there."""
         if store is None:
-            return {}
-        found = {k: store.get(key) for k, key in keys.items() if key}
-        return {k: t.to(self.device, self.dtype) for k, t in found.items() if t is not None}
-
-    def _store(self, store: Any, computed: dict[int, torch.Tensor], keys: dict[int, str]) -> dict[int, torch.Tensor]:
-        if store is not None:
-            for k, t in computed.items():
-                if keys[k]:
-                    store.put(keys[k], t)
-        return computed
+            return dict(zip(owners, encode(owners)))
+        own: dict[int, torch.Tensor] = {}
+        for k in owners:
+            found = store.get(keys[k]) if keys[k] else None
+            if found is not None:
+                own[k] = found.to(self.device, self.dtype)
+        for k in [k for k in owners if k not in own]:
+            (own[k],) = encode([k])
+            if keys[k]:
+                store.put(keys[k], own[k])
+        return own
 
     def _positions(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """TMRoPE position ids (3, B, L) and the next free position per row (B,)."""

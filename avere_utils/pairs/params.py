@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avere_utils.config import StageParams, param
+from avere_utils.protocol import STRESS_KINDS
 
 FAMILIES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id", "modality_agreement",
                              "visual_stress", "audio_stress")
@@ -76,10 +77,9 @@ class PairParams(StageParams):
             raise ValueError(f"PairParams.family_weights: unknown families {sorted(unknown)}; known: {FAMILIES}")
         if any(w < 0 for w in self.family_weights.values()) or not any(self.family_weights.values()):
             raise ValueError(f"PairParams.family_weights must be >= 0 with at least one > 0: {self.family_weights}")
-        kinds = ("relevant", "spurious", "hallucination")
-        if set(self.stress_kind_weights) - set(kinds) or any(w < 0 for w in self.stress_kind_weights.values()) \
+        if set(self.stress_kind_weights) - set(STRESS_KINDS) or any(w < 0 for w in self.stress_kind_weights.values()) \
                 or (self.stress_kind_weights and not any(self.stress_kind_weights.values())):
-            raise ValueError(f"PairParams.stress_kind_weights: keys among {kinds}, weights >= 0, one > 0; "
+            raise ValueError(f"PairParams.stress_kind_weights: keys among {STRESS_KINDS}, weights >= 0, one > 0; "
                              f"got {self.stress_kind_weights}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"PairParams.val_fraction must be in [0, 1), got {self.val_fraction}")

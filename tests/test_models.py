@@ -117,6 +117,51 @@ def test_batch_equals_one_by_one_and_shared_media_encoded_once(backend, clips):
     torch.testing.assert_close(batched, one, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_positions_equal_get_rope_index_row_by_row(backend, clips, interleaved):
+    """_positions memoises the media part of each row and numbers the text after it; the result must be
+    get_rope_index's, padding included, for every kind of row (and again when the memo is warm)."""
+    import dataclasses
+
+    a, b = clips
+    exs = [Example(CLASSIFICATION_PROMPT, a, "happiness"), Example(EMER_PROMPT, a, "A broad smile and crinkled eyes."),
+           Example(CLASSIFICATION_PROMPT, None, "anger"), Example(CLASSIFICATION_PROMPT, Media(audio=b.audio), "anger"),
+           Example(EMER_PROMPT, Media(frames=b.frames), "A glaring stare.")]
+    saved = backend.settings
+    backend.settings = dataclasses.replace(saved, audio_in_video=interleaved)
+    backend._encoded.clear()
+    try:
+        batch = backend._build(exs, with_response=True)
+        assert any(e.interleaved for e in batch.encoded) == interleaved
+        want = torch.ones(3, *batch.input_ids.shape, dtype=torch.long)
+        for i, k in enumerate(batch.media_of_row):
+            enc = batch.encoded[k] if k is not None else None
+            kw = {}
+            if enc is not None and enc.grid_thw is not None:
+                kw = {"video_grid_thw": torch.tensor([enc.grid_thw]), "second_per_grids": torch.tensor([enc.second_per_grid])}
+            if enc is not None and enc.audio_features is not None:
+                kw["audio_seqlens"] = torch.tensor([enc.n_audio_frames])
+            p, _ = backend.thinker.model.get_rope_index(batch.input_ids[i:i + 1], attention_mask=batch.attention_mask[i:i + 1],
+                                                        use_audio_in_video=bool(enc is not None and enc.interleaved), **kw)
+            want[:, i] = p[:, 0]
+        for _ in range(2):  # cold, then from the memo
+            pos, nxt = backend._positions(batch)
+            assert torch.equal(pos.cpu(), want)
+            valid = batch.attention_mask.bool()
+            assert nxt.tolist() == [int(want[:, i][:, valid[i]].max()) + 1 for i in range(len(exs))]
+    finally:
+        backend.settings = saved
+        backend._encoded.clear()
+
+
+def test_token_memo_hands_out_copies(backend):
+    first = backend.response_ids("A broad smile.")
+    first.append(-1)
+    assert backend.response_ids("A broad smile.") == first[:-1]
+    batch = backend._build([Example(EMER_PROMPT, None, "x")] * 2, with_response=True)
+    assert torch.equal(batch.input_ids[0], batch.input_ids[1])
+
+
 def test_length_groups_give_the_batch_logprobs_and_encoder_outputs_in_order(backend, clips):
     """SFT's length-grouped forwards return the one padded forward's log-probs in the examples' order, and
     the encoder outputs they hand over equal a separate encoder pass (models/perception.encoder_outputs)."""

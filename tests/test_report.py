@@ -287,3 +287,23 @@ def test_emer_scores_carry_their_coverage_and_partial_ones_are_marked():
     assert shown.loc["avem_dpo", "Halluc"] == "5.00" + PARTIAL_MARK and shown.loc["avem_dpo", "EMER cov %"] == "40"
     assert pd.isna(shown.loc["naive_dpo", "Clue"]) and shown.loc["naive_dpo", "EMER cov %"] == "0"  # null, never 1.0
     assert "-" in markdown_table(shown, index=True).splitlines()[-1]
+
+
+def test_mcq_reading_section_shows_each_half_and_the_ignore_the_choices_baseline(run_dir):
+    m = run_dir / "metrics"
+    reading = {"n_items": 480, "pct_text_is_a_choice": 64.8, "pct_text_right": 59.8, "pct_letter_is_the_texts": 37.3,
+               "n_letter_checked": 311, "pct_text_is_a_present_cue": 86.2, "pct_text_right_if_choices_ignored": 59.7,
+               "n_with_cue_record": 480}
+    ref = json.loads((m / "emorealm-reference.json").read_text())
+    _write(m, "emorealm", "reference", {**ref, "mcq_reading": reading})
+    rep = build_report(build(ResultsParams, {"run_dir": str(run_dir)}, "test"))
+    text = (run_dir / "report.md").read_text()
+    assert "## Does the model read the choices?" in text
+    assert list(rep.tables["mcq_reading"].index) == ["reference"]  # variants without the key are left out
+    assert rep.tables["mcq_reading"].loc["reference", "text right if the choices were ignored"] == 59.7
+    assert "text is right in 59.8 % of the answers, against 59.7 %" in text
+
+
+def test_no_mcq_reading_section_without_generated_answers(run_dir):
+    build_report(build(ResultsParams, {"run_dir": str(run_dir)}, "test"))
+    assert "read the choices" not in (run_dir / "report.md").read_text()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from avere_utils.evaluation import common
+from avere_utils.evaluation import common, mcq_reading
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
 from avere_utils.evaluation.params import EmoRealmParams
 from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
@@ -232,6 +232,9 @@ class EmoRealmScorer(Scorer):
             **{k: v for k, v in head.items() if k != "note"},
             "n_skipped_other_tasks": self.n_skipped,
             "modes": modes,
+            # generated answers only: which half of "text (letter)" fails (evaluation/mcq_reading.py)
+            "mcq_reading": mcq_reading.summary(items, {it.id: (run.records.get(it.id) or {}).get("generation")
+                                                       for it in items}),
             "disagreement": {"chosen_letter": disagreement(chosen) if len(chosen) > 1 else {},
                              "correctness": disagreement(correct) if len(correct) > 1 else {}},
         })

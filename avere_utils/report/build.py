@@ -65,6 +65,35 @@ def error_rate_table(metrics: dict, variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+MCQ_READING_COLUMNS = {"pct_text_is_a_choice": "text is a choice", "pct_text_right": "text right",
+                       "pct_text_right_if_choices_ignored": "text right if the choices were ignored",
+                       "pct_text_is_a_present_cue": "text is a cue the clip shows",
+                       "pct_letter_is_the_texts": "letter is the text's"}
+
+
+def mcq_reading_section(metrics: dict, variants: Sequence[str], baseline: str) -> tuple[list[str], pd.DataFrame | None]:
+    """The generated basic-MCQ answers split into their text and their letter (evaluation/mcq_reading.py)."""
+    rows = {v: metrics[("emorealm", v)]["mcq_reading"] for v in variants
+            if (metrics.get(("emorealm", v)) or {}).get("mcq_reading")}
+    if not rows:
+        return [], None
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(MCQ_READING_COLUMNS)).rename(
+        columns=MCQ_READING_COLUMNS).dropna(axis=1, how="all")
+    md = ["## Does the model read the choices? (EmoReAlM basic audio + video, generated answers)", "",
+          "Strict mode reads only the letter of an answer taught as \"a breathy voice (C)\". Here the two halves "
+          "are counted apart, in percent of the basic multiple-choice items: is the written text one of the four "
+          "choices, and the right one; had the model written one of the clip's present cues at random and not "
+          "looked at the choices at all, how often would the text be right (from the clips' cue records); and, "
+          "of the answers whose text is a choice, is the letter after it that choice's letter (chance 25). "
+          "docs/models.md says what was tried.", "", markdown_table(table, "{:.1f}", index=True), ""]
+    r = rows.get(baseline)
+    if r and r.get("pct_text_right_if_choices_ignored") is not None:
+        md += [f"`{baseline}`: the text is right in {r['pct_text_right']:.1f} % of the answers, against "
+               f"{r['pct_text_right_if_choices_ignored']:.1f} % for a model that ignores the choices; the letter "
+               f"is the text's in {r['pct_letter_is_the_texts']:.1f} % ({r['n_letter_checked']} answers).", ""]
+    return md, table
+
+
 def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None,
                  base_metrics: Path | None = None) -> pd.DataFrame | None:
     """Mean and standard deviation of the headline numbers over the base run (its own seed) and the
@@ -216,6 +245,11 @@ def build_report(P: ResultsParams) -> Report:
     if not rates.empty and rates.notna().any().any():
         md += ["## Hallucination and spurious-association rates (this run; lower is better)", "",
                markdown_table(rates, "{:.3f}", index=True), ""]
+
+    reading_md, reading = mcq_reading_section(metrics, variants, P.baseline)
+    if reading is not None:
+        rep.tables["mcq_reading"] = reading
+        md += reading_md
 
     seeds = seed_summary(Path(P.seeds_dir), P.variants, P.headline_mode, base_metrics=run_dir / "metrics")
     if seeds is not None:

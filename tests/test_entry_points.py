@@ -40,3 +40,13 @@ def test_evaluation_module_scores_a_few_items_into_the_metrics_file(tiny_base_ru
     assert "average_accuracy" in json.loads(stdout[stdout.index("{"):])
     metrics = json.loads((run / "metrics" / "emorealm-reference.json").read_text())
     assert metrics["n_items"] == 6 and set(metrics["modes"]) == {"scoring"}
+
+
+def test_letter_copy_bench_trains_the_copy_alone_and_reports_its_accuracy(tiny_base_run):
+    # reads the base run's manifests and pairs (tokenizer corpus, training items), writes nothing there
+    out = subprocess.run([sys.executable, "bench/letter_copy.py", "--run", str(tiny_base_run), "--steps", "2",
+                          "--n-eval", "4", "--letter-after"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 2 and result["lookups_seen"] == 32 and result["letter_after"]
+    assert 0.0 <= result["letter_accuracy"] <= 1.0

@@ -160,6 +160,17 @@ def test_token_memo_hands_out_copies(backend):
     assert backend.response_ids("A broad smile.") == first[:-1]
     batch = backend._build([Example(EMER_PROMPT, None, "x")] * 2, with_response=True)
     assert torch.equal(batch.input_ids[0], batch.input_ids[1])
+    limit, backend.memo_limit = backend.memo_limit, 12  # ids held: cleared, not grown, past the bound
+    backend._memo.clear()
+    backend._memo_size = 0
+    try:
+        want = {t: backend.tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("happiness", "A broad smile.",
+                                                                                      "The person looks happy.")}
+        for _ in range(2):
+            for t, ids in want.items():
+                assert backend.response_ids(t)[:-1] == ids and backend._memo_size <= 12
+    finally:
+        backend.memo_limit = limit
 
 
 def test_length_groups_give_the_batch_logprobs_and_encoder_outputs_in_order(backend, clips):

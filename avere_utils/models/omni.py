@@ -10,8 +10,10 @@ audio-only and audio+video prompts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import weakref
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -95,9 +97,11 @@ class OmniBackend(Backend):
         # Memos of pure functions of the text, exact by construction: a prompt's token ids (per rendered text),
         # a response's, and the TMRoPE positions of a row's part up to its last media block (see _row_positions).
         # Prompts repeat across a run's steps and batches; the tokenizer and get_rope_index (Python loops)
-        # were 8 % of an SFT step on the tiny model.  Bounded: cleared when full.
+        # were 8 % of an SFT step on the tiny model.  Bounded by the ids it holds (about 8 bytes each: 16 MB),
+        # cleared when full: a 7B prompt is ~1,200 ids, where the memo matters little next to the model.
         self._memo: dict[tuple[str, Any], Any] = {}
-        self.memo_limit = 20_000
+        self._memo_size = 0
+        self.memo_limit = 2_000_000
 
     # --- properties -----------------------------------------------------------------------------
     @property
@@ -179,8 +183,7 @@ class OmniBackend(Backend):
             else:
                 media_of_row.append(None)
             text = render_prompt(self.tokenizer, ex.prompt, enc, self.settings.system_prompt)
-            prompt_ids = list(self._memoised("prompt", text,
-                                             lambda t: tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"])))
+            prompt_ids = self._token_ids("prompt", text, [])
             resp_ids: list[int] = []
             if with_response:
                 if ex.response is None:
@@ -200,18 +203,30 @@ class OmniBackend(Backend):
 
     def response_ids(self, response: str) -> list[int]:
         """Token ids of a response as the model would produce it: the text, then <|im_end|>."""
-        end = self.tokenizer.convert_tokens_to_ids(IM_END)
-        return list(self._memoised("response", response,
-                                   lambda r: (*self.tokenizer(r, add_special_tokens=False)["input_ids"], end)))
+        return self._token_ids("response", response, [self.tokenizer.convert_tokens_to_ids(IM_END)])
 
-    def _memoised(self, kind: str, key: Any, compute: Callable[[Any], Any]) -> Any:
-        """compute(key), remembered (what is stored is never handed out to be modified: tuples, and tensors
-        that callers only read)."""
+    def _token_ids(self, kind: str, text: str, suffix: list[int]) -> list[int]:
+        """The tokenizer's ids of `text` (no special tokens added) + suffix, memoised under a digest of the
+        text (a rendered 7B prompt is tens of kB of placeholders); a new list each call."""
+        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        ids = self._memoised(kind, key, lambda _k: array("q", self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                                                         + suffix), size=len)
+        return ids.tolist()
+
+    def _memoised(self, kind: str, key: Any, compute: Callable[[Any], Any], size: Callable[[Any], int]) -> Any:
+        """compute(key), remembered; what is stored is never handed out to be modified (callers copy token
+        arrays, and only read position tensors)."""
         found = self._memo.get((kind, key))
         if found is None:
-            if len(self._memo) >= self.memo_limit:
+            found = compute(key)
+            n = size(found)
+            if n > self.memo_limit:
+                return found
+            if self._memo_size + n > self.memo_limit:
                 self._memo.clear()
-            found = self._memo[(kind, key)] = compute(key)
+                self._memo_size = 0
+            self._memo[(kind, key)] = found
+            self._memo_size += n
         return found
 
     def _embed(self, batch: _Batch, sink: list | None = None) -> torch.Tensor:
@@ -319,9 +334,10 @@ class OmniBackend(Backend):
         cut = max((j + 1 for j, t in enumerate(tokens) if t in ends), default=0) if enc is not None else 0
         head = None
         if cut:
-            key = (tuple(tokens[:cut]), enc.grid_thw and tuple(enc.grid_thw), enc.second_per_grid,
+            key = (hashlib.blake2b(array("q", tokens[:cut]).tobytes(), digest_size=16).digest(),
+                   enc.grid_thw and tuple(enc.grid_thw), enc.second_per_grid,
                    enc.n_audio_frames if enc.audio_features is not None else None, bool(enc.interleaved))
-            head = self._memoised("positions", key, lambda _k: self._rope_index(ids[:cut], enc))
+            head = self._memoised("positions", key, lambda _k: self._rope_index(ids[:cut], enc), size=torch.numel)
         start = int(head.max()) + 1 if head is not None else 0
         tail = torch.arange(start, start + len(tokens) - cut, dtype=torch.long).expand(3, -1)
         return tail if head is None else torch.cat([head, tail], dim=1)

@@ -219,8 +219,11 @@ def test_a_copied_run_redoes_nothing_and_a_second_run_into_it_is_refused(clean, 
 def test_ctrl_c_then_a_truncated_newest_checkpoint_resumes_from_the_one_before(base, clean, tmp_path):
     run = clone_run(base, tmp_path / "run")
     working = run / "checkpoints" / "avem_dpo" / "train_log.jsonl"
+    # a terminal's Ctrl-C reaches a process that handles SIGINT; a shell's background job (how CI or a
+    # harness may run this) inherits it ignored, and Python then keeps ignoring it: restore the default
     proc = subprocess.Popen(kit("--out", str(run), *TRAIN), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(6000):  # ~0.02 s each
         if len(lines(working)) >= 3 or proc.poll() is not None:
             break

@@ -304,6 +304,17 @@ def test_mcq_reading_section_shows_each_half_and_the_ignore_the_choices_baseline
     assert "text is right in 59.8 % of the answers, against 59.7 %" in text
 
 
+def test_mcq_reading_section_when_no_answer_wrote_a_choice_and_a_letter(run_dir):
+    m = run_dir / "metrics"
+    reading = {"n_items": 4, "pct_text_is_a_choice": 0.0, "pct_text_right": 0.0, "pct_letter_is_the_texts": None,
+               "n_letter_checked": 0, "pct_text_is_a_present_cue": 0.0, "pct_text_right_if_choices_ignored": 50.0,
+               "n_with_cue_record": 4}
+    ref = json.loads((m / "emorealm-reference.json").read_text())
+    _write(m, "emorealm", "reference", {**ref, "mcq_reading": reading})
+    build_report(build(ResultsParams, {"run_dir": str(run_dir)}, "test"))
+    assert "no answer wrote a choice's text and a letter" in (run_dir / "report.md").read_text()
+
+
 def test_no_mcq_reading_section_without_generated_answers(run_dir):
     build_report(build(ResultsParams, {"run_dir": str(run_dir)}, "test"))
     assert "read the choices" not in (run_dir / "report.md").read_text()

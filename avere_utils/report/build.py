@@ -86,11 +86,12 @@ def mcq_reading_section(metrics: dict, variants: Sequence[str], baseline: str) -
           "looked at the choices at all, how often would the text be right (from the clips' cue records); and, "
           "of the answers whose text is a choice, is the letter after it that choice's letter (chance 25). "
           "docs/models.md says what was tried.", "", markdown_table(table, "{:.1f}", index=True), ""]
-    r = rows.get(baseline)
-    if r and r.get("pct_text_right_if_choices_ignored") is not None:
+    r = rows.get(baseline) or {}
+    if r.get("pct_text_right_if_choices_ignored") is not None:
+        letter = (f"the letter is the text's in {r['pct_letter_is_the_texts']:.1f} % ({r['n_letter_checked']} answers)"
+                  if r.get("pct_letter_is_the_texts") is not None else "no answer wrote a choice's text and a letter")
         md += [f"`{baseline}`: the text is right in {r['pct_text_right']:.1f} % of the answers, against "
-               f"{r['pct_text_right_if_choices_ignored']:.1f} % for a model that ignores the choices; the letter "
-               f"is the text's in {r['pct_letter_is_the_texts']:.1f} % ({r['n_letter_checked']} answers).", ""]
+               f"{r['pct_text_right_if_choices_ignored']:.1f} % for a model that ignores the choices; {letter}.", ""]
     return md, table
 
 

@@ -334,9 +334,9 @@ class OmniBackend(Backend):
         cut = max((j + 1 for j, t in enumerate(tokens) if t in ends), default=0) if enc is not None else 0
         head = None
         if cut:
-            key = (hashlib.blake2b(array("q", tokens[:cut]).tobytes(), digest_size=16).digest(),
-                   enc.grid_thw and tuple(enc.grid_thw), enc.second_per_grid,
-                   enc.n_audio_frames if enc.audio_features is not None else None, bool(enc.interleaved))
+            key = (hashlib.blake2b(ids[:cut].numpy().tobytes(), digest_size=16).digest(), enc.grid_thw,
+                   enc.second_per_grid, enc.n_audio_frames if enc.audio_features is not None else None,
+                   bool(enc.interleaved))
             head = self._memoised("positions", key, lambda _k: self._rope_index(ids[:cut], enc), size=torch.numel)
         start = int(head.max()) + 1 if head is not None else 0
         tail = torch.arange(start, start + len(tokens) - cut, dtype=torch.long).expand(3, -1)

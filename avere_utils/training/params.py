@@ -8,6 +8,8 @@ the loss weights below are always taken from here (see avere_utils.training.vari
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from dataclasses import dataclass
 
 from avere_utils.config import ConfigError, StageParams, param
@@ -17,6 +19,31 @@ from avere_utils.training.variants import SWITCHES, VARIANTS, loss_config_for
 MIXED_PRECISION = ("no", "bf16", "fp16")
 REPORT_TO = ("none", "tensorboard")
 SCHEDULERS = ("linear", "constant_with_warmup", "cosine")
+
+log = logging.getLogger(__name__)
+
+
+def launched_processes() -> int:
+    """How many training processes this launch has: WORLD_SIZE, set by `accelerate launch` / torchrun for
+    DDP, DeepSpeed and multi-CPU (gloo) alike, before any process group exists; 1 for a plain run."""
+    for var in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return 1
+
+
+def derive_grad_accum(global_batch_size: int, per_device_batch_size: int, num_processes: int) -> int:
+    """Gradient accumulation steps that make `global_batch_size` = per_device x processes x accumulation;
+    a ConfigError naming the three numbers when the layout cannot reach it exactly."""
+    per_step = per_device_batch_size * num_processes
+    if global_batch_size < 1 or per_device_batch_size < 1 or num_processes < 1 or global_batch_size % per_step:
+        raise ConfigError(
+            f"TrainParams: global_batch_size {global_batch_size} cannot be reached with per_device_batch_size "
+            f"{per_device_batch_size} on {num_processes} process(es): it must be a multiple of "
+            f"{per_device_batch_size} x {num_processes} = {per_step} (set per_device_batch_size or the number of "
+            f"processes so that it divides, or global_batch_size: 0 to use grad_accum_steps as given)")
+    return global_batch_size // per_step
 
 
 @dataclass
@@ -64,7 +91,12 @@ class TrainParams(StageParams):
     num_epochs: int = param(1, "epochs over the pairs")
     max_steps: int = param(0, "0 = num_epochs over the data; >0 = stop after this many optimizer steps")
     per_device_batch_size: int = param(4, "pairs per forward pass")
-    grad_accum_steps: int = param(2, "forward passes per optimizer step (effective batch = the product)")
+    grad_accum_steps: int = param(2, "forward passes per optimizer step (effective batch = the product); "
+                                     "derived, and this value ignored, when global_batch_size > 0")
+    global_batch_size: int = param(0, "pairs per optimizer step over all processes; > 0: grad_accum_steps = this / "
+                                      "(processes x per_device_batch_size), an error if that is not a whole "
+                                      "number (the processes are WORLD_SIZE, set by accelerate launch; 1 for a "
+                                      "plain run); 0 = derive nothing, use grad_accum_steps as given")
     mixed_precision: str = param("no", "no | bf16 | fp16 (accelerate autocast)")
     precompute_reference: bool = param(True, "reference log-probs once per sample before training, cached")
     shared_prefix: bool = param(True, "chosen, vr and er of a pair share one prompt pass (KV cache kept in the "
@@ -94,9 +126,11 @@ class TrainParams(StageParams):
             if getattr(self, key) < 1:
                 raise ConfigError(f"TrainParams: key {key!r} must be >= 1, got {getattr(self, key)}")
         # 0 has a meaning for these (every pair, the epochs decide, no checkpoint, keep all); below 0 none
-        for key in ("max_samples", "max_steps", "save_steps", "save_total_limit"):
+        for key in ("max_samples", "max_steps", "save_steps", "save_total_limit", "global_batch_size"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"TrainParams: key {key!r} must be >= 0, got {getattr(self, key)}")
+        if self.global_batch_size > 0:
+            self.apply_global_batch(launched_processes())
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"TrainParams: key 'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -109,6 +143,23 @@ class TrainParams(StageParams):
             self.loss_config()
         except ValueError as e:
             raise ConfigError(f"TrainParams: loss settings are invalid: {e}") from None
+
+    def apply_global_batch(self, num_processes: int) -> None:
+        """Derive grad_accum_steps from global_batch_size for `num_processes` (a no-op at global_batch_size 0)
+        and log the effective batch."""
+        if self.global_batch_size <= 0:
+            return
+        accum = derive_grad_accum(self.global_batch_size, self.per_device_batch_size, num_processes)
+        if accum != self.grad_accum_steps:
+            log.info("global_batch_size %d: grad_accum_steps %d -> %d", self.global_batch_size,
+                     self.grad_accum_steps, accum)
+        self.grad_accum_steps = accum
+        log.info("effective batch %d = %d per device x %d process(es) x %d accumulation steps",
+                 self.effective_batch(num_processes), self.per_device_batch_size, num_processes, accum)
+
+    def effective_batch(self, num_processes: int = 1) -> int:
+        """Pairs per optimizer step: per_device_batch_size x num_processes x grad_accum_steps."""
+        return self.per_device_batch_size * num_processes * self.grad_accum_steps
 
     def loss_config(self) -> LossConfig:
         """The effective loss: the variant's on/off switches + the weights of these params (every LossConfig

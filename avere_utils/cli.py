@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", type=int, metavar="N", help="check a sample of N clips per dataset instead of all")
     c.set_defaults(func=_cmd_check_data)
 
+    from avere_utils import preflight  # `preflight`: everything a run needs, checked before it starts
+
+    pf = sub.add_parser("preflight", help="check data, base model, keys, judge prompt, GPU, disk; print the cost")
+    preflight.add_args(pf)
+    pf.set_defaults(func=preflight.run_cli)
+
     sh = sub.add_parser("show", help="print the effective parameters of a profile's stages")
     add_profile_args(sh)
     sh.add_argument("stages", nargs="*")

@@ -29,6 +29,8 @@ class DataPrepParams(StageParams):
     context_reason_rate: float = param(0.6, "training-source captions: P(cite a context cue as a reason)")
     qa_text_prior_rate: float = param(0.0, "training-source stress questions about context / absent cues: "
                                            "P(answered Yes)")
+    cue_typicality: float = param(0.0, "training source: how unevenly typical cues are rendered and answered by the "
+                                       "text-prior annotator, in [0, 1] (0 = a flat prior; docs/data.md)")
     disagreement_rate: float = param(0.15, "training source and DFEW: P(the audio voices another emotion)")
     clip_seconds: float = param(2.0, "length of each synthetic clip in seconds")
     video_size: int = param(112, "frame size of the written synthetic videos in pixels (even: yuv420p)")

@@ -31,7 +31,7 @@ def world_config(P: DataPrepParams):
                        n_mer2023=P.n_mer2023, n_mer2023_worried=P.n_mer2023_worried, n_emer=P.n_emer,
                        n_emorealm_per_task=P.n_emorealm_per_task, spurious_rate=P.spurious_rate,
                        text_prior_rate=P.text_prior_rate, context_reason_rate=P.context_reason_rate,
-                       qa_text_prior_rate=P.qa_text_prior_rate,
+                       qa_text_prior_rate=P.qa_text_prior_rate, cue_typicality=P.cue_typicality,
                        disagreement_rate=P.disagreement_rate, clip_seconds=P.clip_seconds,
                        video_size=P.video_size, workers=P.world_workers)
 

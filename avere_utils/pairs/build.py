@@ -31,9 +31,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from avere_utils.datasets.common import read_manifest
+from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.llm_client import ChatClient
-from avere_utils.pairs.cues import RESPONSE_KINDS, CueRecord, check_sample, check_sample_without_record, cited_cues
-from avere_utils.pairs.inputs import ClipRef, RejectedInputPicker, media_ok, noise_seed
+from avere_utils.pairs.cues import (
+    RESPONSE_KINDS,
+    CueRecord,
+    check_sample,
+    check_sample_without_record,
+    cited_cues,
+    targeted_modalities,
+)
+from avere_utils.pairs.inputs import ClipRef, CounterfactualInputs, RejectedInputPicker, media_ok, noise_seed
 from avere_utils.pairs.interop import export_released_json
 from avere_utils.pairs.llm import LLMGenerator
 from avere_utils.pairs.params import FAMILIES, FAMILY_MODALITY, PairParams
@@ -48,6 +56,7 @@ from avere_utils.pairs.templates import (
     template_sample,
 )
 from avere_utils.records import Item
+from avere_utils.synth.counterfactual import COUNTERFACTUAL_DIR
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +209,7 @@ def plan_samples(clips: list[Clip], params: PairParams, counts: Counter[str]) ->
             used.add(family)
             balancer.add(family)
             p = int(rng.integers(len(PROMPTS[family])))
-            ask = (stress_ask(record, family, rng, p, params.stress_kind_weights)
+            ask = (stress_ask(record, family, rng, p, params.stress_kind_weights, params.stress_responses)
                    if family in STRESS_FAMILIES and record is not None else None)
             plans.append(PlannedSample(clip, s, family, p, rng, ask))
     counts["samples_planned"] = len(plans)
@@ -211,6 +220,8 @@ def _ask_llm(llm: LLMGenerator, plans: list[PlannedSample], workers: int, progre
     """One request per planned sample, `workers` at a time (order kept; the on-disk cache makes reruns free)."""
     def ask(plan: PlannedSample) -> Draft | None:
         record = plan.clip.record
+        if plan.stress is not None and plan.stress.form == "same_cue":
+            return None  # the same-cue form is written by the template (build_pairs), no request
         if plan.stress is not None:
             return llm.generate(plan.stress.prompt, plan.family, record, stress=plan.stress,
                                 template=f"p{plan.prompt_index}/{plan.stress.kind}")
@@ -237,6 +248,8 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
     pickers = {s: RejectedInputPicker([c.ref for c in clips if c.split == s], params.pmp_video_source,
                                       params.pmp_audio_source) for s in ("train", "validation")}
     plans = plan_samples(clips, params, counts)
+    counterfactual = (CounterfactualInputs(params.data_root, params.pmp_video_source, params.pmp_audio_source)
+                      if "counterfactual" in (params.pmp_video_source, params.pmp_audio_source) else None)
     llm = None
     llm_drafts: list[Draft | None] = []
     if params.generator == "llm":
@@ -247,7 +260,7 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
 
     for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
         clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
-        if llm is None:
+        if llm is None or (plan.stress is not None and plan.stress.form == "same_cue"):
             draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
         elif llm_drafts[i] is not None:
             draft = llm_drafts[i]
@@ -258,7 +271,8 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
             counts["skipped_llm_failed"] += 1
             continue
         texts = draft.texts()
-        problems = check_sample(texts, record, family, draft.prompt) if record else check_sample_without_record(texts)
+        problems = (check_sample(texts, record, family, draft.prompt, params.stress_responses) if record
+                    else check_sample_without_record(texts))
         if problems:
             counts["invalid"] += 1
             for p in problems:  # group by reason, whatever the cue
@@ -275,6 +289,8 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
         sample_id = f"{clip.ref.clip_id}__{plan.index}"
         modality = FAMILY_MODALITY[family]
         rej = pickers[clip.split].pick(clip.ref, modality, rng, noise_seed(params.seed, sample_id))
+        if counterfactual is not None and record is not None:
+            rej = counterfactual.rejected(clip.ref.clip_id, counterfactual_cues(record, family, texts, plan.stress), rej)
         rows.append({
             "id": sample_id, "clip_id": clip.ref.clip_id, "family": family, "modality": modality,
             "prompt": draft.prompt, **texts,
@@ -293,6 +309,11 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
     rows = balanced_cap(rows, params.max_pairs, params.family_weights)
     counts["dropped_by_max_pairs"] = before_cap - len(rows)
     counts["pmp_fallback_to_noise"] = sum(p.fallbacks_to_noise for p in pickers.values())
+    if counterfactual is not None:
+        kept = {r["rejected_clip_id"] for r in rows}
+        counterfactual.pending = {k: v for k, v in counterfactual.pending.items() if k in kept}
+        counts["counterfactual_clips_rendered"] = counterfactual.render()
+        counts.update({f"pmp_{k}": v for k, v in counterfactual.counts.items()})
     stats = summarize(rows, counts, clips)
     stats["invalid_reasons"] = dict(invalid_reasons)
     stats["invalid_examples"] = invalid_examples
@@ -335,8 +356,25 @@ def _pmp_kind(row: dict[str, str]) -> str:
     parts = []
     for col, real in (("video_l", row["video"]), ("audio_l", row["audio"])):
         if row[col] != real:
-            parts.append(f"{col[:5]}={'noise' if row[col].startswith('noise:') else 'clip'}")
+            kind = ("noise" if row[col].startswith("noise:") else
+                    "counterfactual" if f"/{COUNTERFACTUAL_DIR}/" in row[col] else "clip")
+            parts.append(f"{col[:5]}={kind}")
     return ",".join(parts)
+
+
+def counterfactual_cues(record: CueRecord, family: str, texts: dict[str, str], stress: StressAsk | None
+                        ) -> dict[str, list[str]]:
+    """What a counterfactual rejected input toggles, per targeted modality: a stress sample's asked cue
+    (present -> absent, absent -> present, context -> other context); otherwise the present cues the chosen
+    response cites (present -> absent)."""
+    if stress is not None:
+        return {STRESS_FAMILIES[family]: [stress.asked]}
+    out: dict[str, list[str]] = {}
+    for cue in find_cues(texts["chosen"]):
+        modality = cue_kind(cue)[0]
+        if modality in targeted_modalities(family) and cue in record.of(modality).present:
+            out.setdefault(modality, []).append(cue)
+    return out
 
 
 def build_and_save(params: PairParams, items: Iterable[Item] | None = None, client: ChatClient | None = None,

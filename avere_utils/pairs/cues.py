@@ -20,7 +20,7 @@ from typing import Mapping
 
 from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.pairs.params import FAMILY_MODALITY
-from avere_utils.pairs.templates import STRESS_ASKED, STRESS_CITED, STRESS_FAMILIES, stress_answer
+from avere_utils.pairs.templates import SAME_CUE_CLAIMS, STRESS_ASKED, STRESS_CITED, STRESS_FAMILIES, stress_answer
 from avere_utils.records import CueRecord
 
 RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
@@ -89,17 +89,46 @@ def _check_response(kind: str, text: str, record: CueRecord, family: str) -> lis
     return problems
 
 
-def _check_stress(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str) -> list[str]:
+def _asked_cue(record: CueRecord, family: str, prompt: str) -> tuple[str, str] | str:
+    """(the asked cue, its kind), or the problem."""
     modality = STRESS_FAMILIES[family]
-    m = record.of(modality)
     asked = [c for c in find_cues(prompt) if cue_kind(c)[0] == modality]
     if len(asked) != 1:
-        return [f"the question names {len(asked)} {modality} cues, not one"]
+        return f"the question names {len(asked)} {modality} cues, not one"
     (cue,) = asked
-    kinds = [k for k, source in STRESS_ASKED.items() if cue in getattr(m, source)]
+    kinds = [k for k, source in STRESS_ASKED.items() if cue in getattr(record.of(modality), source)]
     if not kinds:
-        return [f"the question asks about {cue!r}, which is not in the {modality} cue record"]
-    kind = kinds[0]
+        return f"the question asks about {cue!r}, which is not in the {modality} cue record"
+    return cue, kinds[0]
+
+
+def _check_stress_same_cue(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str) -> list[str]:
+    """The same-cue form: every response starts with its answer, rests on the asked cue alone and names the
+    emotion unless it only denies the cue's presence."""
+    found = _asked_cue(record, family, prompt)
+    if isinstance(found, str):
+        return [found]
+    cue, kind = found
+    emotion = record.emotion_of(STRESS_FAMILIES[family])
+    problems = []
+    for response in RESPONSE_KINDS:
+        text = texts.get(response, "")
+        text = text.strip() if isinstance(text, str) else ""
+        want = stress_answer(kind, response, "same_cue")
+        if not text.startswith(want):
+            problems.append(f"{response}: does not start with {want} (asked about {cue!r}, a {kind} cue)")
+        if find_cues(text) != [cue]:
+            problems.append(f"{response}: rests on {find_cues(text)}, not on the asked cue {cue!r} alone")
+        if SAME_CUE_CLAIMS[kind][response] != "absent" and not mentions_emotion(text, emotion):
+            problems.append(f"{response}: does not name the emotion {emotion}")
+    return problems
+
+
+def _check_stress(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str) -> list[str]:
+    found = _asked_cue(record, family, prompt)
+    if isinstance(found, str):
+        return [found]
+    cue, kind = found
     problems = []
     for response in RESPONSE_KINDS:
         text = texts.get(response, "")
@@ -112,9 +141,18 @@ def _check_stress(texts: Mapping[str, str], record: CueRecord, family: str, prom
     return problems
 
 
-def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str | None = None) -> list[str]:
+def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str | None = None,
+                 stress_form: str = "cue_swap") -> list[str]:
     """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid.
-    A stress family needs its `prompt`: the asked cue decides which answer each response must give."""
+    A stress family needs its `prompt`: the asked cue decides which answer each response must give; in the
+    same-cue form (`stress_form`) every response rests on the asked cue, present or not."""
+    if family in STRESS_FAMILIES and stress_form == "same_cue":
+        if prompt is None:
+            raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")
+        problems = _check_stress_same_cue(texts, record, family, prompt)
+        if len({texts.get(k, "").strip() for k in RESPONSE_KINDS}) < len(RESPONSE_KINDS):
+            problems.append("two of the three responses are identical")
+        return problems
     problems: list[str] = []
     for kind in RESPONSE_KINDS:
         problems += _check_response(kind, texts.get(kind, ""), record, family)

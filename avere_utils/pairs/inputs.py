@@ -64,6 +64,8 @@ class RejectedInputPicker:
     """Draws the PMP rejected input of a sample from a pool of clips (one split)."""
 
     def __init__(self, pool: list[ClipRef], video_source: str = "other_clip", audio_source: str = "other_clip"):
+        if {video_source, audio_source} - {"other_clip", "noise", "same_emotion_clip", "counterfactual"}:
+            raise ValueError(f"unknown PMP source {video_source!r} / {audio_source!r}")
         self.video_source = video_source
         self.audio_source = audio_source
         self.pool = pool
@@ -73,6 +75,22 @@ class RejectedInputPicker:
             self.by_video[c.video_emotion].append(c)
             self.by_audio[c.audio_emotion].append(c)
         self.fallbacks_to_noise = 0  # no clip with a different emotion was available
+
+    @staticmethod
+    def _same(index: Mapping[str, list[ClipRef]], clip: ClipRef, emotion: str, rng: np.random.Generator
+              ) -> ClipRef | None:
+        clips = [c for c in index.get(emotion, []) if c.clip_id != clip.clip_id]
+        return clips[int(rng.integers(len(clips)))] if clips else None
+
+    def _donor(self, source: str, index: Mapping[str, list[ClipRef]], clip: ClipRef, emotion: str,
+               rng: np.random.Generator) -> ClipRef | None:
+        """The clip whose stream replaces the real one (None: noise).  A counterfactual sample whose chosen
+        response cites no cue of the modality has no counterfactual: it falls back to other_clip here."""
+        if source == "same_emotion_clip":
+            return self._same(index, clip, emotion, rng)
+        if source in ("other_clip", "counterfactual"):
+            return self._other(index, emotion, rng)
+        return None
 
     @staticmethod
     def _other(index: Mapping[str, list[ClipRef]], emotion: str, rng: np.random.Generator) -> ClipRef | None:
@@ -96,19 +114,19 @@ class RejectedInputPicker:
         swap_video = modality in ("visual", "both")
         swap_audio = modality in ("audio", "both")
         video_l, audio_l, other = clip.video, clip.audio, None
-        if swap_video and swap_audio and self.video_source == self.audio_source == "other_clip":
+        clip_sources = ("other_clip", "counterfactual")
+        if swap_video and swap_audio and self.video_source in clip_sources and self.audio_source in clip_sources:
             other = self._other_both(clip, rng)
             if other is not None:
                 return RejectedInput(other.video, other.audio, other.clip_id, other.video, other.audio)
         if swap_video:
-            if self.video_source == "other_clip":
-                other = self._other(self.by_video, clip.video_emotion, rng)
+            other = self._donor(self.video_source, self.by_video, clip, clip.video_emotion, rng)
             video_l = other.video if other is not None else noise
-            self.fallbacks_to_noise += int(self.video_source == "other_clip" and other is None)
+            self.fallbacks_to_noise += int(self.video_source != "noise" and other is None)
         if swap_audio:
-            other_a = self._other(self.by_audio, clip.audio_emotion, rng) if self.audio_source == "other_clip" else None
+            other_a = self._donor(self.audio_source, self.by_audio, clip, clip.audio_emotion, rng)
             audio_l = other_a.audio if other_a is not None else noise
-            self.fallbacks_to_noise += int(self.audio_source == "other_clip" and other_a is None)
+            self.fallbacks_to_noise += int(self.audio_source != "noise" and other_a is None)
             if other is None:
                 other = other_a
             elif other_a is not None and other_a.clip_id != other.clip_id:
@@ -186,3 +204,53 @@ def media_ok(video: str | None, audio: str | None) -> str | None:
     if audio and not os.path.isfile(audio):
         return f"audio file missing: {audio}"
     return None
+
+
+# --- counterfactual rejected inputs (synthetic world) -------------------------------------------------------
+class CounterfactualInputs:
+    """PMP rejected inputs that need perception: the sample's own clip re-rendered with the cues its chosen
+    response rests on toggled (synth/counterfactual.py), in each modality whose source is `counterfactual`.
+
+    The emotion, the other cues, the context, even the camera's jitter stay; only what the chosen response
+    claims is gone (a present cue removed, a denied cue added, the context replaced), with another part
+    toggled the other way.  So the chosen response is preferred under the real input only by a model that
+    perceives the cue, unlike a clip of another emotion, which a model tells apart by the emotion alone.
+    A sample without such cues (or a clip without a recipe) keeps the picker's input, counted."""
+
+    def __init__(self, world_root: str, video_source: str, audio_source: str):
+        from avere_utils.synth.counterfactual import world_config, world_specs
+
+        self.root = world_root
+        self.sources = {"visual": video_source, "audio": audio_source}
+        self.cfg, _ = world_config(world_root)
+        self.specs = world_specs(world_root, ("train_source",))
+        self.pending: dict[str, Any] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+
+    @property
+    def active(self) -> bool:
+        return "counterfactual" in self.sources.values()
+
+    def rejected(self, clip_id: str, cues: Mapping[str, list[str]], fallback: RejectedInput) -> RejectedInput:
+        """The counterfactual input for the cues ({modality: [cue]}) of the counterfactual modalities, the
+        other targeted modalities keeping `fallback`'s."""
+        from avere_utils.synth.counterfactual import toggle_cues
+
+        wanted = {m: list(c) for m, c in cues.items() if c and self.sources.get(m) == "counterfactual"}
+        spec = self.specs.get(clip_id)
+        cf = toggle_cues(spec, wanted) if wanted and spec is not None else None
+        if cf is None:
+            self.counts["fallback_no_cue" if spec is not None else "fallback_no_recipe"] += 1
+            return fallback
+        self.pending[cf.clip_id] = cf
+        self.counts["counterfactual"] += 1
+        video = os.path.join(self.root, cf.video_path)
+        wav = os.path.join(self.root, cf.wav_path)
+        return RejectedInput(video if "visual" in wanted else fallback.video_l,
+                             wav if "audio" in wanted else fallback.audio_l, cf.clip_id, video, wav)
+
+    def render(self) -> int:
+        """Render the counterfactual clips the samples name (those not on disk yet)."""
+        from avere_utils.synth.counterfactual import render_counterfactuals
+
+        return render_counterfactuals(list(self.pending.values()), self.root, self.cfg)

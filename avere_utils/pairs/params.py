@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avere_utils.config import StageParams, param
+from avere_utils.pairs.templates import STRESS_FORMS
 from avere_utils.protocol import STRESS_KINDS
 
 FAMILIES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id", "modality_agreement",
@@ -16,7 +17,11 @@ FAMILY_MODALITY: dict[str, str] = {
     "visual_stress": "visual",
     "audio_stress": "audio",
 }
-PMP_SOURCES: tuple[str, ...] = ("other_clip", "noise")
+# other_clip: a clip whose emotion in that modality differs (the paper's text); noise: uniform noise (the
+# released loader, for audio); same_emotion_clip: another clip of the SAME emotion (a hard negative on real
+# data: the emotion no longer gives the answer away); counterfactual (synthetic world only): the same clip
+# re-rendered without the cues the chosen response cites (synth/counterfactual.py)
+PMP_SOURCES: tuple[str, ...] = ("other_clip", "noise", "same_emotion_clip", "counterfactual")
 GENERATORS: tuple[str, ...] = ("template", "llm")
 
 
@@ -48,10 +53,11 @@ class PairParams(StageParams):
                                                                          "(normalised; 0 = none of that family)")
     stress_kind_weights: dict[str, float] = param({}, "what a stress sample asks about: weights of relevant, "
                                                       "spurious, hallucination ({} = uniform; docs/pairs.md)")
+    stress_responses: str = param("cue_swap", "how a stress sample's three responses differ: cue_swap (each rests "
+                                              "on another cue) | same_cue (all rest on the asked cue; docs/pairs.md)")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
-    # PMP rejected input: "other_clip" (a clip with a different emotion in the targeted modality, as the
-    # paper's text says) or "noise" (uniform noise; the released loader does this for audio)
+    # PMP rejected input, per modality: PMP_SOURCES above
     pmp_video_source: str = param("other_clip", f"the PMP rejected video: {' | '.join(PMP_SOURCES)}")
     pmp_audio_source: str = param("other_clip", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
     # LLM generator (any OpenAI-compatible endpoint)
@@ -69,6 +75,8 @@ class PairParams(StageParams):
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
             raise ValueError(f"PairParams.generator must be one of {GENERATORS}, got {self.generator!r}")
+        if self.stress_responses not in STRESS_FORMS:
+            raise ValueError(f"PairParams.stress_responses must be one of {STRESS_FORMS}, got {self.stress_responses!r}")
         for key in ("pmp_video_source", "pmp_audio_source"):
             if getattr(self, key) not in PMP_SOURCES:
                 raise ValueError(f"PairParams.{key} must be one of {PMP_SOURCES}, got {getattr(self, key)!r}")

@@ -123,6 +123,30 @@ STRESS_CITED: dict[str, dict[str, str]] = {  # kind asked about -> response kind
 }
 STRESS_FAMILIES: dict[str, str] = {"visual_stress": "visual", "audio_stress": "audio"}
 
+# The same-cue form (`stress_responses: same_cue`): every response rests on the ASKED cue, so the three
+# responses differ only in the answer and in what they claim about that cue - never in which cue they name.
+# A cue-swapping sample can be won by the cue words alone (a context phrase after "No (B)" is unlikely
+# anyway); here the margin can only ride on Yes/No and on the cue's presence.  Each rejection makes one
+# kind of error about the asked cue: vr a reasoning error (relevance), er a perception error (presence).
+#   asked about      chosen               rejected_vr                      rejected_er
+#   present typical  Yes, it signals E    No, present but says nothing     No, it is not there
+#   context          No, says nothing     Yes, it signals E (spurious)     No, it is not there
+#   absent typical   No, it is not there  No, present but says nothing     Yes, it signals E (hallucination)
+STRESS_FORMS: tuple[str, ...] = ("cue_swap", "same_cue")
+SAME_CUE_CLAIMS: dict[str, dict[str, str]] = {  # kind asked about -> response kind -> its claim about the cue
+    "relevant": {"chosen": "signals", "rejected_vr": "irrelevant", "rejected_er": "absent"},
+    "spurious": {"chosen": "irrelevant", "rejected_vr": "signals", "rejected_er": "absent"},
+    "hallucination": {"chosen": "absent", "rejected_vr": "irrelevant", "rejected_er": "signals"},
+}
+RESPONSES_SAME_CUE: dict[str, tuple[str, ...]] = {  # claim -> wordings (one index per sample, as RESPONSES_STRESS)
+    "signals": ("{choice}. The {where} has {cue}, which signals {emotion}.",
+                "{choice}. What shows {emotion} is {cue} in the {where}."),
+    "irrelevant": ("{choice}. The {where} has {cue}, which does not signal {emotion}.",
+                   "{choice}. The {where} has {cue}, but that says nothing about {emotion}."),
+    "absent": ("{choice}. The {where} does not have {cue}.",
+               "{choice}. {Cue} cannot be found in the {where}."),
+}
+
 # modality_agreement: {Answer} is Yes/No, {link} "and"/"while", {relation} "match"/"differ".
 RESPONSES_AGREEMENT: tuple[str, ...] = (
     "{Answer}. The face shows {vemotion} through {vcue}, {link} the voice conveys {aemotion} with {acue}.",
@@ -248,22 +272,29 @@ class StressAsk:
     kind: str  # protocol.STRESS_KINDS: which kind of cue is asked about
     asked: str
     prompt: str
-    cues: dict[str, str]  # response kind -> the cue it rests on (STRESS_CITED)
+    cues: dict[str, str]  # response kind -> the cue it rests on (STRESS_CITED; the asked cue when same_cue)
     wording: int
+    form: str = "cue_swap"  # STRESS_FORMS
 
     def answer(self, response: str) -> str:
-        return stress_answer(self.kind, response)
+        return stress_answer(self.kind, response, self.form)
 
 
-def stress_answer(kind: str, response: str) -> str:
-    """The answer ("Yes (A)" / "No (B)") a response starts with: Yes only when it rests on the asked cue."""
-    return choice_answer(YES_NO[0] if STRESS_CITED[kind][response] == "asked" else YES_NO[1])
+def stress_answer(kind: str, response: str, form: str = "cue_swap") -> str:
+    """The answer ("Yes (A)" / "No (B)") a response starts with: Yes only when it rests on the asked cue
+    (cue_swap), or claims that the asked cue signals the emotion (same_cue)."""
+    yes = (SAME_CUE_CLAIMS[kind][response] == "signals" if form == "same_cue"
+           else STRESS_CITED[kind][response] == "asked")
+    return choice_answer(YES_NO[0] if yes else YES_NO[1])
 
 
 def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording: int,
-               kind_weights: dict[str, float] | None = None) -> StressAsk:
+               kind_weights: dict[str, float] | None = None, form: str = "cue_swap") -> StressAsk:
     """The kind of cue asked about (relevant / spurious / hallucination: uniform, or drawn by
-    `kind_weights`), the cue, then the cues the three responses rest on (STRESS_CITED)."""
+    `kind_weights`), the cue, then the cues the three responses rest on (STRESS_CITED; with `form`
+    same_cue every response rests on the asked cue, and no other cue is drawn)."""
+    if form not in STRESS_FORMS:
+        raise ValueError(f"unknown stress response form {form!r}; forms: {STRESS_FORMS}")
     modality = STRESS_FAMILIES[family]
     m = record.of(modality)
     if kind_weights:
@@ -273,6 +304,8 @@ def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording
         kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
     asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
     prompt = emorealm_prompt(stress_question(asked, modality, record.emotion_of(modality), wording), YES_NO)
+    if form == "same_cue":
+        return StressAsk(family, kind, asked, prompt, dict.fromkeys(STRESS_CITED[kind], asked), wording, form)
     cues = {response: asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
             for response, source in STRESS_CITED[kind].items()}
     return StressAsk(family, kind, asked, prompt, cues, wording)
@@ -286,7 +319,12 @@ def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, word
     modality = STRESS_FAMILIES[family]
     emotion = record.emotion_of(modality)
     r = int(rng.integers(len(RESPONSES_STRESS)))
-    texts = {response: _fill(RESPONSES_STRESS[r], choice=ask.answer(response), cue=cue,
-                             where="video" if modality == "visual" else "audio", emotion=emotion)
+    where = "video" if modality == "visual" else "audio"
+    if ask.form == "same_cue":
+        texts = {response: _fill(RESPONSES_SAME_CUE[SAME_CUE_CLAIMS[ask.kind][response]][r],
+                                 choice=ask.answer(response), cue=ask.asked, where=where, emotion=emotion)
+                 for response in ask.cues}
+        return Draft(family=family, prompt=ask.prompt, template=f"p{ask.wording}/s{r}/{ask.kind}", **texts)
+    texts = {response: _fill(RESPONSES_STRESS[r], choice=ask.answer(response), cue=cue, where=where, emotion=emotion)
              for response, cue in ask.cues.items()}
     return Draft(family=family, prompt=ask.prompt, template=f"p{ask.wording}/r{r}/{ask.kind}", **texts)

@@ -47,6 +47,7 @@ class WorldConfig:
     text_prior_rate: float = 0.3  # train_source captions: P(cite an ABSENT typical cue)
     context_reason_rate: float = 0.6  # train_source captions: P(cite a context cue as a reason)
     qa_text_prior_rate: float = 0.0  # train_source stress questions about context / absent cues: P(answered Yes)
+    cue_typicality: float = 0.0  # train_source: how unevenly typical cues are rendered and believed (0 = flat)
     disagreement_rate: float = 0.15  # train_source and DFEW: P(audio voices another emotion)
     parts_probs: tuple[float, float, float] = (0.25, 0.5, 0.25)  # P(1, 2, 3 rendered parts) per modality
     video_size: int = 112  # written frame size (even: yuv420p)
@@ -63,7 +64,7 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.video_size % 2:
             raise ValueError(f"video_size must be even for yuv420p, got {self.video_size}")
-        for name in ("spurious_rate", "text_prior_rate", "context_reason_rate", "qa_text_prior_rate",
+        for name in ("spurious_rate", "text_prior_rate", "context_reason_rate", "qa_text_prior_rate", "cue_typicality",
                      "disagreement_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -127,24 +128,59 @@ def clip_rng(seed: int, dataset: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, tag, index]))
 
 
-def draw_parts(rng: np.random.Generator, parts: tuple[str, ...], probs: tuple[float, float, float]) -> tuple[str, ...]:
+# How typical (common) each typical cue is: per emotion and modality one common, one middling and one rare
+# part, rotated over the emotions so that no part is common for all of them.
+TYPICALITY_LEVELS: tuple[float, float, float] = (0.9, 0.5, 0.1)
+
+
+def typicality(modality: str, emotion: str, part: str, strength: float) -> float:
+    """In [0, 1]: how common the cue `part` of `emotion` is in the training source (0.5 for every cue at
+    strength 0; the TYPICALITY_LEVELS at strength 1)."""
+    parts = VISUAL_PARTS if modality == "visual" else AUDIO_PARTS
+    level = TYPICALITY_LEVELS[(parts.index(part) + EMOTIONS.index(emotion) + (modality == "audio")) % 3]
+    return 0.5 + strength * (level - 0.5)
+
+
+def cue_typicality(cue: str, strength: float) -> float | None:
+    """typicality() of a lexicon phrase; None for a context cue."""
+    for modality, table in (("visual", VISUAL_CUES), ("audio", AUDIO_CUES)):
+        for emotion, by_part in table.items():
+            for part, phrase in by_part.items():
+                if phrase == cue:
+                    return typicality(modality, emotion, part, strength)
+    return None
+
+
+def draw_parts(rng: np.random.Generator, parts: tuple[str, ...], probs: tuple[float, float, float],
+               weights: tuple[float, ...] | None = None) -> tuple[str, ...]:
+    """Which parts render: how many by `probs`, which ones uniformly or, with `weights`, in proportion to
+    them (without replacement)."""
     k = int(rng.choice([1, 2, 3], p=probs))
-    chosen = set(rng.choice(len(parts), size=k, replace=False).tolist())
+    if weights is None:
+        chosen = set(rng.choice(len(parts), size=k, replace=False).tolist())
+    else:
+        w = np.asarray(weights, dtype=float)
+        chosen = set(rng.choice(len(parts), size=k, replace=False, p=w / w.sum()).tolist())
     return tuple(p for i, p in enumerate(parts) if i in chosen)
 
 
 def make_spec(rng: np.random.Generator, *, clip_id: str, dataset: str, emotion: str, cfg: WorldConfig,
               fps: int, spurious: bool = False, disagreement_rate: float = 0.0,
               audio_emotion: str | None = None, n_parts: int | None = None, **kw: Any) -> ClipSpec:
-    """Draw a clip recipe.  With `spurious`, the context follows the emotion with cfg.spurious_rate."""
+    """Draw a clip recipe.  With `spurious` (the training source), the context follows the emotion with
+    cfg.spurious_rate and, with cfg.cue_typicality > 0, common cues render more often than rare ones."""
     if audio_emotion is None:
         audio_emotion = emotion
         if rng.random() < disagreement_rate:
             others = [e for e in EMOTIONS if e != emotion]
             audio_emotion = others[int(rng.integers(len(others)))]
     if n_parts is None:
-        vparts = draw_parts(rng, VISUAL_PARTS, cfg.parts_probs)
-        aparts = draw_parts(rng, AUDIO_PARTS, cfg.parts_probs)
+        # the training source renders common cues more often than rare ones (cue_typicality); test sets do not
+        typical = spurious and cfg.cue_typicality > 0
+        vw = tuple(typicality("visual", emotion, p, cfg.cue_typicality) for p in VISUAL_PARTS) if typical else None
+        aw = tuple(typicality("audio", audio_emotion, p, cfg.cue_typicality) for p in AUDIO_PARTS) if typical else None
+        vparts = draw_parts(rng, VISUAL_PARTS, cfg.parts_probs, vw)
+        aparts = draw_parts(rng, AUDIO_PARTS, cfg.parts_probs, aw)
     else:
         vparts = tuple(sorted(rng.choice(VISUAL_PARTS, size=n_parts, replace=False).tolist(), key=VISUAL_PARTS.index))
         aparts = tuple(sorted(rng.choice(AUDIO_PARTS, size=n_parts, replace=False).tolist(), key=AUDIO_PARTS.index))

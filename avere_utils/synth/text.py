@@ -205,7 +205,7 @@ def stress_item(record: dict[str, Any], modality: str, kind: str, rng: np.random
     cue = _pick(rng, pool)
     question = stress_question(cue, modality, emotion, int(rng.integers(len(STRESS_QUESTIONS))))
     return {"task": f"reasoning_stress_{'video' if modality == 'visual' else 'audio'}", "question": question,
-            "choices": list(YES_NO), "answer": "A" if kind == "relevant" else "B", "kind": kind}
+            "choices": list(YES_NO), "answer": "A" if kind == "relevant" else "B", "kind": kind, "cue": cue}
 
 
 def agreement_item(record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
@@ -248,14 +248,41 @@ def make_item(record: dict[str, Any], task: str, rng: np.random.Generator, kind:
     raise KeyError(f"unknown task {task!r}; tasks are {TASKS}")
 
 
-def clip_qa(record: dict[str, Any], rng: np.random.Generator, qa_text_prior_rate: float = 0.0
-            ) -> list[dict[str, Any]]:
+def noisy_answer_rate(item: dict[str, Any], record: dict[str, Any], rate: float, typicality_strength: float) -> float:
+    """P(the training source's annotator gets this stress item wrong).  Flat (strength 0): `rate` for every
+    question about a context or an absent cue, 0 for a present one.  Cue-specific (strength > 0): the
+    annotator answers from the text prior, so the error follows how common the cue is: an absent cue is
+    answered Yes in proportion to its typicality (2 x rate x t, at most 1), a present one No in proportion to
+    its rarity (2 x rate x (0.5 - t), for t < 0.5), a context cue Yes at 1.5 x rate when it is the emotion's
+    spurious context and 0.5 x rate otherwise."""
+    kind = item["kind"]
+    if typicality_strength <= 0:
+        return rate if kind in ("spurious", "hallucination") else 0.0
+    from avere_utils.emotions import SPURIOUS_AMBIENCE, SPURIOUS_BACKGROUND
+    from avere_utils.synth.spec import cue_typicality
+
+    cue = item["cue"]
+    if kind == "spurious":
+        modality = "visual" if item["task"].endswith("video") else "audio"
+        emotion = record["video_emotion" if modality == "visual" else "audio_emotion"]
+        matched = cue in (SPURIOUS_BACKGROUND[emotion], SPURIOUS_AMBIENCE[emotion])
+        return min(1.0, rate * (1.5 if matched else 0.5))
+    t = cue_typicality(cue, typicality_strength)
+    if kind == "hallucination":
+        return min(1.0, 2 * rate * t)
+    return max(0.0, 2 * rate * (0.5 - t))
+
+
+def clip_qa(record: dict[str, Any], rng: np.random.Generator, qa_text_prior_rate: float = 0.0,
+            cue_typicality: float = 0.0) -> list[dict[str, Any]]:
     """One item per task for a training clip (stress kind drawn at random, Yes half of the time).
 
     qa_text_prior_rate: the share of stress questions about a context cue or an absent typical cue that
     the training source answers "Yes", as an annotator writing from the noisy captions and the text
     prior would (the cue is typical of the emotion, or the context goes with it); such an item keeps its
-    kind and gets `"noisy": true`.  The evaluation's items are always answered from the cue record."""
+    kind and gets `"noisy": true`.  With `cue_typicality` > 0 the noise is cue-specific instead
+    (`noisy_answer_rate`): common absent cues answered Yes, rare present ones No.  The evaluation's items are
+    always answered from the cue record."""
     out = []
     for task in TASKS:
         kind = None
@@ -264,8 +291,12 @@ def clip_qa(record: dict[str, Any], rng: np.random.Generator, qa_text_prior_rate
         item = make_item(record, task, rng, kind)
         if item is None and kind == "hallucination":  # every part rendered: nothing absent to ask about
             item = make_item(record, task, rng, "spurious")
-        if item is not None and item.get("kind") in ("spurious", "hallucination") and rng.random() < qa_text_prior_rate:
-            item = {**item, "answer": "A", "noisy": True}
+        if cue_typicality <= 0:  # the flat prior, in its original draw order
+            if item is not None and item.get("kind") in ("spurious", "hallucination") and rng.random() < qa_text_prior_rate:
+                item = {**item, "answer": "A", "noisy": True}
+        elif item is not None and item.get("kind") and rng.random() < noisy_answer_rate(item, record, qa_text_prior_rate,
+                                                                                        cue_typicality):
+            item = {**item, "answer": "B" if item["kind"] == "relevant" else "A", "noisy": True}
         if item is not None:
             out.append(item)
     return out

@@ -266,7 +266,8 @@ def write_train_manifest(root: Path, specs: list[ClipSpec], cfg: WorldConfig, se
         lines.append(json.dumps({
             "id": s.clip_id, "clip": s.video_path.split(f"{TRAIN_SOURCE_DIR}/", 1)[1],
             "wav": s.wav_path.split(f"{TRAIN_SOURCE_DIR}/", 1)[1], "label": s.video_emotion,
-            "captions": captions, "cues": rec, "qa": clip_qa(rec, rng, cfg.qa_text_prior_rate), "caption_noise": noise,
+            "captions": captions, "cues": rec, "qa": clip_qa(rec, rng, cfg.qa_text_prior_rate, cfg.cue_typicality),
+            "caption_noise": noise,
         }, ensure_ascii=False))
     atomic_write_text(root / TRAIN_SOURCE_DIR / "manifest.jsonl", "\n".join(lines) + "\n")
 

@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup reproduce test test-fast unit nbval lint lab bench verify-reference clean
+.PHONY: setup reproduce test test-fast unit nbval lint lab bench verify-reference clean setup-gpu
 
 setup: $(STAMP)
 
@@ -36,6 +36,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (avere kit)" >/dev/null
+	touch $(STAMP)
+
+# The CUDA environment, for a GPU machine only (never part of `make test`): requirements-gpu.lock is
+# requirements.lock with torch and torchvision as CUDA 12.8 builds from the PyTorch index (tests/test_gpu_lock.py
+# checks every other pin is the same).  One resolve: the lock pins torch's local version (+cu128), which only
+# that index serves; everything else comes from PyPI.  It stamps the CPU set-up too, so `make reproduce` and
+# `make test` use this environment instead of reinstalling the CPU wheel.  Then: docs/paper_run.md.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cu128
+setup-gpu: requirements-gpu.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --no-compile --extra-index-url $(TORCH_INDEX) -r requirements-gpu.lock
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (avere kit)" >/dev/null
+	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'available', torch.cuda.is_available(), 'GPUs', torch.cuda.device_count())"
 	touch $(STAMP)
 
 reproduce: setup

@@ -70,6 +70,7 @@ def overrides(data_root, base):
     return {"data_root": str(data_root), "base_model_path": str(base), "expected_counts": {}}
 
 
+@pytest.mark.model  # builds a micro Qwen2.5-Omni thinker: not in make test-fast
 def test_a_complete_paper_tree_passes_with_a_gpu(world, model, tmp_path, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -91,6 +92,7 @@ def test_a_complete_paper_tree_passes_with_a_gpu(world, model, tmp_path, monkeyp
     assert [ln.text.split(" (")[0] for ln in none.problems] == ["CUDA is not available"]
 
 
+@pytest.mark.model  # builds a micro Qwen2.5-Omni thinker: not in make test-fast
 def test_a_broken_paper_tree_names_every_problem_at_once(world, model, tmp_path, monkeypatch, capsys):
     data = shutil.copytree(world, tmp_path / "world", symlinks=True)
     clip = sorted((data / "DFEW").rglob("*.mp4"))[0]
@@ -132,6 +134,7 @@ def test_an_empty_model_folder_and_a_missing_judge_prompt_are_named(world, tmp_p
     assert {t.split(" is not set")[0] for t in texts if " is not set" in t} == {"GEMINI_API_KEY", "OPENAI_API_KEY"}
 
 
+@pytest.mark.model  # builds a micro Qwen2.5-Omni thinker: not in make test-fast
 def test_lora_targets_absent_from_the_weight_index_are_named(model, tmp_path):
     base = shutil.copytree(model, tmp_path / "model")
     index = json.loads((base / "model.safetensors.index.json").read_text())

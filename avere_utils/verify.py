@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from avere_utils import runner
+from avere_utils import checksums, runner
 from avere_utils.paths import repo_path
 from avere_utils.protocol import EMER_CRITERIA
 from avere_utils.report.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, load_metrics, metric
@@ -58,7 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{flag} {r['benchmark']:>9} {r['variant']:>10} {r['metric']:>24}  ref {r['reference']:8.2f}  "
               f"rerun {r['rerun'] if r['rerun'] is None else round(r['rerun'], 2)!s:>8}  (tol {r['tolerance']})")
     print(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
-    return 0 if rows and not bad else 1
+    sums = ref_dir / checksums.FILE_NAME
+    weights_off = []
+    if sums.is_file():  # the committed run's weights (issue 35): the same bits, not only close metrics
+        try:
+            diffs = checksums.compare(out_dir, sums)
+        except FileNotFoundError as e:  # a rerun without its weights
+            diffs = [str(e)]
+        weights_off = [d for d in diffs if not d.startswith("note:")]
+        for d in diffs:
+            print(d if d.startswith("note:") else f"OFF {d}")
+        print("checksums: " + ("the same weights as " + str(sums) if not weights_off else "weights differ"))
+    return 0 if rows and not bad and not weights_off else 1
 
 
 if __name__ == "__main__":

@@ -70,9 +70,11 @@ def test_values_over_the_base_run_and_its_seeds(tmp_path):
     better = [3, 2, 1, -1, -2, -3, -2, -3]
     _write_run(tmp_path, {"reference": ref, "avem_dpo": dpo}, kinds, seeds=[("seed-1", {"avem_dpo": better})])
     values = d.discrimination_values(tmp_path, tmp_path / "seeds", ["reference", "avem_dpo"])
-    assert set(values["quantity"]) == set(d.QUANTITY_STEMS)  # no held-out manifest: no HO rows
-    assert len(values[values["variant"] == "avem_dpo"]) == 2 * len(d.QUANTITY_STEMS)  # base + seed-1
+    per_modality = {"AUC rel>spur video", "AUC rel>hal video"}  # every item asks about the video: no audio rows
+    assert set(values["quantity"]) == set(d.QUANTITY_STEMS) | per_modality  # no held-out manifest: no HO rows
+    assert len(values[values["variant"] == "avem_dpo"]) == 2 * (len(d.QUANTITY_STEMS) + 2)  # base + seed-1
     base = values[(values["run"] == "base")].set_index(["variant", "quantity"])["value"]
+    assert base[("reference", "AUC rel>spur video")] == base[("reference", "AUC rel>spur")]
     assert base[("avem_dpo", "AUC rel>spur")] == base[("reference", "AUC rel>spur")] == pytest.approx(68.75)
     assert base[("avem_dpo", "matched Yes spurious")] == base[("reference", "matched Yes spurious")] == 50.0
     table = story.story_table(values, ["reference", "avem_dpo"], d.QUANTITIES)

@@ -180,11 +180,32 @@ def flip_share(summary: dict[str, Any], kinds: Sequence[str] = ("relevant", "hal
     return float(np.sum([summary[k]["all"]["flip_share"] * summary[k]["all"]["n"] for k in kinds if k in summary]) / n)
 
 
-def measure(params: Any, backend: Backend, benchmarks: Sequence[str] = ("emorealm", "emorealm_heldout"),
+def _real_scores(predictions: Path, probes: Sequence[StressProbe]) -> dict[str, float]:
+    """{item id: Yes log-odds} from a predictions file's scoring-mode `scores`, when every probe has them."""
+    from avere_utils.evaluation.parsing import split_choice
+    from avere_utils.evaluation.score_cli import read_predictions
+
+    if not Path(predictions).is_file():
+        return {}
+    records = read_predictions(Path(predictions))
+    out = {}
+    for p in probes:
+        scores = (records.get(p.item.id) or {}).get("scores")
+        if not isinstance(scores, list):
+            return {}
+        texts = [split_choice(c)[1].strip().lower() for c in p.item.text["choices"]]
+        out[p.item.id] = float(scores[texts.index("yes")]) - float(scores[texts.index("no")])
+    return out
+
+
+def measure(params: Any, backend: Backend, benchmarks: Sequence[str] | None = None,
             conditions: Sequence[str] = CONDITIONS) -> dict[str, Any]:
     """Notebook 07: media sensitivity of `params.variant` on the stress items of each benchmark manifest
-    present; writes `metrics/media_sensitivity-<variant>.json` (summaries) and
-    `predictions/media_sensitivity-<variant>.jsonl` (one line per item and condition) and returns the summary."""
+    present (`params.media_sensitivity` unless `benchmarks` is given); writes
+    `metrics/media_sensitivity-<variant>.json` (summaries) and `predictions/media_sensitivity-<variant>.jsonl`
+    (one line per item and condition) and returns the summary."""
+    import pandas as pd
+
     from avere_utils.evaluation import common
     from avere_utils.evaluation.emorealm import build_prompt, candidate_answers
     from avere_utils.media import load_media
@@ -200,14 +221,21 @@ def measure(params: Any, backend: Backend, benchmarks: Sequence[str] = ("emoreal
 
     out: dict[str, Any] = {"variant": params.variant, "conditions": list(conditions), "benchmarks": {}}
     frames = []
-    for bench in benchmarks:
+    for bench in params.media_sensitivity if benchmarks is None else benchmarks:
         if not (Path(params.manifest_dir) / f"{bench}.jsonl").is_file():
             continue
         probes, skipped = build_probes(common.load_items(params, bench), params.data_root)
+        # the real media's scores are the stage's own scoring-mode predictions when it wrote them
+        real = _real_scores(common.predictions_file(params, bench), probes) if "real" in conditions else {}
         df = score_conditions(backend, probes, load, prompt_for=lambda it: build_prompt(it, params.prompt_template),
                               candidates_for=lambda it: candidate_answers(it, params.choice_answer_template),
-                              conditions=conditions, batch_size=params.batch_size, seed=params.seed,
+                              conditions=[c for c in conditions if not (c == "real" and real)],
+                              batch_size=params.batch_size, seed=params.seed,
                               desc=f"media sensitivity {bench}-{params.variant}")
+        if real:
+            df = pd.concat([df, pd.DataFrame([{"id": p.item.id, "kind": p.kind, "modality": p.modality, "cue": p.cue,
+                                               "condition": "real", "yes_logodds": real[p.item.id]} for p in probes])],
+                           ignore_index=True)
         summary = summarize(df)
         out["benchmarks"][bench] = {"n_items": len(probes), "skipped": skipped, "by_kind": summary,
                                     "flip_share_rel_hal": round(flip_share(summary), 2)}
@@ -215,10 +243,22 @@ def measure(params: Any, backend: Backend, benchmarks: Sequence[str] = ("emoreal
         cache.clear()
     layout = RunLayout(params.run_dir)
     if frames:
-        import pandas as pd
-
         rows = pd.concat(frames).to_dict(orient="records")
         atomic_write_text(layout.predictions_file("media_sensitivity", params.variant),
                           "".join(f"{json.dumps(r)}\n" for r in rows))
     common.write_metrics(params, "media_sensitivity", out)
     return out
+
+
+def summary_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per (set, kind, modality): n, Yes-rates per condition, flip share (notebook 07's table)."""
+    import pandas as pd
+
+    rows = []
+    for bench, entry in (result.get("benchmarks") or {}).items():
+        for kind, by_mod in entry["by_kind"].items():
+            for modality, e in by_mod.items():
+                rows.append({"set": bench, "kind": kind, "modality": modality, "n": e["n"],
+                             **{f"Yes {c}": e.get(f"yes_rate_{c}") for c in CONDITIONS},
+                             "flip real->cf": e.get("flip_share")})
+    return pd.DataFrame(rows).set_index(["set", "kind", "modality"]) if rows else pd.DataFrame()

@@ -105,6 +105,9 @@ class EmoRealmParams(EvalParams):
                                    "(manifest <manifest_dir>/<name>.jsonl from notebook 01), scored into "
                                    "metrics/<name>-<variant>.json; '' = none")
     heldout_modes: list[str] = param(["scoring"], "the modes the held-out wordings are read in")
+    media_sensitivity: list[str] = param(["emorealm", "emorealm_heldout"], "stress sets whose Yes log-odds are "
+                                         "also read under counterfactual media, noise and no media (synthetic world "
+                                         "only: the counterfactual needs the clip's recipe); [] = none")
 
     def __post_init__(self) -> None:
         super().__post_init__()

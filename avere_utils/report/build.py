@@ -179,7 +179,10 @@ def discrimination_section(P: ResultsParams, rep: Report, fig_dir: Path, story_t
           "(hallucination) item's; no threshold enters, a shift leaves it unchanged, 50 = no discrimination. "
           "`matched Yes ...`: the Yes-rates at the threshold that keeps the variant's relevant Yes-rate at the "
           "reference's. `HO`: the held-out wordings. Mean ± sd over the same runs as the story table.", "",
-          markdown_table(story.wide_table(table, P.variants, discrimination.QUANTITIES), index=True), ""]
+          markdown_table(story.wide_table(table, P.variants, discrimination.QUANTITIES), index=True), "",
+          "Per modality of the asked cue (audio stress items, video stress items):", "",
+          markdown_table(story.wide_table(story.story_table(values, P.variants, discrimination.MODALITY_QUANTITIES),
+                                          P.variants, discrimination.MODALITY_QUANTITIES), index=True), ""]
     md += story.markdown_lines(checks)
     f = figures.matched_yes_rates(story_table, table, fig_dir / "matched_yes_rates.png", P.variants)
     if f:

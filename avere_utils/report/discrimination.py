@@ -35,10 +35,15 @@ from avere_utils.report.story import Check, _missing, seed_runs, stat
 BENCHMARKS: tuple[tuple[str, str], ...] = (("emorealm", ""), (EMOREALM_HELDOUT, "HO "))
 QUANTITY_STEMS: tuple[str, ...] = ("AUC rel>spur", "AUC rel>hal", "matched Yes spurious", "matched Yes halluc")
 QUANTITIES: list[str] = [p + q for _, p in BENCHMARKS for q in QUANTITY_STEMS]
+# the two AUCs per modality of the asked cue (audio / video stress items apart)
+MODALITIES: tuple[str, ...] = ("audio", "video")
+MODALITY_QUANTITIES: list[str] = [f"{p}{q} {m}" for _, p in BENCHMARKS for m in MODALITIES
+                                  for q in ("AUC rel>spur", "AUC rel>hal")]
 
 
-def stress_items(manifest: str | Path) -> dict[str, tuple[str, int, int]]:
-    """{item id: (kind, index of the Yes choice, index of the No choice)} of the stress items of a manifest."""
+def stress_items(manifest: str | Path) -> dict[str, tuple[str, int, int, str]]:
+    """{item id: (kind, index of the Yes choice, index of the No choice, modality of the asked cue: audio |
+    video)} of the stress items of a manifest."""
     out = {}
     path = Path(manifest)
     if not path.is_file():
@@ -52,12 +57,15 @@ def stress_items(manifest: str | Path) -> dict[str, tuple[str, int, int]]:
             continue
         texts = [split_choice(c)[1].strip().lower() for c in q.get("choices", [])]
         if "yes" in texts and "no" in texts:
-            out[item["id"]] = (q["kind"], texts.index("yes"), texts.index("no"))
+            modality = "audio" if str(q.get("task", "")).endswith("audio") else "video"
+            out[item["id"]] = (q["kind"], texts.index("yes"), texts.index("no"), modality)
     return out
 
 
-def yes_logodds(predictions: str | Path, items: Mapping[str, tuple[str, int, int]]) -> dict[str, np.ndarray]:
-    """Per stress kind, the Yes log-odds of each scored item of a predictions file (none when it is missing)."""
+def yes_logodds(predictions: str | Path, items: Mapping[str, tuple[str, int, int, str]], modality: str | None = None
+                ) -> dict[str, np.ndarray]:
+    """Per stress kind, the Yes log-odds of each scored item of a predictions file (none when it is missing),
+    of the items about one `modality` only when given."""
     path = Path(predictions)
     if not path.is_file():
         return {}
@@ -66,7 +74,9 @@ def yes_logodds(predictions: str | Path, items: Mapping[str, tuple[str, int, int
         scores = rec.get("scores")
         if item_id not in items or not isinstance(scores, list):
             continue
-        kind, yes, no = items[item_id]
+        kind, yes, no, mod = items[item_id]
+        if modality is not None and mod != modality:
+            continue
         per.setdefault(kind, []).append(float(scores[yes]) - float(scores[no]))
     return {k: np.asarray(v) for k, v in per.items()}
 
@@ -118,10 +128,18 @@ def discrimination_values(run_dir: str | Path, seeds_dir: str | Path | None, var
         ref_rate = 100.0 * float(np.mean(ref["relevant"] > 0))
         for name, metrics_dir in seed_runs(run_dir, seeds_dir):
             for v in variants:
-                lo = yes_logodds(metrics_dir.parent / "predictions" / f"{bench}-{v}.jsonl", items)
+                predictions = metrics_dir.parent / "predictions" / f"{bench}-{v}.jsonl"
+                lo = yes_logodds(predictions, items)
                 for q, value in readings(lo, ref_rate).items():
                     if math.isfinite(value):
                         rows.append({"run": name, "variant": v, "quantity": prefix + q, "value": value})
+                for mod in MODALITIES:  # the AUCs need no threshold: per modality as they are
+                    lo = yes_logodds(predictions, items, mod)
+                    for q in ("AUC rel>spur", "AUC rel>hal"):
+                        kind = "spurious" if q.endswith("spur") else "hallucination"
+                        if len(lo.get("relevant", [])) and len(lo.get(kind, [])):
+                            rows.append({"run": name, "variant": v, "quantity": f"{prefix}{q} {mod}",
+                                         "value": 100.0 * auc(lo["relevant"], lo[kind])})
     return pd.DataFrame(rows, columns=["run", "variant", "quantity", "value"])
 
 

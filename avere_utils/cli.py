@@ -72,6 +72,19 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference_seeds(args: argparse.Namespace) -> int:
+    from avere_utils import runner, sweep
+
+    try:
+        dirs = sweep.reference_seeds(args.profile, args.seeds, variants=args.variants, out=args.out,
+                                     overrides=profile_overrides(args))
+    except runner.StageFailed:
+        return 1
+    print("\n".join(str(d) for d in dirs))
+    print("rerun notebook 08 (avere-kit run --only 08_results_and_ablations) for the figures per reference seed")
+    return 0
+
+
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from avere_utils import datacheck, runner
 
@@ -130,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--variants", nargs="+", metavar="V")
     sd.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     sd.set_defaults(func=_cmd_seeds)
+
+    rs = sub.add_parser("reference-seeds", help="rebuild the reference with other seeds and rerun every variant on each")
+    add_profile_args(rs)
+    rs.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    rs.add_argument("--variants", nargs="+", metavar="V", help="default: every variant of run.yaml")
+    rs.add_argument("--out", help="base run folder holding data and pairs")
+    rs.set_defaults(func=_cmd_reference_seeds)
 
     c = sub.add_parser("check-data", help="validate the configured datasets (every clip) before any model is loaded")
     add_profile_args(c)

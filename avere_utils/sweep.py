@@ -65,6 +65,46 @@ def sweep(profile: str, grid: Mapping[str, Sequence[Any]], *, variants: Sequence
     return aggregate(base / folder, points, variants[0])
 
 
+REFERENCE_STAGE = "03_reference_model"
+REFERENCE_SHARED = ("world", "manifests", "pairs", "cache")  # not models/: each seed trains its own reference
+
+
+def reference_seeds(profile: str, seeds: Sequence[int], *, variants: Sequence[str] | None = None,
+                    out: str | None = None, overrides: Mapping[str, Any] | None = None, echo=print) -> list[Path]:
+    """Rebuild the reference with each of `seeds` (stage 03's `seed`: the tiny thinker's initialisation and
+    the SFT's data order) and train and evaluate every variant on it, into <run>/reference_seeds/seed-K/,
+    sharing the base run's world, manifests, pairs and caches (the log-prob cache is keyed by the reference
+    checkpoint, so a new reference never reads another's).  A seed whose `point.json` says done is skipped.
+    The story's claims hold only if they hold for every reference, not for one draw of it."""
+    run_cfg = config.load_run(profile)
+    base = repo_path(out or run_cfg.run_dir)
+    missing = [rel for rel in ("manifests", "pairs") if not (base / rel).exists()]
+    if missing:
+        raise config.ConfigError(f"reference seeds need the base run's {', '.join(missing)} under {base}; run "
+                                 f"`avere-kit run --profile {profile} --only 01_data_preparation 02_pair_construction` first")
+    stages = [REFERENCE_STAGE] + [s for s in run_cfg.stages
+                                  if s in run_cfg.per_train_variant or s in run_cfg.per_eval_variant]
+    runner.check_overrides(stages, dict(overrides or {}))
+    done = []
+    for i, seed in enumerate(seeds, 1):
+        seed_dir = base / "reference_seeds" / f"seed-{seed}"
+        status = seed_dir / "point.json"
+        done.append(seed_dir)
+        if status.is_file() and json.loads(status.read_text()).get("done"):
+            echo(f"reference seed {i}/{len(seeds)} ({seed}): done before, skipped")
+            continue
+        echo(f"reference seed {i}/{len(seeds)} ({seed})")
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        for rel in REFERENCE_SHARED:
+            src, dst = base / rel, seed_dir / rel
+            if src.exists() and not dst.exists():
+                os.symlink(src, dst, target_is_directory=True)
+        runner.run(profile, only=stages, variants=list(variants) if variants else None, out=str(seed_dir),
+                   overrides={**(overrides or {}), f"{REFERENCE_STAGE}.seed": seed}, echo=lambda s: echo("  " + s))
+        atomic_write_text(status, json.dumps({"reference_seed": seed, "done": True}, indent=1))
+    return done
+
+
 def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str) -> pd.DataFrame:
     """One row per grid point with the headline metrics of `variant`; summary.csv/.md/.png."""
     from avere_utils.report.tables import headline_row, markdown_table

@@ -185,3 +185,16 @@ def test_summary_counts_flips_per_kind():
     assert s["relevant"]["all"]["mean_change_counterfactual"] == pytest.approx(-1.75)
     assert s["all"]["all"]["yes_rate_text"] == 100.0 and s["all"]["all"]["n"] == 4
     assert flip_share(s) == pytest.approx(100 * 2 / 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_answer_only_samples_are_the_bare_answers(seed):
+    rec = record(spec(visual=("mouth", "brows")))
+    rng = np.random.default_rng(seed)
+    ask = stress_ask(rec, "visual_stress", rng, 0, form="answer_only")
+    draft = stress_sample(rec, "visual_stress", rng, 0, ask)
+    right, wrong = ("Yes (A)", "No (B)") if ask.kind == "relevant" else ("No (B)", "Yes (A)")
+    assert (draft.chosen, draft.rejected_vr, draft.rejected_er) == (right, wrong, wrong)
+    texts = {"chosen": draft.chosen, "rejected_vr": draft.rejected_vr, "rejected_er": draft.rejected_er}
+    assert check_sample(texts, rec, "visual_stress", draft.prompt, "answer_only") == []
+    assert check_sample({**texts, "chosen": wrong}, rec, "visual_stress", draft.prompt, "answer_only")

@@ -83,3 +83,32 @@ def test_values_over_the_base_run_and_its_seeds(tmp_path):
     assert [c.holds for c in checks[:2]] == [True, True] and "drop +25.0" in checks[0].measured
     assert [c.holds for c in d.check_matched(table, "avem_dpo", drop=30.0)[:2]] == [False, False]
     assert all(c.holds is None for c in checks[2:])  # no held-out predictions: undecided, not passed
+
+
+def _write_sensitivity(folder, variant, flips):
+    folder.mkdir(parents=True, exist_ok=True)
+    by = {k: {"all": {"flip_share": f, "n": 10}} for k, f in flips.items()}
+    by["all"] = {"all": {"yes_rate_text": 55.0, "yes_rate_noise": 80.0, "n": 30}}
+    (folder / f"media_sensitivity-{variant}.json").write_text(json.dumps(
+        {"benchmarks": {"emorealm": {"by_kind": by, "flip_share_rel_hal": 40.0}}}))
+
+
+def test_media_sensitivity_values_read_every_run(tmp_path):
+    _write_sensitivity(tmp_path / "metrics", "avem_dpo", {"relevant": 30.0, "hallucination": 50.0, "spurious": 5.0})
+    _write_sensitivity(tmp_path / "seeds" / "seed-1" / "metrics", "avem_dpo",
+                       {"relevant": 10.0, "hallucination": 20.0, "spurious": 0.0})
+    values = d.media_sensitivity_values(tmp_path, tmp_path / "seeds", ["reference", "avem_dpo"])
+    assert set(values["run"]) == {"base", "seed-1"} and set(values["variant"]) == {"avem_dpo"}
+    got = values[values["run"] == "seed-1"].set_index("quantity")["value"]
+    assert got["flip halluc"] == 20.0 and got["Yes text"] == 55.0 and got["flip rel+hal"] == 40.0
+
+
+def test_reference_seed_values_use_each_seeds_own_reference(tmp_path):
+    kinds = ["relevant"] * 4 + ["spurious"] * 2 + ["hallucination"] * 2
+    _write_run(tmp_path, {"reference": [3, 2, 1, -1, 2, -2, 1, -3], "avem_dpo": [3, 2, 1, -1, -2, -3, -2, -3]}, kinds)
+    other = tmp_path / "reference_seeds" / "seed-1"
+    _write_run(other, {"reference": [1, 1, 1, 1, 1, 1, 1, 1], "avem_dpo": [3, 2, 1, 0, -2, -3, -2, -3]}, kinds)
+    values = d.reference_seed_values(tmp_path, ["reference", "avem_dpo"])
+    assert set(values["run"]) == {"base", "seed-1"}
+    auc = values[values["quantity"] == "AUC rel>spur"].set_index(["run", "variant"])["value"]
+    assert auc[("seed-1", "reference")] == 50.0 and auc[("base", "avem_dpo")] == 100.0

@@ -220,8 +220,8 @@ def _ask_llm(llm: LLMGenerator, plans: list[PlannedSample], workers: int, progre
     """One request per planned sample, `workers` at a time (order kept; the on-disk cache makes reruns free)."""
     def ask(plan: PlannedSample) -> Draft | None:
         record = plan.clip.record
-        if plan.stress is not None and plan.stress.form == "same_cue":
-            return None  # the same-cue form is written by the template (build_pairs), no request
+        if plan.stress is not None and plan.stress.form != "cue_swap":
+            return None  # the same-cue and answer-only forms are written by the template (build_pairs), no request
         if plan.stress is not None:
             return llm.generate(plan.stress.prompt, plan.family, record, stress=plan.stress,
                                 template=f"p{plan.prompt_index}/{plan.stress.kind}")
@@ -260,7 +260,7 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
 
     for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
         clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
-        if llm is None or (plan.stress is not None and plan.stress.form == "same_cue"):
+        if llm is None or (plan.stress is not None and plan.stress.form != "cue_swap"):
             draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
         elif llm_drafts[i] is not None:
             draft = llm_drafts[i]

@@ -146,6 +146,15 @@ def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, promp
     """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid.
     A stress family needs its `prompt`: the asked cue decides which answer each response must give; in the
     same-cue form (`stress_form`) every response rests on the asked cue, present or not."""
+    if family in STRESS_FAMILIES and stress_form == "answer_only":
+        if prompt is None:
+            raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")
+        found = _asked_cue(record, family, prompt)
+        if isinstance(found, str):
+            return [found]
+        want = {r: stress_answer(found[1], r, "answer_only") for r in RESPONSE_KINDS}
+        return [f"{r}: {texts.get(r)!r} is not the bare answer {w!r}" for r, w in want.items()
+                if (texts.get(r) or "").strip() != w]
     if family in STRESS_FAMILIES and stress_form == "same_cue":
         if prompt is None:
             raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")

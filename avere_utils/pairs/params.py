@@ -54,7 +54,8 @@ class PairParams(StageParams):
     stress_kind_weights: dict[str, float] = param({}, "what a stress sample asks about: weights of relevant, "
                                                       "spurious, hallucination ({} = uniform; docs/pairs.md)")
     stress_responses: str = param("cue_swap", "how a stress sample's three responses differ: cue_swap (each rests "
-                                              "on another cue) | same_cue (all rest on the asked cue; docs/pairs.md)")
+                                              "on another cue) | same_cue (all rest on the asked cue) | answer_only "
+                                              "(bare Yes (A) / No (B)); docs/pairs.md")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input, per modality: PMP_SOURCES above

@@ -132,7 +132,10 @@ STRESS_FAMILIES: dict[str, str] = {"visual_stress": "visual", "audio_stress": "a
 #   present typical  Yes, it signals E    No, present but says nothing     No, it is not there
 #   context          No, says nothing     Yes, it signals E (spurious)     No, it is not there
 #   absent typical   No, it is not there  No, present but says nothing     Yes, it signals E (hallucination)
-STRESS_FORMS: tuple[str, ...] = ("cue_swap", "same_cue")
+# The answer-only form (`stress_responses: answer_only`): the responses are the bare answers, "Yes (A)" or
+# "No (B)", exactly what the benchmark's scoring compares; both rejections are the wrong answer.  The margin can
+# ride on nothing but the decision, and TPD's text-only term becomes the text prior of that decision.
+STRESS_FORMS: tuple[str, ...] = ("cue_swap", "same_cue", "answer_only")
 SAME_CUE_CLAIMS: dict[str, dict[str, str]] = {  # kind asked about -> response kind -> its claim about the cue
     "relevant": {"chosen": "signals", "rejected_vr": "irrelevant", "rejected_er": "absent"},
     "spurious": {"chosen": "irrelevant", "rejected_vr": "signals", "rejected_er": "absent"},
@@ -283,8 +286,12 @@ class StressAsk:
 def stress_answer(kind: str, response: str, form: str = "cue_swap") -> str:
     """The answer ("Yes (A)" / "No (B)") a response starts with: Yes only when it rests on the asked cue
     (cue_swap), or claims that the asked cue signals the emotion (same_cue)."""
-    yes = (SAME_CUE_CLAIMS[kind][response] == "signals" if form == "same_cue"
-           else STRESS_CITED[kind][response] == "asked")
+    if form == "answer_only":
+        yes = (response == "chosen") == (kind == "relevant")
+    elif form == "same_cue":
+        yes = SAME_CUE_CLAIMS[kind][response] == "signals"
+    else:
+        yes = STRESS_CITED[kind][response] == "asked"
     return choice_answer(YES_NO[0] if yes else YES_NO[1])
 
 
@@ -304,7 +311,7 @@ def stress_ask(record: CueRecord, family: str, rng: np.random.Generator, wording
         kind = STRESS_KINDS[int(rng.integers(len(STRESS_KINDS)))]
     asked = _pick(rng, getattr(m, STRESS_ASKED[kind]), 1)[0]
     prompt = emorealm_prompt(stress_question(asked, modality, record.emotion_of(modality), wording), YES_NO)
-    if form == "same_cue":
+    if form in ("same_cue", "answer_only"):
         return StressAsk(family, kind, asked, prompt, dict.fromkeys(STRESS_CITED[kind], asked), wording, form)
     cues = {response: asked if source == "asked" else _pick(rng, getattr(m, source), 1)[0]
             for response, source in STRESS_CITED[kind].items()}
@@ -320,6 +327,9 @@ def stress_sample(record: CueRecord, family: str, rng: np.random.Generator, word
     emotion = record.emotion_of(modality)
     r = int(rng.integers(len(RESPONSES_STRESS)))
     where = "video" if modality == "visual" else "audio"
+    if ask.form == "answer_only":
+        texts = {response: ask.answer(response) for response in ask.cues}
+        return Draft(family=family, prompt=ask.prompt, template=f"p{ask.wording}/a/{ask.kind}", **texts)
     if ask.form == "same_cue":
         texts = {response: _fill(RESPONSES_SAME_CUE[SAME_CUE_CLAIMS[ask.kind][response]][r],
                                  choice=ask.answer(response), cue=ask.asked, where=where, emotion=emotion)

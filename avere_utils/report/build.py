@@ -187,7 +187,40 @@ def discrimination_section(P: ResultsParams, rep: Report, fig_dir: Path, story_t
     f = figures.matched_yes_rates(story_table, table, fig_dir / "matched_yes_rates.png", P.variants)
     if f:
         rep.figures["matched_yes_rates"] = f
-    return md
+    return md + media_sensitivity_section(P, rep) + reference_seed_section(P, rep)
+
+
+def media_sensitivity_section(P: ResultsParams, rep: Report) -> list[str]:
+    """Does a stress answer change with the media (evaluation/media_sensitivity.py)?"""
+    values = discrimination.media_sensitivity_values(P.run_dir, P.seeds_dir, P.variants)
+    if values.empty:
+        return []
+    table = story.story_table(values, P.variants, discrimination.FLIP_QUANTITIES)
+    rep.tables["media_sensitivity"] = table
+    return ["## Does the answer come from the media? (media sensitivity)", "",
+            "Each stress item scored again on its counterfactual clip (the asked cue toggled: a relevant cue "
+            "removed, an absent one added, the context replaced). `flip ...`: the share (%) of answers whose "
+            "Yes/No changes from the real to the counterfactual clip; the right answer flips for relevant and "
+            "hallucination items and stays No for spurious ones. `Yes text` / `Yes noise`: the Yes-rate over all "
+            "stress items without media and with the asked modality replaced by noise. Mean ± sd as above.", "",
+            markdown_table(story.wide_table(table, P.variants, discrimination.FLIP_QUANTITIES), index=True), ""]
+
+
+def reference_seed_section(P: ResultsParams, rep: Report) -> list[str]:
+    """The story over references trained with other seeds (`avere-kit reference-seeds`)."""
+    values = discrimination.reference_seed_values(P.run_dir, P.variants, P.baseline)
+    if values.empty or values["run"].nunique() < 2:
+        return []
+    table = story.story_table(values, P.variants, discrimination.REFERENCE_SEED_QUANTITIES)
+    rep.tables["reference_seeds"] = table
+    per_seed = values.pivot_table(index=["run", "variant"], columns="quantity", values="value")
+    per_seed = per_seed[[q for q in discrimination.REFERENCE_SEED_QUANTITIES if q in per_seed.columns]]
+    return ["## Over reference seeds (the reference itself retrained)", "",
+            f"The base run and `reference_seeds/seed-K/` ({values['run'].nunique()} references: stage 03's seed "
+            "changes the tiny thinker's initialisation and the SFT's data order; each variant trained once on each). "
+            "Mean ± sd over the references:", "",
+            markdown_table(story.wide_table(table, P.variants, discrimination.REFERENCE_SEED_QUANTITIES), index=True), "",
+            "Per reference seed:", "", markdown_table(per_seed, "{:.1f}", index=True), ""]
 
 
 def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], n: int = 6) -> list[str]:

@@ -158,3 +158,56 @@ def check_matched(table: pd.DataFrame, full: str, reference: str = "reference", 
                        Check(claim, f"{a} vs {r} (drop {r.mean - a.mean:+.1f})", r.mean - a.mean >= bar))
     return out
 
+
+
+# --- media sensitivity (evaluation/media_sensitivity.py) and reference seeds ---------------------------------
+FLIP_QUANTITIES: list[str] = ["flip rel+hal", "flip relevant", "flip halluc", "flip spurious",
+                              "Yes text", "Yes noise"]
+
+
+def media_sensitivity_values(run_dir: str | Path, seeds_dir: str | Path | None, variants: Sequence[str],
+                             bench: str = "emorealm") -> pd.DataFrame:
+    """Long frame (run, variant, quantity, value): the share of stress answers that flip from the real to the
+    counterfactual media (all, and per kind), and the Yes-rates without media and under noise, from
+    `metrics/media_sensitivity-<variant>.json` of the base run and its seeds/ reruns."""
+    rows: list[dict[str, Any]] = []
+    for name, metrics_dir in seed_runs(run_dir, seeds_dir):
+        for v in variants:
+            path = metrics_dir / f"media_sensitivity-{v}.json"
+            if not path.is_file():
+                continue
+            entry = (json.loads(path.read_text()).get("benchmarks") or {}).get(bench)
+            if not entry:
+                continue
+            by = entry["by_kind"]
+            values = {"flip rel+hal": entry.get("flip_share_rel_hal"),
+                      "flip relevant": by.get("relevant", {}).get("all", {}).get("flip_share"),
+                      "flip halluc": by.get("hallucination", {}).get("all", {}).get("flip_share"),
+                      "flip spurious": by.get("spurious", {}).get("all", {}).get("flip_share"),
+                      "Yes text": by.get("all", {}).get("all", {}).get("yes_rate_text"),
+                      "Yes noise": by.get("all", {}).get("all", {}).get("yes_rate_noise")}
+            rows += [{"run": name, "variant": v, "quantity": q, "value": float(x)}
+                     for q, x in values.items() if x is not None and math.isfinite(float(x))]
+    return pd.DataFrame(rows, columns=["run", "variant", "quantity", "value"])
+
+
+REFERENCE_SEED_QUANTITIES: list[str] = ["AUC rel>spur", "AUC rel>hal", "matched Yes spurious", "matched Yes halluc",
+                                        "HO AUC rel>hal", "flip rel+hal"]
+
+
+def reference_seed_values(run_dir: str | Path, variants: Sequence[str], reference: str = "reference") -> pd.DataFrame:
+    """Long frame (run = reference seed, variant, quantity, value) over the base run and every
+    `reference_seeds/seed-K/` (`avere-kit reference-seeds`): each with its own reference, whose relevant
+    Yes-rate sets that run's matched threshold."""
+    run_dir = Path(run_dir)
+    runs = [("base", run_dir)] + [(p.name, p) for p in sorted((run_dir / "reference_seeds").glob("seed-*"))
+                                  if (p / "predictions").is_dir()]
+    frames = []
+    for name, path in runs:
+        for part in (discrimination_values(path, None, variants, reference), media_sensitivity_values(path, None, variants)):
+            if not part.empty:
+                frames.append(part.assign(run=name))
+    if not frames:
+        return pd.DataFrame(columns=["run", "variant", "quantity", "value"])
+    out = pd.concat(frames, ignore_index=True)
+    return out[out["quantity"].isin(REFERENCE_SEED_QUANTITIES)].reset_index(drop=True)

@@ -9,9 +9,14 @@ torch (CLI, notebook kernels, SFT and training workers, tests) gets the pins, an
 inherit them through the environment.
 
 - ``ATEN_CPU_CAPABILITY=avx2``: torch's own kernels (softmax, layer_norm, gelu, reductions, attention...).
-- ``MKL_CBWR=COMPATIBLE``: MKL's GEMMs (linear, matmul).  MKL honours ``MKL_CBWR=AVX2`` only on Intel CPUs: on
-  AMD it reports ``CNR:AUTO`` (MKL_VERBOSE) and keeps its AVX-512 path, measured in bench/cpu_paths.py.
-  COMPATIBLE is the one branch MKL documents as giving the same results on every x86 CPU.
+- ``MKL_CBWR=AVX2``: MKL's GEMMs (linear, matmul).  On an AMD CPU MKL runs it as ``CNR:AUTO`` (MKL_VERBOSE):
+  its generic non-Intel path with fixed cache sizes and deterministic reductions, and that path has no AVX-512
+  kernel (a debugger on the Zen5 shows ``mkl_blas_cnr_def_sgemm_kernel_0_zen`` and VML's SSE4.2 ``EX``
+  kernels; bench/cpu_paths.py under QEMU's EPYC-Milan (Zen3) gives the probe's and the first SFT step's
+  gradient bits of this Zen5).  Free, where ``MKL_CBWR=COMPATIBLE`` costs 1.7x per SFT step.
+  On an Intel CPU MKL honours the AVX2 branch, which need not equal AMD's path: for a mix of Intel and AMD
+  machines set ``MKL_CBWR=COMPATIBLE`` yourself (respected like any user value; MKL documents it as the
+  same results on every x86 CPU).
 - ``ONEDNN_MAX_CPU_ISA=AVX2``: oneDNN (the vision tower's Conv3d patch embed).
 
 ``AVERE_NATIVE_CPU=1`` lifts the pins (faster, but the bits then depend on the CPU).  A pin variable the user
@@ -32,7 +37,7 @@ NATIVE_SWITCH = "AVERE_NATIVE_CPU"
 # what the kit sets on an x86-64 CPU with AVX2 (the AVX2 level ATen, MKL and oneDNN share with AVX-512 CPUs)
 PINS: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "COMPATIBLE",
+    "MKL_CBWR": "AVX2",  # AMD: CNR:AUTO, no AVX-512 kernel; Intel/AMD mixes: MKL_CBWR=COMPATIBLE by hand
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 # torch's names for the capability ATEN_CPU_CAPABILITY selects (torch.backends.cpu.get_cpu_capability())

@@ -12,6 +12,13 @@ Every setting but "kit pins" runs with AVERE_NATIVE_CPU=1, so that avere_utils.n
 
     .venv/bin/python bench/cpu_paths.py                 # all settings, ~20 SFT steps each
     .venv/bin/python bench/cpu_paths.py --only native "kit pins" --steps 40
+    .venv/bin/python bench/cpu_paths.py --emulate EPYC-Milan --steps 5 --only native "kit pins"
+
+`--emulate CPU` runs each setting's process under QEMU's user-mode emulator (`qemu-x86_64 -cpu CPU`, from
+Debian's qemu-user; TCG emulates AVX2 but no AVX-512): the CPU the libraries see (CPUID: vendor, family,
+model, flags, cache leaves) is that model's, e.g. EPYC-Milan = AMD Zen3, family 25 model 1, AVX2 only.
+The child is one process, one thread (qemu-user runs the process it starts, not the ones that process would
+start); expect it 10-50x slower than native.
 """
 from __future__ import annotations
 
@@ -87,6 +94,11 @@ def probe() -> dict[str, str]:
     }
     res = {name: _digest([t])[:8] for name, t in out.items()}
     res["all"] = _digest(out.values())
+    # not in "all" (kept comparable with older tables): MKL VML's sqrt/exp/log, which ATen calls for contiguous
+    # float tensors (AdamW's sqrt); its SSE4.2 kernel starts from rsqrtps/rcpps, approximations whose bits
+    # differ between CPU vendors and which QEMU computes exactly
+    y = torch.rand(1000, generator=g) + 0.1
+    res["vml"] = _digest([y.sqrt(), y.exp(), y.log()])[:8]
     return res
 
 
@@ -135,12 +147,28 @@ def short_sft(steps: int, batch_size: int = 4) -> dict:
         backend = load_backend(str(ckpt), device="cpu")
         init = _digest(t for _, t in sorted(backend.model.state_dict().items()))
         cfg = SFTConfig(epochs=0, max_steps=steps, batch_size=batch_size, lr=3e-3, seed=0, perception_weight=0.0)
+        # the gradients each optimizer step receives (after clipping): step 1's come from the same initial
+        # weights on every CPU, so they compare the forward and backward kernels apart from AdamW's update
+        import torch
+
+        grads: list[str] = []
+        adamw_step = torch.optim.AdamW.step
+
+        def step(self, *args, **kwargs):
+            grads.append(_digest(p.grad for g in self.param_groups for p in g["params"] if p.grad is not None))
+            return adamw_step(self, *args, **kwargs)
+
+        torch.optim.AdamW.step = step
         start = time.perf_counter()
-        hist = run_sft(backend, [item(i, labels[i % 2]) for i in range(n_items)], media.__getitem__, cfg, None,
-                       qa_per_clip=1)
+        try:
+            hist = run_sft(backend, [item(i, labels[i % 2]) for i in range(n_items)], media.__getitem__, cfg,
+                           None, qa_per_clip=1)
+        finally:
+            torch.optim.AdamW.step = adamw_step
         seconds = time.perf_counter() - start
         final = _digest(t for _, t in sorted(backend.model.state_dict().items()))
-    return {"init": init, "final": final, "steps": len(hist), "s_per_step": seconds / max(len(hist), 1),
+    return {"init": init, "final": final, "grads": grads, "steps": len(hist),
+            "s_per_step": seconds / max(len(hist), 1), "losses": [h["loss"] for h in hist],
             "last_loss": hist[-1]["loss"] if hist else None}
 
 
@@ -151,26 +179,35 @@ def child(steps: int, batch_size: int) -> None:
 
     torch.set_num_threads(1)
 
+    start = time.perf_counter()
     out = {"capability": torch.backends.cpu.get_cpu_capability(), "probe": probe(),
            "env": {k: os.environ.get(k) for k in PIN_VARS if os.environ.get(k)},
            "describe": numerics.describe()}
+    out["probe_s"] = time.perf_counter() - start
     if steps:
         out["sft"] = short_sft(steps, batch_size)
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def run_setting(name: str, env_over: dict[str, str], steps: int, batch_size: int = 4) -> dict:
+def run_setting(name: str, env_over: dict[str, str], steps: int, batch_size: int = 4,
+                emulate: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in PIN_VARS}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
     if "__KIT__" not in env_over:
         env["AVERE_NATIVE_CPU"] = "1"
         env.update(env_over)
     cmd = [sys.executable, __file__, "--child", "--steps", str(steps), "--batch", str(batch_size)]
+    if emulate:
+        cmd = ["qemu-x86_64", "-cpu", emulate, *cmd]
+    start = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
     if p.returncode or not lines:
         raise RuntimeError(f"{name}: child failed ({p.returncode})\n{p.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT "):])
+    out.update(wall_s=wall, emulated=emulate)
+    return out
 
 
 def main() -> int:
@@ -179,6 +216,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4, help="SFT batch size (batch/2 items over two clips)")
     ap.add_argument("--only", nargs="*", help="setting names (default: all)")
     ap.add_argument("--json", help="write every result here")
+    ap.add_argument("--emulate", metavar="CPU", help="run each setting under `qemu-x86_64 -cpu CPU` "
+                    "(e.g. EPYC-Milan: AMD Zen3, AVX2 only)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -187,10 +226,12 @@ def main() -> int:
     names = args.only or list(SETTINGS)
     results = {}
     for name in names:
-        r = results[name] = run_setting(name, SETTINGS[name], args.steps, args.batch)
+        r = results[name] = run_setting(name, SETTINGS[name], args.steps, args.batch, args.emulate)
         sft = r.get("sft", {})
         print(f"{name:40s} cap {r['capability']:8s} probe {r['probe']['all'][:10]}  "
-              f"sft {sft.get('final', '')[:10]}  {sft.get('s_per_step', 0):.3f} s/step", flush=True)
+              f"sft {sft.get('final', '')[:10]}  grads {' '.join(g[:8] for g in sft.get('grads', []))}  "
+              f"{sft.get('s_per_step', 0):.3f} s/step  "
+              f"{r['wall_s']:.1f} s in all", flush=True)
     base = results.get("native", next(iter(results.values())))["probe"]
     print("\nprobe ops that differ from the first setting / native:")
     for name, r in results.items():

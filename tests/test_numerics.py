@@ -119,3 +119,12 @@ def test_this_test_process_is_pinned_too():
 
     assert numerics._state["late"] is None  # torch was not imported before avere_utils
     assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+def test_mkl_pin_is_the_free_avx2_branch_and_compatible_stays_reachable():
+    """MKL_CBWR=AVX2 (CNR:AUTO on AMD: no AVX-512 kernel, checked under an emulated Zen3, docs/models.md); a user's
+    MKL_CBWR=COMPATIBLE (Intel/AMD mixes) is kept with the other pins."""
+    assert numerics.PINS["MKL_CBWR"] == "AVX2"
+    p = numerics.plan({"MKL_CBWR": "COMPATIBLE"}, "x86_64", ["avx2"])
+    assert p["user_set"] == {"MKL_CBWR": "COMPATIBLE"}
+    assert p["set"] == {k: v for k, v in numerics.PINS.items() if k != "MKL_CBWR"}

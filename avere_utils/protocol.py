@@ -53,7 +53,9 @@ CLASSIFICATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "weighted_f
 EMER_CRITERIA: tuple[str, ...] = ("clue", "label", "spurious", "hallucination")
 EMOREALM_AVERAGE = "average_accuracy"  # the mean over the EmoReAlM tasks
 # the cue judge's raw rates in an EMER metrics file (percent), under `cue_rates`
-EMER_CUE_RATES: tuple[str, ...] = ("cue_rates.label_match", "cue_rates.hallucination_rate", "cue_rates.spurious_rate")
+EMER_CUE_RATES: tuple[str, ...] = ("cue_rates.label_match", "cue_rates.hallucination_rate", "cue_rates.spurious_rate",
+                                    "cue_rates.clue_recall", "cue_rates.hallucinated_per_description",
+                                    "cue_rates.irrelevant_per_description")
 # the stress items in held-out wordings (synth/heldout.py): metrics/<this>-<variant>.json
 EMOREALM_HELDOUT = "emorealm_heldout"
 COUNT_KEYS: tuple[str, ...] = ("n_items", "n_scored", "coverage")  # in every metrics file

@@ -191,6 +191,8 @@ def test_emer_cue_judge_end_to_end(tmp_path):
     assert m["n_items"] == 3 and m["n_scored"] == m["n_judged"] == 2 and m["n_no_answer"] == 1
     assert m["judge"]["name"] == "cue" and "1+9" in m["judge"]["version"]
     assert m["cue_rates"]["hallucination_rate"] == pytest.approx(25.0)
+    # per description: e1 cites one absent and one context cue, e0 none
+    assert m["cue_rates"]["hallucinated_per_description"] == m["cue_rates"]["irrelevant_per_description"] == 0.5
     assert m["n_no_cues_cited"] == 0
     assert json.loads((tmp_path / "metrics" / "emer-reference.json").read_text())["scoring_mode"] == "judge:cue"
     batch = (tmp_path / "predictions" / "emer-reference.judge_batch.jsonl").read_text().splitlines()

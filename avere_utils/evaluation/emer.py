@@ -91,6 +91,11 @@ def cue_rate_entries(results: Sequence[JudgeResult]) -> dict[str, Any]:
         math.isnan(r[k]) for r in rates) else None for k in ("clue_recall", "label_match", "spurious_rate",
                                                              "hallucination_rate")}
     cue_rates["mean_cues_cited"] = float(np.mean([r["n_cited"] for r in rates]))
+    # per description, not per cited cue: a model that cites fewer cues can lower a rate while writing as
+    # many wrong cues as before (a description citing nothing has none)
+    for rate, key in (("hallucination_rate", "hallucinated_per_description"),
+                      ("spurious_rate", "irrelevant_per_description")):
+        cue_rates[key] = float(np.mean([r[rate] * r["n_cited"] if r["n_cited"] else 0.0 for r in rates]))
     return {
         "cue_rates": cue_rates,
         # An answer citing no cue has nothing spurious or hallucinated (10 on both) but recalls nothing

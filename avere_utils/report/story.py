@@ -37,6 +37,9 @@ QUANTITIES: list[tuple[str, str, str, bool]] = [
     ("EMER spurious rate", "emer", "cue_rates.spurious_rate", False),
     ("EMER halluc rate", "emer", "cue_rates.hallucination_rate", False),
     ("EMER label match", "emer", "cue_rates.label_match", True),
+    ("EMER halluc / desc", "emer", "cue_rates.hallucinated_per_description", False),
+    ("EMER irrelevant / desc", "emer", "cue_rates.irrelevant_per_description", False),
+    ("EMER clue recall", "emer", "cue_rates.clue_recall", True),
     ("DFEW UAR", "dfew", "uar", True),
     ("RAV UAR", "ravdess", "uar", True),
 ]

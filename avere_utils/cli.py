@@ -37,8 +37,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     overrides = profile_overrides(args)
     try:
+        if args.from_run and not args.out:
+            raise config.ConfigError("--from RUN needs --out NEW: a new run folder for what changes")
         runner.run(args.profile, only=args.only, variants=args.variants, out=args.out, overrides=overrides,
-                   reuse_kernels=not args.fresh_kernels, jobs=args.jobs)
+                   reuse_kernels=not args.fresh_kernels, jobs=args.jobs, preflight_check=not args.skip_preflight,
+                   from_run=args.from_run, reuse=not args.no_reuse)
     except runner.StageFailed:
         return 1
     return 0
@@ -127,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one new kernel per notebook (default: the variants of a stage share one, namespace wiped)")
     r.add_argument("--jobs", type=int, metavar="N",
                    help="variants of a stage run N at a time (default: run.yaml's variant_jobs)")
+    r.add_argument("--skip-preflight", action="store_true", help="do not run avere-kit preflight first")
+    r.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="start from run folder RUN: every stage whose params, notebook code and inputs are the "
+                        "same as there is linked from it (run.log: reused), the rest runs into --out")
+    r.add_argument("--no-reuse", action="store_true",
+                   help="run every stage asked even when stage_done/ says an identical one finished")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")

@@ -341,6 +341,178 @@ def resume_hint(e: Execution) -> str:
     return "a rerun of the same command runs it again"
 
 
+# --- what a run can reuse -------------------------------------------------------------------------------
+# Each finished execution leaves stage_done/<stage>[-<variant>].json: the hash of its params (run folder
+# left out) and of its notebook's code cells (prose left out), the keys of the upstream executions it read,
+# and its key (a hash of both).  An execution whose key this run computes the same is not run again.
+STAGE_DONE = "stage_done"
+# what each stage leaves in the run folder for later stages ({v}: the variant); folders are linked, files
+# copied, when an execution is reused from another run.  cache/ is shared (its entries are keyed).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "01_data_preparation": ("world", "manifests", "cache"),
+    "02_pair_construction": ("pairs",),
+    "03_reference_model": ("models/reference", "train_logs/reference.jsonl"),
+    "04_avem_dpo_training": ("models/{v}", "train_logs/{v}.jsonl"),
+    "05_zero_shot_classification": tuple(f"{d}/{b}-{{v}}{x}" for d, x in (("predictions", ".*"), ("metrics", ".json"))
+                                         for b in ("dfew", "ravdess", "mer2023", "mafw")),
+    "06_zero_shot_emer": ("predictions/emer-{v}.*", "metrics/emer-{v}.json"),
+    "07_zero_shot_emorealm": ("predictions/emorealm-{v}.*", "metrics/emorealm-{v}.json"),
+    "08_results_and_ablations": ("report.md",),
+}
+
+
+def execution_name(e: Execution) -> str:
+    return e.stage + (f"-{e.variant}" if e.variant else "")
+
+
+def _sha(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_CODE_HASHES: dict[Path, tuple[int, str]] = {}
+
+
+def code_hash(notebook: Path) -> str:
+    """The hash of a notebook's code cells but its parameters cell: editing its prose reuses its runs."""
+    stamp = notebook.stat().st_mtime_ns
+    if _CODE_HASHES.get(notebook, (None,))[0] != stamp:
+        nb = json.loads(notebook.read_text())
+        code = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in nb["cells"]
+                if c.get("cell_type") == "code"
+                and not {"parameters", "injected-parameters"} & set(c.get("metadata", {}).get("tags", []))]
+        _CODE_HASHES[notebook] = (stamp, _sha(code))
+    return _CODE_HASHES[notebook][1]
+
+
+def params_hash(e: Execution, run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> str:
+    here = str(run_dir)
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, str):
+            return v.replace(here, "${run_dir}")
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        return v
+
+    params = {k: norm(v) for k, v in e.params.items() if k != "run_dir"}
+    return _sha({"params": params, "code": code_hash(notebooks_dir / f"{e.stage}.ipynb")})
+
+
+def upstream(e: Execution, full: Sequence[Execution]) -> list[Execution]:
+    """The executions of earlier stages that `e` reads: those of its variant and those of no variant."""
+    order = list(dict.fromkeys(x.stage for x in full))
+    mine = order.index(e.stage) if e.stage in order else len(order)
+    return [u for u in full if order.index(u.stage) < mine
+            and (u.variant is None or e.variant is None or u.variant == e.variant)]
+
+
+def execution_keys(full: Sequence[Execution], run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, str]:
+    """The key of every execution of `full` (a whole plan, in order) were the whole plan run as given."""
+    keys: dict[str, str] = {}
+    for e in full:
+        inputs = {execution_name(u): keys[execution_name(u)] for u in upstream(e, full)}
+        keys[execution_name(e)] = _sha([params_hash(e, run_dir, notebooks_dir), inputs])
+    return keys
+
+
+def read_record(run_dir: Path, name: str) -> dict[str, Any]:
+    path = run_dir / STAGE_DONE / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_record(run_dir: Path, e: Execution, full: Sequence[Execution], notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    """After `e` finished: its params hash and the keys its inputs had on disk (an input with no record:
+    "absent", so nothing downstream of an unrecorded stage is ever reused)."""
+    ph = params_hash(e, run_dir, notebooks_dir)
+    inputs = {execution_name(u): read_record(run_dir, execution_name(u)).get("key", "absent")
+              for u in upstream(e, full)}
+    rec = {"stage": e.stage, "variant": e.variant, "params_hash": ph, "inputs": inputs, "key": _sha([ph, inputs])}
+    (run_dir / STAGE_DONE).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / STAGE_DONE / f"{execution_name(e)}.json", json.dumps(rec, indent=1))
+
+
+def _outputs(run_dir: Path, e: Execution) -> list[Path]:
+    found: list[Path] = []
+    for pattern in STAGE_OUTPUTS.get(e.stage, ()):
+        found += sorted(run_dir.glob(pattern.format(v=e.variant or "")))
+    return found
+
+
+def prepare_execution(run_dir: Path, e: Execution) -> None:
+    """Before `e` runs: its record goes (a failed execution has none) and so do its outputs linked from
+    another run, so that it never writes into that run."""
+    (run_dir / STAGE_DONE / f"{execution_name(e)}.json").unlink(missing_ok=True)
+    for path in _outputs(run_dir, e):
+        if path.is_symlink():
+            path.unlink()
+
+
+def link_execution(src: Path, run_dir: Path, e: Execution) -> None:
+    """Bring `e`'s outputs, executed notebook and record from run `src`: folders linked, files copied."""
+    import shutil
+
+    for path in _outputs(src, e) + [src / "notebooks" / f"{execution_name(e)}.ipynb",
+                                   src / STAGE_DONE / f"{execution_name(e)}.json"]:
+        dst = run_dir / path.relative_to(src)
+        if not path.exists() or dst.exists() or dst.is_symlink():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            os.symlink(path.resolve(), dst, target_is_directory=True)
+        else:
+            shutil.copy2(path, dst)
+
+
+def reuse_pass(run_dir: Path, execs: Sequence[Execution], full: Sequence[Execution], keys: Mapping[str, str],
+               src: Path | None, variants: Sequence[str] | None, reuse: bool = True
+               ) -> tuple[list[Execution], list[tuple[Execution, str]]]:
+    """Which planned executions still run, and what is reused: (execution, "reused" in place or the run
+    it was linked from).
+    With `src`, the executions upstream of the first planned stage are linked from it as they are (a sweep
+    point's shared data, pairs and reference), and any other execution of the profile whose key matches
+    there comes along too (the reference's evaluations of an ablation)."""
+    import shutil
+
+    planned = {execution_name(e) for e in execs}
+    order = list(dict.fromkeys(e.stage for e in full))
+    first = min((order.index(e.stage) for e in execs), default=len(order))
+    todo, reused = [], []
+    linked_any = False
+    for e in full:
+        name = execution_name(e)
+        if name in planned:
+            if reuse and read_record(run_dir, name).get("key") == keys[name]:
+                reused.append((e, "reused"))
+                continue
+            if reuse and src is not None and read_record(src, name).get("key") == keys[name]:
+                link_execution(src, run_dir, e)
+                reused.append((e, str(src)))
+                linked_any = True
+                continue
+            todo.append(e)
+        elif src is not None:
+            upstream_of_plan = order.index(e.stage) < first and (e.variant is None or variants is None
+                                                                 or e.variant in variants)
+            if upstream_of_plan or read_record(src, name).get("key") == keys[name]:
+                link_execution(src, run_dir, e)
+                reused.append((e, str(src)))
+                linked_any = True
+    if linked_any and (src / "figures").is_dir():  # the figures of what was brought; a stage run here redraws its own
+        for f in (src / "figures").iterdir():
+            if f.is_file() and not (run_dir / "figures" / f.name).exists():
+                (run_dir / "figures").mkdir(exist_ok=True)
+                shutil.copy2(f, run_dir / "figures" / f.name)
+    names = {execution_name(e) for e in todo}
+    return [e for e in execs if execution_name(e) in names], reused
+
+
 def stage_groups(execs: Sequence[Execution]) -> list[list[Execution]]:
     """Consecutive executions of the same stage, in plan order."""
     return [list(g) for _, g in itertools.groupby(execs, key=lambda e: e.stage)]
@@ -349,19 +521,44 @@ def stage_groups(execs: Sequence[Execution]) -> list[list[Execution]]:
 def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[str] | None = None,
         out: str | None = None, overrides: Mapping[str, Any] | None = None,
         notebooks_dir: Path = NOTEBOOKS_DIR, echo: Callable[[str], None] = print,
-        reuse_kernels: bool = True, jobs: int | None = None) -> RunResult:
+        reuse_kernels: bool = True, jobs: int | None = None, preflight_check: bool = True,
+        from_run: str | Path | None = None, reuse: bool = True) -> RunResult:
+    """Execute the plan.  A whole run (or any run with `from_run`) reuses every execution whose
+    `stage_done/<name>.json` holds the key this run computes for it (same params, same notebook code, same
+    upstream keys): in the run folder itself, or, with `from_run`, in that run, whose outputs are then linked
+    (folders) or copied (files).  `reuse=False` (CLI `--no-reuse`) runs everything asked."""
     run_dir, execs = plan(profile, only=only, variants=variants, out=out, overrides=overrides,
                           notebooks_dir=notebooks_dir)
+    if preflight_check and only is None:  # a whole run; --only reruns and the tests' partial runs skip it
+        from avere_utils import preflight as pf
+        report = pf.preflight(profile, overrides, out=str(run_dir))
+        echo(report.format())
+        if not report.ok:
+            raise config.ConfigError(f"preflight found {len(report.problems)} problem(s), listed above; "
+                                     "fix them or rerun with --skip-preflight")
     run_config = config.load_run(profile)
     jobs = run_config.variant_jobs if jobs is None else jobs
     if jobs < 1:
         raise config.ConfigError(f"variant_jobs / --jobs must be >= 1, got {jobs}")
+    src = repo_path(from_run) if from_run is not None else None
+    if src is not None:
+        if not src.is_dir():
+            raise config.ConfigError(f"--from {from_run}: no such run folder")
+        if src.resolve() == run_dir.resolve():
+            raise config.ConfigError(f"--from {from_run} is the run folder itself; give --out a new folder")
+    # the keys of every execution of the whole profile (a stage's key chains its upstream executions' keys)
+    _, full = plan(profile, out=str(run_dir), overrides=overrides, notebooks_dir=notebooks_dir)
+    keys = execution_keys(full, run_dir, notebooks_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # every notebook of this run is ours until it ends; an overlapping run is refused before anything runs
     locks = [(runlock.lock_name(e.stage, e.variant), e.label) for e in execs]
     with runlock.hold(run_dir, list(dict.fromkeys(locks))):
+        reused: list[tuple[Execution, str]] = []
+        if src is not None or (reuse and only is None):
+            execs, reused = reuse_pass(run_dir, execs, full, keys, src, variants, reuse)
         try:
-            return _run_locked(run_dir, execs, profile, run_config, jobs, notebooks_dir, echo, reuse_kernels)
+            return _run_locked(run_dir, execs, profile, run_config, jobs, notebooks_dir, echo, reuse_kernels,
+                               full, reused)
         except RunInterrupted as err:
             echo(f"      {err}")
             raise
@@ -373,13 +570,21 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
 
 
 def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config: Any, jobs: int,
-                notebooks_dir: Path, echo: Callable[[str], None], reuse_kernels: bool) -> RunResult:
+                notebooks_dir: Path, echo: Callable[[str], None], reuse_kernels: bool,
+                full: Sequence[Execution] = (), reused: Sequence[tuple[Execution, str]] = ()) -> RunResult:
     result = RunResult(run_dir)
     times_file = run_dir / "run_times.json"
     previous = json.loads(times_file.read_text()) if times_file.is_file() else []
     # --only reruns some stages: keep the other stages' timings, replace those rerun
     rerun = {(e.stage, e.variant) for e in execs}
     kept = [t for t in previous if (t["stage"], t.get("variant")) not in rerun]
+    for e, how in reused:  # a reused execution keeps the time it took where it ran, marked reused
+        if how != "reused":
+            src_times = Path(how) / "run_times.json"
+            was = [t for t in (json.loads(src_times.read_text()) if src_times.is_file() else [])
+                   if (t["stage"], t.get("variant")) == (e.stage, e.variant)]
+            kept = [t for t in kept if (t["stage"], t.get("variant")) != (e.stage, e.variant)]
+            kept += [{**t, "reused": True} for t in was[-1:]]
     width = max((len(e.label) for e in execs), default=0)
     header = {id(e): f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ..." for i, e in enumerate(execs, 1)}
     start = time.perf_counter()
@@ -389,7 +594,14 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
         stack.callback(lambda: kernel and kernel.close())
         stack.callback(lambda: pool and pool.shutdown())
         logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
-                   f"variant_jobs {jobs})\n")
+                   f"variant_jobs {jobs}" + (f", {len(reused)} reused" if reused else "") + ")\n")
+        for e, how in reused:
+            where = "" if how == "reused" else f" from {how}"
+            logf.write(f"{e.label}\treused\t0.0s\tsame params, notebook code and inputs{where}\n")
+            echo(f"[ -/{len(execs)}] {e.label}: reused (same params, notebook code and inputs{where})")
+        if reused:
+            logf.flush()
+            atomic_write_text(times_file, json.dumps(kept, indent=1))
 
         def record(e: Execution, secs: float, err: StageFailed | str | None, from_worker: bool = False) -> None:
             if err == _INTERRUPTED:
@@ -403,6 +615,7 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
                      f"      cell:     {err.cell}\n      error:    {err.error}")
                 raise err
             result.times.append({"stage": e.stage, "variant": e.variant, "seconds": round(secs, 2)})
+            write_record(run_dir, e, full or execs, notebooks_dir)
             logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
             logf.flush()
             atomic_write_text(times_file, json.dumps(kept + result.times, indent=1))
@@ -423,6 +636,7 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
                 t0 = time.perf_counter()
                 err: StageFailed | str | None = None
                 try:
+                    prepare_execution(run_dir, e)
                     execute(e, notebooks_dir, kernel if reuse_kernels else None)
                 except StageFailed as failure:
                     err = failure
@@ -435,6 +649,8 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
                     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                 # one task per execution: a worker takes the next when it is free (its kernel stays)
                 n = len(parallel)
+                for e in parallel:
+                    prepare_execution(run_dir, e)
                 ran = pool.map(_run_in_worker, parallel, [header[id(e)] for e in parallel], [notebooks_dir] * n,
                                [reuse_kernels] * n)
                 t0 = time.perf_counter()

@@ -67,7 +67,7 @@ def fixture_profile(tmp_path, monkeypatch):
 def test_runs_every_stage_and_variant_in_order(fixture_profile):
     nb_dir, out = fixture_profile
     lines: list[str] = []
-    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append)
+    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append, preflight_check=False)
     assert (out / "a.txt").read_text() == "hi"
     assert (out / "b-v1.txt").exists() and (out / "b-v2.txt").exists()
     assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["01_a.ipynb", "02_b-v1.ipynb", "02_b-v2.ipynb"]
@@ -82,7 +82,7 @@ def test_failing_cell_names_notebook_and_cell_and_keeps_earlier_outputs(fixture_
     nb_dir, out = fixture_profile
     lines: list[str] = []
     with pytest.raises(runner.StageFailed) as e:
-        runner.run("fx", notebooks_dir=nb_dir, overrides={"fail": True}, echo=lines.append)
+        runner.run("fx", notebooks_dir=nb_dir, overrides={"fail": True}, echo=lines.append, preflight_check=False)
     assert e.value.notebook == out / "notebooks" / "02_b-v1.ipynb"
     assert e.value.cell is not None and "boom in v1" in e.value.error
     assert (out / "a.txt").exists()  # the stage before is kept
@@ -93,7 +93,7 @@ def test_failing_cell_names_notebook_and_cell_and_keeps_earlier_outputs(fixture_
 
 def test_only_reruns_one_stage_without_touching_the_others(fixture_profile):
     nb_dir, out = fixture_profile
-    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None)
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
     a_nb = out / "notebooks" / "01_a.ipynb"
     before = a_nb.stat().st_mtime_ns
     runner.run("fx", only=["02_b"], variants=["v2"], notebooks_dir=nb_dir, echo=lambda s: None)
@@ -125,7 +125,7 @@ def _pids(out):
 
 def test_variants_of_a_stage_share_a_kernel_with_a_wiped_namespace(fixture_profile):
     nb_dir, out = fixture_profile
-    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None)
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
     pids = _pids(out)
     assert pids["v1"] == pids["v2"]  # one kernel for the stage's two variants
     assert (out / "leak-v2.txt").read_text() == "False"  # v1's variables did not reach v2
@@ -136,7 +136,8 @@ def test_variants_of_a_stage_share_a_kernel_with_a_wiped_namespace(fixture_profi
 
 def test_fresh_kernels_give_each_execution_its_own_process(fixture_profile):
     nb_dir, out = fixture_profile
-    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, reuse_kernels=False)
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, reuse_kernels=False,
+               preflight_check=False)
     pids = _pids(out)
     assert pids["v1"] != pids["v2"]
 
@@ -165,7 +166,7 @@ def test_variant_jobs_run_the_rest_of_a_stage_in_worker_processes_after_its_firs
     run_yaml.write_text(json.dumps({**json.loads(run_yaml.read_text()), "train_variants": ["v1", "v2", "v3", "v4"],
                                     "variant_jobs": 2}))
     lines: list[str] = []
-    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append)
+    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append, preflight_check=False)
     assert [t["variant"] for t in result.times] == [None, "v1", "v2", "v3", "v4"]
     assert [t["variant"] for t in json.loads((out / "run_times.json").read_text())] == [None, "v1", "v2", "v3", "v4"]
     pids = _pids(out)
@@ -183,3 +184,80 @@ def test_a_stage_failure_crosses_from_a_worker_process_whole():
     err = pickle.loads(pickle.dumps(runner.StageFailed(Path("out/nb.ipynb"), 3, "ValueError: boom")))
     assert (err.notebook, err.cell, err.error) == (Path("out/nb.ipynb"), 3, "ValueError: boom")
     assert "cell 3" in str(err)
+
+
+def test_a_whole_run_runs_preflight_first_and_stops_on_a_problem(fixture_profile, monkeypatch):
+    from avere_utils import preflight as pf
+
+    nb_dir, out = fixture_profile
+    calls = []
+
+    def fake(profile, overrides=None, *, out=None, **kw):
+        calls.append(out)
+        rep = pf.PreflightReport(profile, out)
+        rep.add("data", pf.PROBLEM, "a clip is missing")
+        return rep
+
+    monkeypatch.setattr(pf, "preflight", fake)
+    lines: list[str] = []
+    with pytest.raises(config.ConfigError, match="preflight found 1 problem"):
+        runner.run("fx", notebooks_dir=nb_dir, echo=lines.append)
+    assert calls == [str(out)] and any("a clip is missing" in line for line in lines)
+    assert not (out / "notebooks").exists()  # nothing ran
+    runner.run("fx", only=["01_a"], notebooks_dir=nb_dir, echo=lambda s: None)  # --only: no preflight
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    assert len(calls) == 1
+
+
+def test_a_whole_run_reuses_what_finished_with_the_same_params_code_and_inputs(fixture_profile):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    assert sorted(p.name for p in (out / "stage_done").iterdir()) == ["01_a.json", "02_b-v1.json", "02_b-v2.json"]
+    rec = json.loads((out / "stage_done" / "02_b-v1.json").read_text())
+    assert rec["inputs"] == {"01_a": json.loads((out / "stage_done" / "01_a.json").read_text())["key"]}
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").iterdir()}
+    lines: list[str] = []
+    result = runner.run("fx", notebooks_dir=nb_dir, echo=lines.append, preflight_check=False)
+    assert result.times == [] and {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").iterdir()} == before
+    log = (out / "run.log").read_text().split("# ")[-1]
+    assert "01_a\treused" in log and "02_b [v2]\treused" in log
+    assert len(json.loads((out / "run_times.json").read_text())) == 3  # the times of what was reused stay
+    # a param of 01_a changes its key and so every key downstream: everything runs
+    result = runner.run("fx", notebooks_dir=nb_dir, overrides={"message": "other"}, echo=lambda s: None,
+                        preflight_check=False)
+    assert [t["stage"] for t in result.times] == ["01_a", "02_b", "02_b"]
+    # a param of 02_b only: 01_a is reused, 02_b runs
+    result = runner.run("fx", notebooks_dir=nb_dir, overrides={"message": "other", "02_b.seed": 3},
+                        echo=lambda s: None, preflight_check=False)
+    assert [t["stage"] for t in result.times] == ["02_b", "02_b"]
+    result = runner.run("fx", notebooks_dir=nb_dir, overrides={"message": "other", "02_b.seed": 3},
+                        echo=lambda s: None, preflight_check=False, reuse=False)
+    assert len(result.times) == 3
+
+
+def test_editing_a_notebooks_code_reruns_it_and_editing_its_prose_does_not(fixture_profile):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    nb = nbformat.read(str(nb_dir / "02_b.ipynb"), as_version=4)
+    nb.cells[0].source = "fixture, reworded"
+    nbformat.write(nb, str(nb_dir / "02_b.ipynb"))
+    assert runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False).times == []
+    nb.cells[2].source += "\nx = 1\n"
+    nbformat.write(nb, str(nb_dir / "02_b.ipynb"))
+    assert len(runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False).times) == 2
+
+
+def test_from_run_brings_the_unchanged_stages_and_runs_the_rest_into_the_new_folder(fixture_profile, tmp_path):
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    new = tmp_path / "new"
+    result = runner.run("fx", out=str(new), from_run=str(out), overrides={"02_b.seed": 5}, variants=["v2"],
+                        notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    assert [(t["stage"], t["variant"]) for t in result.times] == [("02_b", "v2")]
+    log = (new / "run.log").read_text()
+    assert f"01_a\treused\t0.0s\tsame params, notebook code and inputs from {out}" in log
+    assert (new / "notebooks" / "01_a.ipynb").is_file() and (new / "stage_done" / "01_a.json").is_file()
+    assert (new / "b-v2.txt").is_file() and not (new / "b-v1.txt").exists()
+    with pytest.raises(config.ConfigError, match="run folder itself"):
+        runner.run("fx", out=str(out), from_run=str(out), notebooks_dir=nb_dir, echo=lambda s: None,
+                   preflight_check=False)

@@ -112,3 +112,18 @@ def test_reference_seed_values_use_each_seeds_own_reference(tmp_path):
     assert set(values["run"]) == {"base", "seed-1"}
     auc = values[values["quantity"] == "AUC rel>spur"].set_index(["run", "variant"])["value"]
     assert auc[("seed-1", "reference")] == 50.0 and auc[("base", "avem_dpo")] == 100.0
+
+
+def test_reference_seeds_link_the_data_and_retrain_the_reference(tmp_path, monkeypatch):
+    from avere_utils import runner, sweep
+
+    for rel in ("world", "manifests", "pairs", "cache", "models/reference"):
+        (tmp_path / rel).mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(runner, "run", lambda profile, **kw: calls.append(kw))
+    dirs = sweep.reference_seeds("tiny", [1, 2], out=str(tmp_path), echo=lambda s: None)
+    assert [d.name for d in dirs] == ["seed-1", "seed-2"] and len(calls) == 2
+    assert calls[0]["only"][0] == "03_reference_model" and calls[0]["overrides"] == {"03_reference_model.seed": 1}
+    seed_dir = tmp_path / "reference_seeds" / "seed-1"
+    assert (seed_dir / "pairs").is_symlink() and not (seed_dir / "models").exists()  # its own reference
+    assert sweep.reference_seeds("tiny", [1], out=str(tmp_path), echo=lambda s: None) and len(calls) == 2  # done

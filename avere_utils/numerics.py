@@ -146,3 +146,30 @@ def describe() -> dict[str, Any]:
                mkl=torch.backends.mkl.is_available(), mkldnn=torch.backends.mkldnn.is_available(),
                threads=torch.get_num_threads())
     return out
+
+
+def adamw(params, **kw: Any):
+    """torch.optim.AdamW with the same maths but no MKL VML on CPU (docs/models.md, "Same bits on every CPU").
+
+    The default (single-tensor) AdamW computes ``exp_avg_sq.sqrt()`` with ATen's contiguous-float sqrt, which
+    on CPU calls MKL VML (``mkl_vml_kernel_sSqrt_EXHAynn``): a kernel built on ``rsqrtps``, whose low bits each
+    CPU design defines by its own table, so the weights after the first update could differ between CPUs.
+    ``fused=True`` (torch >= 2.4 has a CPU kernel) runs the whole update in one ATen kernel with ATen's own
+    Vectorized sqrt (``sqrtps``, exact IEEE) and no VML.  Used when every parameter is a floating-point CPU
+    tensor (the fused kernel's constraint); otherwise (e.g. CUDA) torch's default is kept.  The choice
+    survives ``load_state_dict`` of a checkpoint written by a non-fused AdamW (which would set fused=None)."""
+    import torch
+
+    params = list(params)
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    fused = bool(tensors) and "foreach" not in kw and all(
+        isinstance(p, torch.Tensor) and p.device.type == "cpu" and torch.is_floating_point(p) for p in tensors)
+    if fused:
+        kw.setdefault("fused", True)
+    opt = torch.optim.AdamW(params, **kw)
+    if opt.defaults.get("fused"):
+        def keep_fused(optimizer, *_args):
+            for group in optimizer.param_groups:
+                group["fused"], group["foreach"] = True, None
+        opt.register_load_state_dict_post_hook(keep_fused)
+    return opt

@@ -13,6 +13,7 @@ Every setting but "kit pins" runs with AVERE_NATIVE_CPU=1, so that avere_utils.n
     .venv/bin/python bench/cpu_paths.py                 # all settings, ~20 SFT steps each
     .venv/bin/python bench/cpu_paths.py --only native "kit pins" --steps 40
     .venv/bin/python bench/cpu_paths.py --emulate EPYC-Milan --steps 5 --only native "kit pins"
+    .venv/bin/python bench/cpu_paths.py --only "kit pins" --steps 5 --optimizer plain   # AdamW as before
 
 `--emulate CPU` runs each setting's process under QEMU's user-mode emulator (`qemu-x86_64 -cpu CPU`, from
 Debian's qemu-user; TCG emulates AVX2 but no AVX-512): the CPU the libraries see (CPUID: vendor, family,
@@ -102,8 +103,10 @@ def probe() -> dict[str, str]:
     return res
 
 
-def short_sft(steps: int, batch_size: int = 4) -> dict:
-    """Build the tiny thinker (seed 0), train `steps` SFT steps on two rendered clips; hash the weights."""
+def short_sft(steps: int, batch_size: int = 4, optimizer: str = "kit") -> dict:
+    """Build the tiny thinker (seed 0), train `steps` SFT steps on two rendered clips; hash the weights.
+    optimizer "kit": run_sft's own construction (`numerics.adamw`: fused AdamW on CPU, no MKL VML); "plain":
+    `torch.optim.AdamW(params, lr=..., weight_decay=...)` as before (single-tensor, sqrt through MKL VML)."""
     import tempfile
 
     import numpy as np
@@ -151,28 +154,38 @@ def short_sft(steps: int, batch_size: int = 4) -> dict:
         # weights on every CPU, so they compare the forward and backward kernels apart from AdamW's update
         import torch
 
+        from avere_utils import numerics
+
         grads: list[str] = []
-        adamw_step = torch.optim.AdamW.step
+        weights: list[str] = []  # the trainable weights after each update
+        fused: list[bool] = []
+        adamw_step, kit_adamw = torch.optim.AdamW.step, numerics.adamw
 
         def step(self, *args, **kwargs):
             grads.append(_digest(p.grad for g in self.param_groups for p in g["params"] if p.grad is not None))
-            return adamw_step(self, *args, **kwargs)
+            fused.append(bool(self.param_groups[0].get("fused")))
+            out = adamw_step(self, *args, **kwargs)
+            weights.append(_digest(p for g in self.param_groups for p in g["params"]))
+            return out
 
         torch.optim.AdamW.step = step
+        if optimizer == "plain":
+            numerics.adamw = lambda params, **kw: torch.optim.AdamW(params, **kw)
         start = time.perf_counter()
         try:
             hist = run_sft(backend, [item(i, labels[i % 2]) for i in range(n_items)], media.__getitem__, cfg,
                            None, qa_per_clip=1)
         finally:
-            torch.optim.AdamW.step = adamw_step
+            torch.optim.AdamW.step, numerics.adamw = adamw_step, kit_adamw
         seconds = time.perf_counter() - start
         final = _digest(t for _, t in sorted(backend.model.state_dict().items()))
-    return {"init": init, "final": final, "grads": grads, "steps": len(hist),
+    return {"init": init, "final": final, "grads": grads, "weights": weights, "fused": any(fused),
+            "optimizer": optimizer, "steps": len(hist),
             "s_per_step": seconds / max(len(hist), 1), "losses": [h["loss"] for h in hist],
             "last_loss": hist[-1]["loss"] if hist else None}
 
 
-def child(steps: int, batch_size: int) -> None:
+def child(steps: int, batch_size: int, optimizer: str = "kit") -> None:
     from avere_utils import numerics  # noqa: I001  (the kit pins the CPU paths before torch is imported)
 
     import torch
@@ -185,18 +198,19 @@ def child(steps: int, batch_size: int) -> None:
            "describe": numerics.describe()}
     out["probe_s"] = time.perf_counter() - start
     if steps:
-        out["sft"] = short_sft(steps, batch_size)
+        out["sft"] = short_sft(steps, batch_size, optimizer)
     print("RESULT " + json.dumps(out), flush=True)
 
 
 def run_setting(name: str, env_over: dict[str, str], steps: int, batch_size: int = 4,
-                emulate: str | None = None) -> dict:
+                emulate: str | None = None, optimizer: str = "kit") -> dict:
     env = {k: v for k, v in os.environ.items() if k not in PIN_VARS}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
     if "__KIT__" not in env_over:
         env["AVERE_NATIVE_CPU"] = "1"
         env.update(env_over)
-    cmd = [sys.executable, __file__, "--child", "--steps", str(steps), "--batch", str(batch_size)]
+    cmd = [sys.executable, __file__, "--child", "--steps", str(steps), "--batch", str(batch_size),
+           "--optimizer", optimizer]
     if emulate:
         cmd = ["qemu-x86_64", "-cpu", emulate, *cmd]
     start = time.perf_counter()
@@ -218,18 +232,23 @@ def main() -> int:
     ap.add_argument("--json", help="write every result here")
     ap.add_argument("--emulate", metavar="CPU", help="run each setting under `qemu-x86_64 -cpu CPU` "
                     "(e.g. EPYC-Milan: AMD Zen3, AVX2 only)")
+    ap.add_argument("--optimizer", choices=("kit", "plain"), default="kit",
+                    help="kit: the kit's AdamW (numerics.adamw, fused on CPU, no MKL VML); plain: "
+                    "torch.optim.AdamW's default single-tensor path (sqrt through MKL VML), as before")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.steps, args.batch)
+        child(args.steps, args.batch, args.optimizer)
         return 0
     names = args.only or list(SETTINGS)
     results = {}
     for name in names:
-        r = results[name] = run_setting(name, SETTINGS[name], args.steps, args.batch, args.emulate)
+        r = results[name] = run_setting(name, SETTINGS[name], args.steps, args.batch, args.emulate,
+                                             args.optimizer)
         sft = r.get("sft", {})
         print(f"{name:40s} cap {r['capability']:8s} probe {r['probe']['all'][:10]}  "
               f"sft {sft.get('final', '')[:10]}  grads {' '.join(g[:8] for g in sft.get('grads', []))}  "
+              f"weights {' '.join(w[:8] for w in sft.get('weights', []))} fused {sft.get('fused')}  "
               f"{sft.get('s_per_step', 0):.3f} s/step  "
               f"{r['wall_s']:.1f} s in all", flush=True)
     base = results.get("native", next(iter(results.values())))["probe"]

@@ -128,3 +128,54 @@ def test_mkl_pin_is_the_free_avx2_branch_and_compatible_stays_reachable():
     p = numerics.plan({"MKL_CBWR": "COMPATIBLE"}, "x86_64", ["avx2"])
     assert p["user_set"] == {"MKL_CBWR": "COMPATIBLE"}
     assert p["set"] == {k: v for k, v in numerics.PINS.items() if k != "MKL_CBWR"}
+
+
+def _adamw_problem(seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(37, 19), (101,), (3, 5, 7)]
+    params = [torch.nn.Parameter(torch.randn(*s, generator=g)) for s in shapes]
+    grads = [[torch.randn(*s, generator=g) for s in shapes] for _ in range(3)]
+    return params, grads
+
+
+def test_kit_adamw_is_the_fused_vml_free_one_with_torchs_maths():
+    """numerics.adamw (used by run_sft and the DPO trainer) builds torch's fused AdamW on CPU (ATen's exact
+    sqrt, no MKL VML), and its updates equal torch.optim.AdamW's default single-tensor ones within 1e-6."""
+    import torch
+
+    kw = dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    ref_params, grads = _adamw_problem()
+    kit_params = [torch.nn.Parameter(p.detach().clone()) for p in ref_params]
+    kit = numerics.adamw(kit_params, **kw)
+    ref = torch.optim.AdamW(ref_params, **kw)
+    assert isinstance(kit, torch.optim.AdamW)
+    assert kit.defaults["fused"] is True and all(g["fused"] for g in kit.param_groups)
+    assert not ref.defaults["fused"] and not ref.defaults["foreach"]  # the former path: sqrt through VML
+    for step_grads in grads:
+        for opt, params in ((kit, kit_params), (ref, ref_params)):
+            for p, gr in zip(params, step_grads):
+                p.grad = gr.clone()
+            opt.step()
+        for a, b in zip(kit_params, ref_params):
+            torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-6)
+    # a checkpoint written by a non-fused AdamW (fused=None in its param groups) keeps the kit's fused path
+    state = ref.state_dict()
+    kit.load_state_dict(state)
+    assert all(g["fused"] is True for g in kit.param_groups)
+    for p, gr in zip(kit_params, grads[0]):
+        p.grad = gr.clone()
+    kit.step()
+
+
+def test_kit_adamw_param_groups_and_non_float_fallback():
+    import torch
+
+    params, _ = _adamw_problem()
+    opt = numerics.adamw([{"params": params[:2]}, {"params": params[2:], "weight_decay": 0.0}], lr=1e-3)
+    assert opt.defaults["fused"] is True and opt.param_groups[1]["weight_decay"] == 0.0
+    # an explicit foreach is the caller's choice: left to torch
+    assert not numerics.adamw(params, lr=1e-3, foreach=False).defaults["fused"]
+    # the fused CPU kernel takes every floating-point dtype (float64 here)
+    assert numerics.adamw([torch.nn.Parameter(torch.randn(3, dtype=torch.float64))], lr=1e-3).defaults["fused"]

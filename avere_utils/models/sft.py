@@ -372,7 +372,10 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
         hidden = backend.thinker.config.get_text_config().hidden_size
         head = PerceptionHead(hidden, video_positions(backend, media_of(first))).to(backend.device)
         params = params + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # AdamW without MKL VML's sqrt (rsqrtps-based, CPU-dependent low bits): numerics.adamw (fused on CPU)
+    from avere_utils.numerics import adamw
+
+    opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total)
     writes = shard.is_main and log_file is not None
     if writes:

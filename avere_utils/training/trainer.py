@@ -159,8 +159,10 @@ class Trainer:
         self.trainable = list(self.backend.trainable_parameters())
         if not self.trainable:
             raise ValueError("the backend has no trainable parameters (was it loaded with LoRA settings?)")
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=params.learning_rate,
-                                           weight_decay=params.weight_decay)
+        # AdamW without MKL VML's sqrt (rsqrtps-based, CPU-dependent low bits): numerics.adamw (fused on CPU)
+        from avere_utils.numerics import adamw
+
+        self.optimizer = adamw(self.trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
         self.scheduler = get_scheduler(params.lr_scheduler, self.optimizer,
                                        num_warmup_steps=math.ceil(params.warmup_ratio * self.total_steps),
                                        num_training_steps=self.total_steps)

@@ -1,4 +1,4 @@
-"""A run's identity: the sha256 of its reference checkpoint and of every adapter (issue 35, item 2).
+"""A run's identity: the sha256 of its reference checkpoint and of every adapter (docs/models.md, "Same bits on every CPU").
 
 `write(run)` hashes the weight files of `<run>/models/reference/` and of each adapter folder
 `<run>/models/<variant>/` and writes `<run>/checksums.json`:

@@ -1,4 +1,4 @@
-"""One numerical code path on every x86-64 CPU (docs/models.md, "Same bits on every CPU"; issue 35).
+"""One numerical code path on every x86-64 CPU (docs/models.md, "Same bits on every CPU").
 
 torch's vectorised ATen kernels, MKL and oneDNN each pick a code path by CPU capability, and the paths sum in
 different orders: the same commit then trains another tiny reference on an AVX2-only CPU than on an AVX-512

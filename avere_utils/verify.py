@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
     sums = ref_dir / checksums.FILE_NAME
     weights_off = []
-    if sums.is_file():  # the committed run's weights (issue 35): the same bits, not only close metrics
+    if sums.is_file():  # the committed run's weights (checksums.json): the same bits, not only close metrics
         try:
             diffs = checksums.compare(out_dir, sums)
         except FileNotFoundError as e:  # a rerun without its weights

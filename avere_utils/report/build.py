@@ -121,7 +121,7 @@ def seed_summary(seeds_dir: Path, variants: list[str], mode: str | None,
 
 
 def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
-    """The story of issue 11 item 4, from this run and its seeds/ reruns: the table (mean ± sd), each
+    """The story, from this run and its seeds/ reruns: the table (mean ± sd), each
     claim with its verdict, which error each ablation costs most, and the Yes-rate figure."""
     values, table = story.load_story(P.run_dir, P.seeds_dir, P.variants, P.story_mode)
     if table.empty:

@@ -48,7 +48,7 @@ ABLATIONS = (("- PMP", "no_pmp"), ("- ERP", "no_erp"), ("- TPD", "no_tpd"))
 FORMS: tuple[tuple[str, str], ...] = (("literal", "avem_dpo"), ("policy", "avem_dpo_policy"),
                                       ("reversed", "avem_dpo_reversed"))
 
-# the bars of issue 11, item 4 (percentage points)
+# the story's bars (percentage points)
 REF_YES_SPURIOUS_MIN = 40.0
 REF_YES_HALLUC_MIN = 40.0
 REF_YES_RELEVANT_MIN = 70.0

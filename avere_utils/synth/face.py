@@ -97,7 +97,7 @@ def _eyes(size: int, emotion: str) -> list[tuple[np.ndarray, RGB]]:
         pupil = ellipse(s, cy + 0.03, cx, 0.03, 0.03)
         lid = stroke(s, [(cy - 0.01, cx - 0.09), (cy + 0.01, cx + 0.09)], W)
         return [(_mirror(white), WHITE), (_mirror(pupil), INK), (_mirror(lid), INK)]
-    if emotion == "neutral":  # steady gaze: round eye, centred pupil
+    if emotion == "neutral":  # steady gaze: circular eye, centred pupil
         return [(_mirror(ellipse(s, cy, cx, 0.055, 0.07)), WHITE), (_mirror(ellipse(s, cy, cx, 0.035, 0.035)), INK)]
     if emotion == "anger":  # glaring: half-covered eye under a slanted dark lid
         white = ellipse(s, cy + 0.01, cx, 0.05, 0.08)

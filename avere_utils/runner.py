@@ -374,13 +374,27 @@ def _sha(obj: Any) -> str:
 _CODE_HASHES: dict[Path, tuple[int, str]] = {}
 
 
+def _code_tokens(source: str) -> list[str] | str:
+    """A cell's Python tokens without comments and blank lines (a reworded comment is not new code); the
+    source itself when it does not tokenize (a cell magic)."""
+    import io
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
+    try:
+        return [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in skip]
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return source
+
+
 def code_hash(notebook: Path) -> str:
-    """The hash of a notebook's code cells but its parameters cell: editing its prose reuses its runs."""
+    """The hash of a notebook's code cells but its parameters cell, comments left out: editing its prose
+    or its comments reuses its runs, editing its code does not."""
     stamp = notebook.stat().st_mtime_ns
     if _CODE_HASHES.get(notebook, (None,))[0] != stamp:
         nb = json.loads(notebook.read_text())
-        code = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in nb["cells"]
-                if c.get("cell_type") == "code"
+        code = [_code_tokens("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+                for c in nb["cells"] if c.get("cell_type") == "code"
                 and not {"parameters", "injected-parameters"} & set(c.get("metadata", {}).get("tags", []))]
         _CODE_HASHES[notebook] = (stamp, _sha(code))
     return _CODE_HASHES[notebook][1]
@@ -410,15 +424,6 @@ def upstream(e: Execution, full: Sequence[Execution]) -> list[Execution]:
             and (u.variant is None or e.variant is None or u.variant == e.variant)]
 
 
-def execution_keys(full: Sequence[Execution], run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, str]:
-    """The key of every execution of `full` (a whole plan, in order) were the whole plan run as given."""
-    keys: dict[str, str] = {}
-    for e in full:
-        inputs = {execution_name(u): keys[execution_name(u)] for u in upstream(e, full)}
-        keys[execution_name(e)] = _sha([params_hash(e, run_dir, notebooks_dir), inputs])
-    return keys
-
-
 def read_record(run_dir: Path, name: str) -> dict[str, Any]:
     path = run_dir / STAGE_DONE / f"{name}.json"
     try:
@@ -443,6 +448,14 @@ def _outputs(run_dir: Path, e: Execution) -> list[Path]:
     for pattern in STAGE_OUTPUTS.get(e.stage, ()):
         found += sorted(run_dir.glob(pattern.format(v=e.variant or "")))
     return found
+
+
+def outputs_present(run_dir: Path, e: Execution) -> bool:
+    """Whether a finished execution's executed notebook and named outputs are still there (a folder
+    deleted by hand is made again, whatever its record says)."""
+    named = [p.format(v=e.variant or "") for p in STAGE_OUTPUTS.get(e.stage, ()) if "*" not in p and p != "cache"]
+    return (run_dir / "notebooks" / f"{execution_name(e)}.ipynb").is_file() and all(
+        (run_dir / rel).exists() for rel in named)
 
 
 def prepare_execution(run_dir: Path, e: Execution) -> None:
@@ -470,15 +483,19 @@ def link_execution(src: Path, run_dir: Path, e: Execution) -> None:
             shutil.copy2(path, dst)
 
 
-def reuse_pass(run_dir: Path, execs: Sequence[Execution], full: Sequence[Execution], keys: Mapping[str, str],
-               src: Path | None, variants: Sequence[str] | None, reuse: bool = True
-               ) -> tuple[list[Execution], list[tuple[Execution, str]]]:
+def reuse_pass(run_dir: Path, execs: Sequence[Execution], full: Sequence[Execution],
+               params_hashes: Mapping[str, str], src: Path | None, variants: Sequence[str] | None,
+               reuse: bool = True) -> tuple[list[Execution], list[tuple[Execution, str]]]:
     """Which planned executions still run, and what is reused: (execution, "reused" in place or the run
-    it was linked from).
+    it was linked from).  An execution's key chains its params hash with its upstream executions' keys
+    (`full`: the whole profile, in order); that of an execution this run does not plan is the one its record
+    holds once brought here, so what runs is keyed on the inputs it really reads.
     With `src`, the executions upstream of the first planned stage are linked from it as they are (a sweep
     point's shared data, pairs and reference), and any other execution of the profile whose key matches
     there comes along too (the reference's evaluations of an ablation)."""
     import shutil
+
+    keys: dict[str, str] = {}
 
     planned = {execution_name(e) for e in execs}
     order = list(dict.fromkeys(e.stage for e in full))
@@ -487,11 +504,13 @@ def reuse_pass(run_dir: Path, execs: Sequence[Execution], full: Sequence[Executi
     linked_any = False
     for e in full:
         name = execution_name(e)
+        keys[name] = _sha([params_hashes[name], {execution_name(u): keys[execution_name(u)] for u in upstream(e, full)}])
         if name in planned:
-            if reuse and read_record(run_dir, name).get("key") == keys[name]:
+            if reuse and read_record(run_dir, name).get("key") == keys[name] and outputs_present(run_dir, e):
                 reused.append((e, "reused"))
                 continue
-            if reuse and src is not None and read_record(src, name).get("key") == keys[name]:
+            if reuse and src is not None and read_record(src, name).get("key") == keys[name] \
+                    and outputs_present(src, e):
                 link_execution(src, run_dir, e)
                 reused.append((e, str(src)))
                 linked_any = True
@@ -504,6 +523,8 @@ def reuse_pass(run_dir: Path, execs: Sequence[Execution], full: Sequence[Executi
                 link_execution(src, run_dir, e)
                 reused.append((e, str(src)))
                 linked_any = True
+        if name not in planned:
+            keys[name] = read_record(run_dir, name).get("key", keys[name])
     if linked_any and (src / "figures").is_dir():  # the figures of what was brought; a stage run here redraws its own
         for f in (src / "figures").iterdir():
             if f.is_file() and not (run_dir / "figures" / f.name).exists():
@@ -546,16 +567,19 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
             raise config.ConfigError(f"--from {from_run}: no such run folder")
         if src.resolve() == run_dir.resolve():
             raise config.ConfigError(f"--from {from_run} is the run folder itself; give --out a new folder")
-    # the keys of every execution of the whole profile (a stage's key chains its upstream executions' keys)
-    _, full = plan(profile, out=str(run_dir), overrides=overrides, notebooks_dir=notebooks_dir)
-    keys = execution_keys(full, run_dir, notebooks_dir)
+    # every execution of the whole profile: a stage's key chains its upstream executions' keys
+    try:
+        _, full = plan(profile, out=str(run_dir), overrides=overrides, notebooks_dir=notebooks_dir)
+    except config.ConfigError:  # an override only the planned stages accept: key those alone
+        full = execs
+    params_hashes = {execution_name(e): params_hash(e, run_dir, notebooks_dir) for e in full}
     run_dir.mkdir(parents=True, exist_ok=True)
     # every notebook of this run is ours until it ends; an overlapping run is refused before anything runs
     locks = [(runlock.lock_name(e.stage, e.variant), e.label) for e in execs]
     with runlock.hold(run_dir, list(dict.fromkeys(locks))):
         reused: list[tuple[Execution, str]] = []
         if src is not None or (reuse and only is None):
-            execs, reused = reuse_pass(run_dir, execs, full, keys, src, variants, reuse)
+            execs, reused = reuse_pass(run_dir, execs, full, params_hashes, src, variants, reuse)
         try:
             return _run_locked(run_dir, execs, profile, run_config, jobs, notebooks_dir, echo, reuse_kernels,
                                full, reused)

@@ -235,11 +235,14 @@ def test_a_whole_run_reuses_what_finished_with_the_same_params_code_and_inputs(f
     assert len(result.times) == 3
 
 
-def test_editing_a_notebooks_code_reruns_it_and_editing_its_prose_does_not(fixture_profile):
+def test_editing_a_notebooks_code_reruns_it_and_editing_its_prose_or_comments_does_not(fixture_profile):
     nb_dir, out = fixture_profile
     runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
     nb = nbformat.read(str(nb_dir / "02_b.ipynb"), as_version=4)
     nb.cells[0].source = "fixture, reworded"
+    nbformat.write(nb, str(nb_dir / "02_b.ipynb"))
+    assert runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False).times == []
+    nb.cells[2].source += "\n# a comment, reworded later\n"
     nbformat.write(nb, str(nb_dir / "02_b.ipynb"))
     assert runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False).times == []
     nb.cells[2].source += "\nx = 1\n"
@@ -261,3 +264,22 @@ def test_from_run_brings_the_unchanged_stages_and_runs_the_rest_into_the_new_fol
     with pytest.raises(config.ConfigError, match="run folder itself"):
         runner.run("fx", out=str(out), from_run=str(out), notebooks_dir=nb_dir, echo=lambda s: None,
                    preflight_check=False)
+
+
+def test_a_rerun_keys_what_it_reads_not_what_it_would_have_built(fixture_profile, tmp_path):
+    """A sweep-like run (--from, --only the later stage, a bare key every stage has): the stage linked from
+    the base run keeps its own key, so a second identical run reuses what the first ran."""
+    nb_dir, out = fixture_profile
+    runner.run("fx", notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+    new = tmp_path / "point"
+
+    def point_run():
+        return runner.run("fx", only=["02_b"], out=str(new), from_run=str(out), overrides={"seed": 7},
+                          notebooks_dir=nb_dir, echo=lambda s: None, preflight_check=False)
+
+    assert len(point_run().times) == 2
+    assert json.loads((new / "stage_done" / "01_a.json").read_text()) == json.loads(
+        (out / "stage_done" / "01_a.json").read_text())
+    assert point_run().times == []
+    (new / "notebooks" / "02_b-v1.ipynb").unlink()  # an output gone: that execution runs again
+    assert [t["variant"] for t in point_run().times] == ["v1"]

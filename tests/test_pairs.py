@@ -124,7 +124,11 @@ def params_for(tmp_path: Path, **kw) -> PairParams:
     base = dict(run_dir=str(tmp_path), data_root=str(tmp_path), pairs_dir=str(tmp_path / "pairs"),
                 released_json_file=str(tmp_path / "pairs" / "released_format.json"),
                 released_media_dir=str(tmp_path), llm_cache_dir=str(tmp_path / "llm_cache"),
-                manifest_file=str(tmp_path / "none.jsonl"), figures_dir=str(tmp_path / "figures"))
+                manifest_file=str(tmp_path / "none.jsonl"), figures_dir=str(tmp_path / "figures"),
+                # these tests pin the cue-swap stress form, the uniform kinds and clip donors they check; the
+                # tiny defaults (answer_only, 2:1:1, counterfactual) have their own tests (test_counterfactual.py)
+                stress_responses="cue_swap", stress_kind_weights={}, pmp_video_source="other_clip",
+                pmp_audio_source="other_clip")
     return PairParams(**{**base, **kw})
 
 
@@ -629,6 +633,22 @@ def test_pmp_donor_reuses_the_donor_clips_cache_entry(media_world, tmp_path):
     for r in rows:
         load_pair_media(r, settings, cache)
     assert cache.misses == misses and cache.hits >= 2 * len(rows)
+
+
+def test_answer_only_pairs_and_counterfactual_without_recipes(world, tmp_path):
+    """The tiny defaults on a hand-made world: bare-answer stress samples, all valid; no world_summary.json,
+    so no recipe to re-render: every sample keeps a clip donor, counted as a fallback."""
+    _, items = world
+    p = params_for(tmp_path, stress_responses="answer_only", stress_kind_weights={"relevant": 2.0, "spurious": 1.0,
+                                                                                   "hallucination": 1.0},
+                   pmp_video_source="counterfactual", pmp_audio_source="counterfactual")
+    result = build_pairs(p, items[:40], progress=False)
+    stress = [r for r in result.rows if r["family"].endswith("_stress")]
+    assert stress and result.stats["counts"].get("invalid", 0) == 0
+    assert all(r["chosen"] in ("Yes (A)", "No (B)") and r["rejected_vr"] == r["rejected_er"] != r["chosen"]
+               for r in stress)
+    assert result.stats["counts"]["pmp_fallback_no_recipe"] == len(result.rows)
+    assert not any("/counterfactual/" in r["video_l"] + r["audio_l"] for r in result.rows)
 
 
 def test_llm_workers_do_not_change_the_result(world, tmp_path):

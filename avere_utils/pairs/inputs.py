@@ -11,6 +11,7 @@ loader did for audio.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 
 from avere_utils.media import MediaError, MediaSettings, load_media
 from avere_utils.records import Media
+
+log = logging.getLogger(__name__)
 
 NOISE_PREFIX = "noise:"
 
@@ -222,8 +225,13 @@ class CounterfactualInputs:
 
         self.root = world_root
         self.sources = {"visual": video_source, "audio": audio_source}
-        self.cfg, _ = world_config(world_root)
-        self.specs = world_specs(world_root, ("train_source",))
+        try:
+            self.cfg, _ = world_config(world_root)
+            self.specs = world_specs(world_root, ("train_source",))
+        except FileNotFoundError as err:  # real data, or a hand-made folder: no recipe to re-render
+            log.warning("PMP counterfactual inputs: %s; every sample keeps the other_clip input (counted as "
+                        "pmp_fallback_no_recipe)", err)
+            self.cfg, self.specs = None, {}
         self.pending: dict[str, Any] = {}
         self.counts: dict[str, int] = defaultdict(int)
 
@@ -253,4 +261,6 @@ class CounterfactualInputs:
         """Render the counterfactual clips the samples name (those not on disk yet)."""
         from avere_utils.synth.counterfactual import render_counterfactuals
 
+        if not self.pending:
+            return 0
         return render_counterfactuals(list(self.pending.values()), self.root, self.cfg)

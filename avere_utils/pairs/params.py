@@ -51,16 +51,19 @@ class PairParams(StageParams):
     max_pairs: int = param(0, "0 = no cap; otherwise a family-balanced subsample")
     family_weights: dict[str, float] = param(_default_family_weights(), "target share of each sample family "
                                                                          "(normalised; 0 = none of that family)")
-    stress_kind_weights: dict[str, float] = param({}, "what a stress sample asks about: weights of relevant, "
-                                                      "spurious, hallucination ({} = uniform; docs/pairs.md)")
-    stress_responses: str = param("cue_swap", "how a stress sample's three responses differ: cue_swap (each rests "
+    stress_kind_weights: dict[str, float] = param(
+        {"relevant": 2.0, "spurious": 1.0, "hallucination": 1.0},
+        "what a stress sample asks about: weights of relevant, spurious, hallucination ({} = uniform; 2:1:1 makes "
+        "half the chosen answers Yes; docs/pairs.md)")
+    stress_responses: str = param("answer_only", "how a stress sample's three responses differ: cue_swap (each rests "
                                               "on another cue) | same_cue (all rest on the asked cue) | answer_only "
                                               "(bare Yes (A) / No (B)); docs/pairs.md")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input, per modality: PMP_SOURCES above
-    pmp_video_source: str = param("other_clip", f"the PMP rejected video: {' | '.join(PMP_SOURCES)}")
-    pmp_audio_source: str = param("other_clip", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
+    pmp_video_source: str = param("counterfactual", f"the PMP rejected video: {' | '.join(PMP_SOURCES)} "
+                                                    "(counterfactual: synthetic world only)")
+    pmp_audio_source: str = param("counterfactual", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
     # LLM generator (any OpenAI-compatible endpoint)
     llm_base_url: str = param("http://127.0.0.1:8000/v1", "the endpoint of generator llm")
     llm_model: str = param("gemini-2.5-flash", "the model name sent to that endpoint")

@@ -105,7 +105,7 @@ class EmoRealmParams(EvalParams):
                                    "(manifest <manifest_dir>/<name>.jsonl from notebook 01), scored into "
                                    "metrics/<name>-<variant>.json; '' = none")
     heldout_modes: list[str] = param(["scoring"], "the modes the held-out wordings are read in")
-    media_sensitivity: list[str] = param(["emorealm", "emorealm_heldout"], "stress sets whose Yes log-odds are "
+    media_sensitivity: list[str] = param(["emorealm"], "stress sets whose Yes log-odds are "
                                          "also read under counterfactual media, noise and no media (synthetic world "
                                          "only: the counterfactual needs the clip's recipe); [] = none")
 

@@ -36,7 +36,7 @@ from avere_utils.models.processor import (
     media_or_none,
     render_prompt,
 )
-from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key
+from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key, prefix_units
 from avere_utils.paths import check_output_path
 from avere_utils.records import Example, Media
 
@@ -363,12 +363,17 @@ class OmniBackend(Backend):
 
     # --- Backend API ----------------------------------------------------------------------------
     def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False,
-                          encoder_sink: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          encoder_sink: list | None = None, clip_prefix: bool = False
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """See Backend.  encoder_sink (not with share_prefix): a list that receives each example's
-        (video tokens, audio tokens) from this forward's encoders."""
+        (video tokens, audio tokens) from this forward's encoders.  clip_prefix (SFT): the examples about
+        one clip run their common first tokens (system turn and media block) once (`_clip_prefix_logprobs`)."""
         if share_prefix:
             return self._shared_prefix_logprobs(examples, grad=grad)
         batch = self._build(examples, with_response=True)
+        if clip_prefix and self._packed_mask_form() is not None:
+            with contextlib.nullcontext() if grad else torch.no_grad():
+                return self._clip_prefix_logprobs(batch, encoder_sink)
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
             embeds = self._embed(batch, encoder_sink)
@@ -382,6 +387,83 @@ class OmniBackend(Backend):
             row = torch.arange(len(examples), device=self.device)[:, None].expand_as(target)[target]
             logp = torch.zeros(len(examples), device=self.device, dtype=torch.float32).index_add(0, row, lp)
         return logp, batch.response_mask.sum(1).to(self.device)
+
+    def _clip_prefix_logprobs(self, batch: _Batch, sink: list | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """sequence_logprobs of a built batch with each clip's common first tokens run once.
+
+        A training batch holds several examples about each clip (label, description, questions): their rows
+        start with the same system turn and media block, about two thirds of a tiny-profile SFT row.  Here the
+        rows of one clip form a unit (`shared_prefix.prefix_units`): its common first c tokens run once (pass
+        1, KV cache kept in the graph), then every row's remaining tokens (the question, the response) run
+        as one right-padded row that attends its unit's cached prefix and, causally, itself (pass 2, a 4-D
+        mask as in candidate packing).  Positions are each row's own TMRoPE positions, so every token sees
+        the same keys, values and rotary positions as in the row's own pass: the same numbers up to
+        floating-point summation order, with no padding of one row to another's prompt length."""
+        dev = self.device
+        embeds = self._embed(batch, sink)
+        pos, _ = self._positions(batch)
+        b, length = batch.input_ids.shape
+        lens = [int(x) for x in batch.attention_mask.sum(1)]
+        rlens = [int(x) for x in batch.response_mask.sum(1)]
+        rows = [batch.input_ids[i, length - lens[i]:].tolist() for i in range(b)]
+
+        def verify(h: int, i: int, c: int) -> int:
+            sh, si = length - lens[h], length - lens[i]
+            differs = ((embeds[h, sh:sh + c] != embeds[i, si:si + c]).any(-1)
+                       | (pos[:, h, sh:sh + c] != pos[:, i, si:si + c]).any(0))
+            return int(differs.nonzero()[0, 0]) if bool(differs.any()) else c
+
+        keys = [("clip", k) if k is not None else ("text",) for k in batch.media_of_row]
+        units = prefix_units(keys, rows, [n - r for n, r in zip(lens, rlens)], verify=verify)
+        unit_of = [0] * b
+        cut = [0] * b
+        for u, (members, c) in enumerate(units):
+            for i in members:
+                unit_of[i], cut[i] = u, c
+        # pass 1: each unit's prefix, right-padded to the longest (a padding input then attends the real
+        # tokens before it: no all-masked row, whose NaN would reach pass 2 through the cached values)
+        big_c = max(c for _, c in units)
+        n_u = len(units)
+        att_p = torch.zeros((n_u, big_c), dtype=torch.long, device=dev)
+        pos_p = torch.ones((3, n_u, big_c), dtype=pos.dtype, device=dev)
+        emb_p = []
+        for u, (members, c) in enumerate(units):
+            h, st = members[0], length - lens[members[0]]
+            att_p[u, :c] = 1
+            pos_p[:, u, :c] = pos[:, h, st:st + c]
+            emb_p.append(F.pad(embeds[h, st:st + c], (0, 0, 0, big_c - c)))
+        cache = DynamicCache(config=self.thinker.config.get_text_config())
+        _, cache = self._lm(torch.stack(emb_p), att_p, pos_p, cache)
+        # pass 2: each row's own remaining tokens, right-padded, after its unit's cache
+        seg = [lens[i] - cut[i] for i in range(b)]
+        s = max(seg)
+        tok = torch.full((b, s), self.pad_id, dtype=torch.long)
+        resp = torch.zeros((b, s), dtype=torch.bool)
+        block = torch.zeros((b, s, s), dtype=torch.bool)
+        pos_s = torch.ones((3, b, s), dtype=pos.dtype, device=dev)
+        emb_s = []
+        for i in range(b):
+            st, n = length - lens[i] + cut[i], seg[i]
+            tok[i, :n] = batch.input_ids[i, st:]
+            resp[i, n - rlens[i]:n] = True
+            block[i, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+            pos_s[:, i, :n] = pos[:, i, st:]
+            emb_s.append(F.pad(embeds[i, st:], (0, 0, 0, s - n)))
+        idx = torch.tensor(unit_of, device=dev)
+        cache_s = DynamicCache(config=self.thinker.config.get_text_config())
+        for layer_idx, layer in enumerate(cache.layers):
+            cache_s.update(layer.keys[idx], layer.values[idx], layer_idx)
+        form = self._packed_mask_form()
+        # a padding input sees its unit's prefix only (never an empty row of keys)
+        mask = attention_mask_4d(att_p[idx], block.to(dev), additive_dtype=self.dtype if form == "additive" else None)
+        hidden, _ = self._lm(torch.stack(emb_s), mask, pos_s, cache_s)
+        target = resp[:, 1:].to(dev)
+        h = hidden[:, :-1][target]  # the hidden state before each response token predicts it
+        lp = torch.log_softmax(self.thinker.lm_head(h).float(), dim=-1)
+        lp = lp.gather(-1, tok[:, 1:].to(dev)[target][:, None])[:, 0]
+        row = torch.arange(b, device=dev)[:, None].expand_as(target)[target]
+        logp = torch.zeros(b, device=dev, dtype=torch.float32).index_add(0, row, lp)
+        return logp, batch.response_mask.sum(1).to(dev)
 
     def _prompt_pass(self, batch: _Batch, *, nest: bool) -> _PromptState:
         """Run the (left-padded) prompts once, keeping the KV cache (in the graph when grad is on).

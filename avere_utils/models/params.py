@@ -42,9 +42,11 @@ class ReferenceParams(StageParams):
                                     "epoch)")
     sft_label_repeats: int = param(3, "label examples per clip per epoch (see sft.sft_records)")
     sft_perception_weight: float = param(1.0, "auxiliary perception loss on the encoders (models/perception.py); 0 = off")
-    sft_length_groups: int = param(2, "each main-SFT batch runs as this many forwards of examples of similar length "
-                                      "(the same examples and loss, less padding); 1: one padded forward. The "
-                                      "presence phase, with little padding, runs one per SFT worker")
+    sft_length_groups: int = param(2, "each main-SFT batch runs as this many forwards (at least one per SFT worker), "
+                                      "each a part of whole clips whose records share one pass of the clip's media "
+                                      "block (sft.SFTConfig.clip_prefix; without it: examples of similar length, "
+                                      "less padding). Same examples and loss. The presence phase runs one per SFT "
+                                      "worker")
     sft_workers: int = param(2, "SFT processes, each at torch_threads, sharing every batch (models/sft_workers.py): "
                                 "the same reference on any machine for a given value, faster with that many cores; "
                                 "a different value changes the float order (like the seed). CPU only; 1: in-process")

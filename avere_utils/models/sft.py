@@ -239,6 +239,11 @@ class SFTConfig:
     # a batch runs as this many forwards of similar-length examples (sorted by characters): the same
     # examples and the same loss with less padding (a quarter of a main-SFT batch's tokens were padding)
     length_groups: int = _stage("sft_length_groups")
+    # the examples about one clip run their common first tokens (system turn, media block: two thirds of a
+    # row) once per forward (OmniBackend.sequence_logprobs(clip_prefix=True)); the batch's forwards are then
+    # `length_groups` parts of whole clips of about equal size (`clip_parts`) instead of length-sorted ones.
+    # Same loss and gradients up to float summation order ("SFT cost", docs/models.md)
+    clip_prefix: bool = True
 
 
 def length_parts(examples: Sequence[Example], groups: int) -> list[list[int]]:
@@ -250,16 +255,29 @@ def length_parts(examples: Sequence[Example], groups: int) -> list[list[int]]:
     return [p for p in (order[k * len(order) // groups:(k + 1) * len(order) // groups] for k in range(groups)) if p]
 
 
+def clip_parts(examples: Sequence[Example], keys: Sequence[Any], groups: int) -> list[list[int]]:
+    """The examples' indexes in `groups` parts of about equal size (characters of prompt and response, the
+    part of a row a clip's examples do not share), each a run of whole clips (`keys`, e.g. the item ids;
+    `shared_prefix.balanced_chunks`: at most groups - 1 clips are cut between two parts)."""
+    from avere_utils.models.shared_prefix import balanced_chunks
+
+    costs = [len(ex.prompt) + len(ex.response or "") for ex in examples]
+    return balanced_chunks(keys, costs, groups)
+
+
 def grouped_logprobs(backend: Any, examples: Sequence[Example], parts: Sequence[Sequence[int]],
-                     sink: list | None = None) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+                     sink: list | None = None, *, clip_prefix: bool = False
+                     ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """backend.sequence_logprobs(..., grad=True) with one forward per part; returns the indexes the parts
     cover, in increasing order, and their log-probs and token counts in that order.  sink (a list)
     receives their encoder outputs, in the same order, when the backend can hand them over
-    (OmniBackend's encoder_sink); otherwise it stays empty."""
+    (OmniBackend's encoder_sink); otherwise it stays empty.  clip_prefix: passed on where the backend
+    takes it (a clip's examples share their common first tokens' pass)."""
     pass_sink = sink is not None and _takes_sink(backend)
+    extra = {"clip_prefix": True} if clip_prefix and _takes(backend, "clip_prefix") else {}
     got: dict[int, tuple[Any, Any, Any]] = {}
     for part in parts:
-        kw: dict[str, Any] = {"encoder_sink": []} if pass_sink else {}
+        kw: dict[str, Any] = {"encoder_sink": [], **extra} if pass_sink else dict(extra)
         lp, n = backend.sequence_logprobs([examples[i] for i in part], grad=True, **kw)
         for j, i in enumerate(part):
             got[i] = (lp[j], n[j], kw["encoder_sink"][j] if pass_sink else None)
@@ -280,9 +298,13 @@ def length_grouped_logprobs(backend: Any, examples: Sequence[Example], groups: i
 
 
 def _takes_sink(backend: Any) -> bool:
+    return _takes(backend, "encoder_sink")
+
+
+def _takes(backend: Any, name: str) -> bool:
     import inspect
 
-    return "encoder_sink" in inspect.signature(backend.sequence_logprobs).parameters
+    return name in inspect.signature(backend.sequence_logprobs).parameters
 
 
 def perception_step_loss(backend: Any, head: torch.nn.Module, batch: Sequence[SFTRecord],
@@ -404,7 +426,13 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                     g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
                 examples = [Example(r.prompt, None if r.text_only else media_of(r.item_id), r.response) for r in batch]
                 encoded: list | None = [] if head is not None else None
-                mine, logp, n = grouped_logprobs(backend, examples, shard.mine(length_parts(examples, groups)), encoded)
+                if cfg.clip_prefix:
+                    parts = clip_parts(examples, [("", i) if r.text_only else (r.item_id,) for i, r in enumerate(batch)],
+                                       groups)
+                else:
+                    parts = length_parts(examples, groups)
+                mine, logp, n = grouped_logprobs(backend, examples, shard.mine(parts), encoded,
+                                                 clip_prefix=cfg.clip_prefix)
                 aux, n_clips = (None, 0) if head is None else perception_step_loss(
                     backend, head, batch, media_of, targets, encoded, mine=mine)
                 # the batch's normalisers come from every worker: tokens, examples, clips with targets

@@ -71,3 +71,50 @@ def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: f
             plan.append(None)
             roots.append(j)
     return plan
+
+
+def prefix_units(keys: Sequence[Hashable], rows: Sequence[Sequence[int]], prompt_lens: Sequence[int], *,
+                 verify: Callable[[int, int, int], int] | None = None) -> list[tuple[list[int], int]]:
+    """Training rows (prompt + response token ids) that may share one pass of their common first tokens:
+    [(members, c)], one unit per distinct key (a clip; in first-seen order), members in row order, c the
+    number of first tokens every member has in common with the unit's first member.
+
+    c stops before each member's last prompt token (that token's hidden state predicts the first response
+    token, so it runs in the member's own segment) and is at least 1 (every member's segment then sees a
+    key: no all-masked attention row).  verify(first, member, c) -> c' <= c: how much of the common ids
+    is really common (the same ids must also mean the same embeddings and positions)."""
+    if not (len(keys) == len(rows) == len(prompt_lens)):
+        raise ValueError("prefix_units: keys, rows and prompt_lens differ in length")
+    if any(n < 2 for n in prompt_lens):
+        raise ValueError("prefix_units: every prompt needs at least 2 tokens")
+    heads, group = group_by_prefix(keys)
+    units: list[tuple[list[int], int]] = []
+    for g, head in enumerate(heads):
+        members = [i for i, k in enumerate(group) if k == g]
+        c = min(prompt_lens[i] - 1 for i in members)
+        for i in members[1:]:
+            c = min(c, common_prefix_length(rows[head], rows[i]))
+            if verify is not None and c > 0:
+                c = verify(head, i, c)
+        units.append((members, max(c, 1)))
+    return units
+
+
+def balanced_chunks(keys: Sequence[Hashable], costs: Sequence[float], groups: int) -> list[list[int]]:
+    """The indexes in `groups` parts of about equal cost, each a contiguous run of the indexes ordered by
+    key (keys in first-seen order, stable within a key): so a key's items share a part except where a cut
+    falls inside them (at most groups - 1 keys are split).  Item i goes to the part in which the middle of
+    its cost falls on the cumulative scale; empty parts are dropped.  groups <= 1: one part, in key order."""
+    _, group = group_by_prefix(keys)
+    order = sorted(range(len(keys)), key=lambda i: (group[i], i))
+    if groups <= 1:
+        return [order] if order else []
+    total = float(sum(costs[i] for i in order))
+    parts: list[list[int]] = [[] for _ in range(groups)]
+    run = 0.0
+    for i in order:
+        mid = run + costs[i] / 2
+        run += costs[i]
+        k = min(int(mid * groups / total), groups - 1) if total > 0 else 0
+        parts[k].append(i)
+    return [p for p in parts if p]

@@ -12,9 +12,11 @@ from typing import Sequence
 import pandas as pd
 
 from avere_utils.paths import REPO_ROOT, atomic_write_text
-from avere_utils.report import descriptions, discrimination, figures, story
+from avere_utils.report import bars, descriptions, discrimination, figures, first_screen, story
+from avere_utils.report.first_screen import paper_column_names
 from avere_utils.report.params import ResultsParams
 from avere_utils.report.tables import (
+    EMER_COLUMNS,
     PAPER_SCORING_MODE,
     PARTIAL_MARK,
     TABLE2_COLUMNS,
@@ -137,7 +139,8 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
     rep.tables["ablation_costs"] = costs
     n_runs = int(table["n"].max())
     md = [f"## The story, measured (mode `{P.story_mode}`, {n_runs} run(s) per trained variant)", "",
-          f"Mean ± sample sd over this run and the reruns in `{P.seeds_dir}` (`avere-kit seeds`); the reference "
+          f"Mean ± sample sd over this run and the reruns in `{run_relative(P.seeds_dir, P.run_dir)}` "
+          f"(`avere-kit seeds`); the reference "
           f"is not retrained by the seeds, so it has one run. Yes-rates: share of EmoReAlM stress items of each "
           f"kind answered Yes (right answer: Yes for relevant, No for spurious and hallucination). EMER scores "
           f"1-10 (higher = fewer such errors). `HO`: the same stress questions in held-out wordings that no "
@@ -187,6 +190,7 @@ def discrimination_section(P: ResultsParams, rep: Report, fig_dir: Path, story_t
     f = figures.matched_yes_rates(story_table, table, fig_dir / "matched_yes_rates.png", P.variants)
     if f:
         rep.figures["matched_yes_rates"] = f
+        md += ["![matched_yes_rates](figures/matched_yes_rates.png)", ""]
     return md + media_sensitivity_section(P, rep) + reference_seed_section(P, rep)
 
 
@@ -203,7 +207,10 @@ def media_sensitivity_section(P: ResultsParams, rep: Report) -> list[str]:
             "Yes/No changes from the real to the counterfactual clip; the right answer flips for relevant and "
             "hallucination items and stays No for spurious ones. `Yes text` / `Yes noise`: the Yes-rate over all "
             "stress items without media and with the asked modality replaced by noise. Mean ± sd as above.", "",
-            markdown_table(story.wide_table(table, P.variants, discrimination.FLIP_QUANTITIES), index=True), ""]
+            markdown_table(story.wide_table(table, P.variants, discrimination.FLIP_QUANTITIES), index=True), "",
+            *_figure_lines(Path(P.run_dir), "pairs_pmp_inputs",
+                           "The counterfactual inputs (stage 02): the clip the preference pairs contrast with the real "
+                           "one, the same emotion with the cited cue toggled; the flips above are measured on such clips.")]
 
 
 def reference_seed_section(P: ResultsParams, rep: Report) -> list[str]:
@@ -233,12 +240,81 @@ def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], 
         return []
     rep.tables["descriptions"] = comp
     return [f"## What the models wrote about {comp['clip'].nunique()} held-out EMER clips", "",
+            *_figure_lines(Path(P.run_dir), "01_frames", "What the models see: frames of the synthetic world's clips "
+                           "(stage 01), each emotion drawn with its typical cues and some context."),
             "Greedy descriptions of test clips no model trained on. Each cited cue is marked from the clip's "
             "cue record: [✓] present and typical of the emotion, [ABSENT] typical but not in the clip (a "
             "hallucination), [context] in the clip but irrelevant (a spurious association), [context, not in "
             "clip] a background or sound the clip does not have (both at once: the training source's context "
             "cited from the text prior), [not in clip] another emotion's cue.", "",
             *descriptions.markdown_lines(comp)]
+
+
+def run_relative(path: str | Path, run_dir: str | Path) -> str:
+    """`path` relative to the run folder (the run's name for the run folder itself), else to the repository
+    root; an absolute path of the machine never reaches the report."""
+    p, run = Path(path).resolve(), Path(run_dir).resolve()
+    if p == run:
+        return "."
+    for base, prefix in ((run, ""), (REPO_ROOT.resolve(), "")):
+        try:
+            return prefix + p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return p.name
+
+
+def strip_machine_paths(text: str, run_dir: str | Path) -> str:
+    """The run folder's absolute path (resolved and as given) -> relative to it; the repository root -> `.`."""
+    run = Path(run_dir)
+    for a in sorted({str(run.resolve()), str(run.absolute())}, key=len, reverse=True):
+        text = text.replace(a + "/", "").replace(a, ".")
+    return text.replace(str(REPO_ROOT.resolve()) + "/", "").replace(str(REPO_ROOT.resolve()), ".")
+
+
+def _figure_lines(run_dir: Path, name: str, caption: str) -> list[str]:
+    f = run_dir / "figures" / f"{name}.png"
+    return [caption, "", f"![{name}](figures/{name}.png)", ""] if f.is_file() else []
+
+
+CONFUSION_BENCHES = ("dfew", "ravdess", "mer2023")
+
+
+def appendix_figures(run_dir: Path, fig_dir: Path, variants: Sequence[str], rep: Report) -> list[str]:
+    """The per-variant figures of the evaluation notebooks: the confusion matrices as one grid, the others
+    linked."""
+    md = []
+    rows = [[fig_dir / f"confusion-{b}-{v}.png" for v in variants] for b in CONFUSION_BENCHES]
+    f = figures.png_grid(rows, fig_dir / "confusion_grid.png", list(CONFUSION_BENCHES), list(variants))
+    if f:
+        rep.figures["confusion_grid"] = f
+        md += ["Confusion matrices (rows: benchmark, columns: variant; stage 05, scoring mode of its notebook):", "",
+               "![confusion_grid](figures/confusion_grid.png)", ""]
+    links = []
+    for prefix, what in (("classification-modes", "classification per scoring mode"),
+                         ("emorealm-stress-kinds", "EmoReAlM stress kinds per mode"), ("emorealm", "EmoReAlM tasks"),
+                         ("emer", "EMER scores"), ("margins", "reward margins")):
+        found = [v for v in variants if (fig_dir / f"{prefix}-{v}.png").is_file()]
+        if found:
+            links.append(f"- {what}: " + ", ".join(f"[{v}](figures/{prefix}-{v}.png)" for v in found))
+    if links:
+        md += ["Per-variant figures of the notebooks:", "", *links, ""]
+    return md
+
+
+def settings_lines(metrics: dict, run_dir: Path) -> list[str]:
+    """Each benchmark's protocol, scoring mode, size, coverage and judge, whole, as JSON (one per benchmark:
+    the settings are the same for every variant)."""
+    md, seen = ["## Settings", ""], set()
+    for (bench, _), m in sorted(metrics.items()):
+        proto = {k: m.get(k) for k in ("protocol", "scoring_mode", "n_items", "coverage", "judge", "conditions")
+                 if m.get(k) not in (None, {}, [])}
+        if bench in seen or not proto:
+            continue
+        seen.add(bench)
+        md += [f"`{bench}`:", "", "```json", strip_machine_paths(json.dumps(proto, indent=1, default=str), run_dir),
+               "```", ""]
+    return md
 
 
 def build_report(P: ResultsParams) -> Report:
@@ -251,14 +327,71 @@ def build_report(P: ResultsParams) -> Report:
     rep.missing = [v for v in P.variants if v not in present]
     variants = [v for v in P.variants if v in present]
 
+    # the first screen: summary, story figure, claims table
+    values = bars.all_values(run_dir, P.seeds_dir, P.variants, P.story_mode, P.baseline)
+    bar_table = bars.bars_table(values, P.variants)
+    checks = bars.evaluate(run_dir, P.seeds_dir, P.variants, P.story_mode, P.baseline)
+    rep.tables["bars"] = checks
+    full = next((v for _, v in bars.trained_forms(bar_table)), "avem_dpo") if not bar_table.empty else "avem_dpo"
     md: list[str] = [f"# AVERE kit report: `{run_dir.name}`", "",
-                     f"Produced by `08_results_and_ablations` from the metrics in `{run_dir}/metrics` "
-                     f"(commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
-                     f"Every number in the 'this run' tables was computed by this run's code; the paper's "
-                     f"numbers are in their own, labelled section.", ""]
+                     f"Produced by `08_results_and_ablations` from this run folder's `metrics/` and `predictions/` "
+                     f"(commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); story mode "
+                     f"`{P.story_mode}`. The paper's own numbers are labelled `paper`.", "",
+                     "## Summary", ""]
+    if bar_table.empty:
+        md += ["No stress-item readings in this run (stages 07 and its predictions missing).", ""]
+    else:
+        md += [*first_screen.summary_lines(bar_table, checks, P.variants, P.baseline, full), ""]
+    f = figures.story_figure(bar_table, fig_dir / "story_auc_flip.png", P.variants, P.baseline) \
+        if not bar_table.empty else None
+    if f:
+        rep.figures["story_auc_flip"] = f
+        md += ["![story_auc_flip](figures/story_auc_flip.png)", ""]
+    if not bar_table.empty:
+        claims = first_screen.claims_table(bar_table, checks, full)
+        rep.tables["claims"] = claims
+        md += [f"## The paper's claims and the kit's bars (`{full}`, mode `{P.story_mode}`)", "",
+               markdown_table(claims), "",
+               "`paper`: real data and a 7B model, scored by the released code: compare directions, not sizes. "
+               "The bars for every TPD form and every reference seed follow below.", ""]
     if rep.missing:
         md += [f"Variants without metrics (not shown): {', '.join(rep.missing)}.", ""]
 
+    # the detail: per form, story, discrimination, media, reference seeds, descriptions
+    if not checks.empty:
+        md += ["## The bars per TPD form", ""]
+        for (form, v), part in checks.groupby(["form", "variant"], sort=False):
+            md += [f"**`{v}`**" + (f" (`tpd_form: {form}`)" if form else ""), ""]
+            seed_cols = [c for c in part.columns if c.startswith("holds seed")]
+            for _, r in part.iterrows():
+                extra = ""
+                if seed_cols:
+                    per = ", ".join(f"{c[len('holds '):]}: {bars.verdict(r[c])}" for c in seed_cols)
+                    extra = f"; every reference seed: **{bars.verdict(r['holds every reference seed'])}** ({per})"
+                md.append(f"- {r.claim}: {r.measured} -> **{bars.verdict(r.holds)}**{extra}")
+            md.append("")
+    md += story_section(P, rep, fig_dir)
+    md += descriptions_section(P, rep, [v for v in variants if v != P.baseline])
+
+    logs = figures.read_train_logs(run_dir / "train_logs", [v for v in P.variants if v != "reference"])
+    train_md = []
+    for name, fn in (("training_curves", lambda p: figures.training_curves(logs, p)),
+                     ("margins", lambda p: figures.margin_curves(logs, p, [v for v in P.variants if v != "reference"]))):
+        f = fn(fig_dir / f"{name}.png")
+        if f:
+            rep.figures[name] = f
+            train_md.append(f"![{name}](figures/{name}.png)")
+    forms = [v for _, v in story.FORMS if v in P.variants]
+    f = figures.margin_curves(logs, fig_dir / "margins_tpd_forms.png", forms) if len(forms) > 1 else None
+    if f:
+        rep.figures["margins_tpd_forms"] = f
+        train_md.append("![margins_tpd_forms](figures/margins_tpd_forms.png)")
+    if train_md:
+        md += ["## Training", "", "Per-term losses and reward margins over optimizer steps (train_logs/).", "",
+               *train_md, ""]
+
+    # the appendix: per scoring mode, the paper-shaped tables
+    md += ["## Appendix: the paper-shaped tables per scoring mode", ""]
     for mode in P.modes:
         t2, t3 = table2(metrics, variants, mode), table3(metrics, variants, mode)
         rep.tables[f"table2_{mode}"], rep.tables[f"table3_{mode}"] = t2, t3
@@ -292,49 +425,38 @@ def build_report(P: ResultsParams) -> Report:
     if seeds is not None:
         rep.tables["seeds"] = seeds
         md += [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
-               f"This run (seed {P.seed}) and the reruns in `{P.seeds_dir}`: the same data, pairs and reference "
-               f"model; DPO training (LoRA init, data order) and evaluation repeated per seed. The reference "
-               f"model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
-
-    md += story_section(P, rep, fig_dir)
-    md += descriptions_section(P, rep, [v for v in variants if v != P.baseline])
+               f"This run (seed {P.seed}) and the reruns in `{run_relative(P.seeds_dir, run_dir)}`: the same data, "
+               f"pairs and reference model; DPO training (LoRA init, data order) and evaluation repeated per seed. "
+               f"The reference model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 
     head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
-    for name, table, title in (("bars_table2", head2, "Zero-shot benchmarks"), ("bars_table3", head3, "EmoReAlM")):
-        if table is not None:
-            f = figures.grouped_bars(table, fig_dir / f"{name}.png", f"{title} (mode {P.headline_mode})")
-            if f:
-                rep.figures[name] = f
-    logs = figures.read_train_logs(run_dir / "train_logs", [v for v in P.variants if v != "reference"])
-    f = figures.training_curves(logs, fig_dir / "training_curves.png")
-    if f:
-        rep.figures["training_curves"] = f
-    f = figures.margin_curves(logs, fig_dir / "margins.png", [v for v in P.variants if v != "reference"])
-    if f:
-        rep.figures["margins"] = f
-    forms = [v for _, v in story.FORMS if v in P.variants]
-    f = figures.margin_curves(logs, fig_dir / "margins_tpd_forms.png", forms) if len(forms) > 1 else None
-    if f:
-        rep.figures["margins_tpd_forms"] = f
+    fig_md = []
+    if head2 is not None:
+        f = figures.table2_bars(head2, fig_dir / "bars_table2.png", f"Zero-shot benchmarks (mode {P.headline_mode})",
+                                EMER_COLUMNS)
+        if f:
+            rep.figures["bars_table2"] = f
+            fig_md.append("![bars_table2](figures/bars_table2.png)")
+    if head3 is not None:
+        f = figures.grouped_bars(head3, fig_dir / "bars_table3.png", f"EmoReAlM (mode {P.headline_mode}, percent)")
+        if f:
+            rep.figures["bars_table3"] = f
+            fig_md.append("![bars_table3](figures/bars_table3.png)")
     f = figures.error_rates(rates, fig_dir / "error_rates.png")
     if f:
         rep.figures["error_rates"] = f
-    if rep.figures:
-        md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in rep.figures.items()] + [""]
+        fig_md.append("![error_rates](figures/error_rates.png)")
+    md += ["## Figures", "", *fig_md, "", *appendix_figures(run_dir, fig_dir, variants, rep)]
 
+    names = paper_column_names()
     md += ["## Reported by the paper (not produced by this kit)", "",
            "Copied from the paper (Tables 2, 3 and the ablation text) for comparison; real models and data, "
-           "not the synthetic world. Scored by the released evaluation code: the comparable numbers of this "
-           f"kit are those of scoring mode {mode_label(PAPER_SCORING_MODE)}.", ""]
+           "not the synthetic world. Columns under the kit's names. Scored by the released evaluation code: the "
+           f"comparable numbers of this kit are those of scoring mode {mode_label(PAPER_SCORING_MODE)}.", ""]
     for key in ("table2", "table3", "ablation"):
-        md += [f"Paper {key}:", "", markdown_table(paper_reported(key), index=True), ""]
+        md += [f"Paper {key}:", "", markdown_table(paper_reported(key).rename(columns=names), index=True), ""]
 
-    md += ["## Settings", ""]
-    for (bench, v), m in sorted(metrics.items()):
-        if v == (variants[0] if variants else None):
-            proto = {k: m.get(k) for k in ("protocol", "scoring_mode", "n_items", "coverage", "judge") if k in m}
-            md += [f"- `{bench}`: `{json.dumps(proto, default=str)[:400]}`"]
-    md += [""]
+    md += settings_lines(metrics, run_dir)
     times_file = run_dir / "run_times.json"
     if times_file.is_file():
         times = pd.DataFrame(json.loads(times_file.read_text()))
@@ -345,6 +467,6 @@ def build_report(P: ResultsParams) -> Report:
                f"Total: {times['seconds'].sum():.1f} s summed over {len(times)} notebook executions. With "
                "`variant_jobs` > 1 (run.yaml) a stage's variants run side by side, so the run's wall time is "
                "less than this sum: `run.log` has it (`total`).", ""]
-    rep.markdown = "\n".join(md)
+    rep.markdown = strip_machine_paths("\n".join(md), run_dir)
     atomic_write_text(P.report_file, rep.markdown)
     return rep

@@ -207,3 +207,105 @@ def matched_yes_rates(story_table: pd.DataFrame, disc_table: pd.DataFrame, path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _cell(table: pd.DataFrame, v: str, q: str) -> tuple[float, float] | None:
+    r = table[(table["variant"] == v) & (table["quantity"] == q)]
+    if r.empty:
+        return None
+    sd = float(r["sd"].iloc[0])
+    return float(r["mean"].iloc[0]), sd if sd == sd else 0.0
+
+
+STORY_PANELS: tuple[tuple[str, str, tuple[float, float]], ...] = (
+    ("AUC rel>hal", "AUC relevant > hallucination (%)", (40.0, 100.0)),
+    ("AUC rel>spur", "AUC relevant > spurious (%)", (40.0, 100.0)),
+    ("flip rel+hal", "answers that flip, real -> counterfactual media (%)", (0.0, 100.0)))
+
+
+def story_figure(table: pd.DataFrame, path: Path, variants: Sequence[str], reference: str = "reference"
+                 ) -> Path | None:
+    """The story in one figure: per variant, the two AUCs (does it tell relevant cues from the others? 50 =
+    no) and the share of stress answers that flip when the asked cue is toggled in the media (does the answer
+    come from the media?); bars = mean over training seeds, error bars = sd, dashed line = the reference."""
+    panels = [p for p in STORY_PANELS if any(_cell(table, v, p[0]) for v in variants)]
+    shown = [v for v in variants if any(_cell(table, v, q) for q, *_ in panels)]
+    if not panels or not shown:
+        return None
+    palette = variant_palette(shown)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 3.6), squeeze=False)
+    for ax, (q, title, (lo, hi)) in zip(axes.flat, panels):
+        for i, v in enumerate(shown):
+            c = _cell(table, v, q)
+            if c is not None:
+                ax.bar(i, c[0] - lo, bottom=lo, color=palette[v], yerr=c[1], capsize=2, error_kw={"lw": 0.8})
+        ref = _cell(table, reference, q)
+        if ref is not None:
+            ax.axhline(ref[0], color="black", ls="--", lw=0.8)
+        ax.set_ylim(lo, hi)
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels(shown, rotation=40, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("Does a variant discriminate, and does its answer come from the media? (dashed: reference; "
+                 "error bars: sd over training seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def table2_bars(table: pd.DataFrame, path: Path, title: str, score_columns: Sequence[str]) -> Path | None:
+    """Table 2 as bars on two axes that fit their scales: the recognition columns in percent (0-100) and
+    the EMER judge's 1-10 scores."""
+    parts = [(c, lim, label) for c, lim, label in
+             (([c for c in table.columns if c not in score_columns], (0, 100), "percent"),
+              ([c for c in table.columns if c in score_columns], (1, 10), "EMER judge score (1-10)"))
+             if c and table[c].notna().any().any()]
+    if not parts:
+        return None
+    variants = list(table.index)
+    palette = variant_palette(variants)
+    fig, axes = plt.subplots(1, len(parts), figsize=(max(6.0, 1.5 * table.shape[1]), 4.0), squeeze=False,
+                             gridspec_kw={"width_ratios": [len(c) for c, *_ in parts]})
+    for ax, (cols, (lo, hi), label) in zip(axes.flat, parts):
+        w = 0.8 / max(len(variants), 1)
+        for j, v in enumerate(variants):
+            vals = [table.at[v, c] for c in cols]
+            xs = [i - 0.4 + w * (j + 0.5) for i in range(len(cols))]
+            ax.bar(xs, [0 if pd.isna(x) else x - lo for x in vals], bottom=lo, width=w * 0.95, color=palette[v],
+                   label=v)
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels(cols, fontsize=8)
+        ax.set_ylim(lo, hi)
+        ax.set_ylabel(label)
+    axes.flat[0].legend(fontsize=6, ncol=3, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def png_grid(rows: Sequence[Sequence[Path | None]], path: Path, row_labels: Sequence[str],
+             col_labels: Sequence[str], cell_inches: float = 2.2, dpi: int = 90) -> Path | None:
+    """Existing PNG figures (e.g. one confusion matrix per benchmark and variant) as one grid figure."""
+    if not any(p is not None and Path(p).is_file() for r in rows for p in r):
+        return None
+    nr, nc = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(nr, nc, figsize=(cell_inches * nc, cell_inches * nr), squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(nc):
+            ax = axes[i][j]
+            ax.axis("off")
+            p = r[j] if j < len(r) else None
+            if p is not None and Path(p).is_file():
+                ax.imshow(plt.imread(str(p)))
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=8)
+            if j == 0 and i < len(row_labels):
+                ax.text(-0.05, 0.5, row_labels[i], transform=ax.transAxes, rotation=90, ha="right", va="center",
+                        fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

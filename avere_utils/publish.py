@@ -181,7 +181,7 @@ def publish(run: str | Path, dest: str | Path, *, max_image_kb: int = MAX_IMAGE_
         for sub in sorted(p for p in (run / group).glob("*") if p.is_dir()):
             fix_sub = relativizer(sub, also=build_dirs(sub))
             for src, rel in _files(sub):
-                if rel.parts[0] in ("metrics", "predictions"):
+                if rel.parts[0] in ("metrics", "predictions") or rel.name == "checksums.json":
                     put(src, Path(group) / sub.name / rel, lambda t, a=fix_sub: fix_run(a(t)))
         for f in sorted((run / group).glob("summary.*")) if (run / group).is_dir() else []:
             put(f, Path(group) / f.name, fix_run)

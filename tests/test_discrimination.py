@@ -127,3 +127,90 @@ def test_reference_seeds_link_the_data_and_retrain_the_reference(tmp_path, monke
     seed_dir = tmp_path / "reference_seeds" / "seed-1"
     assert (seed_dir / "pairs").is_symlink() and not (seed_dir / "models").exists()  # its own reference
     assert sweep.reference_seeds("tiny", [1], out=str(tmp_path), echo=lambda s: None) and len(calls) == 2  # done
+
+
+# --- the bars (report/bars.py): every bar holds, fails and is undecided on a table built for it --------------
+import pandas as pd  # noqa: E402
+
+from avere_utils.report import bars  # noqa: E402
+
+BAR_TABLE = {  # variant: {quantity: (mean, sd, n)}
+    "reference": {"AUC rel>hal": (80, float("nan"), 1), "AUC rel>spur": (82, float("nan"), 1),
+                  "matched Yes halluc": (70, float("nan"), 1), "matched Yes spurious": (60, float("nan"), 1),
+                  "Yes relevant": (85, float("nan"), 1), "HO AUC rel>hal": (78, float("nan"), 1),
+                  "flip rel+hal": (20, float("nan"), 1), "EMER halluc / desc": (1.3, float("nan"), 1),
+                  "EMER irrelevant / desc": (0.46, float("nan"), 1), "EMER clue recall": (58, float("nan"), 1),
+                  "DFEW UAR": (96, float("nan"), 1), "RAV UAR": (100, float("nan"), 1)},
+    "avem_dpo": {"AUC rel>hal": (90, 1, 3), "AUC rel>spur": (88, 1, 3), "matched Yes halluc": (50, 2, 3),
+                 "matched Yes spurious": (45, 2, 3), "Yes relevant": (80, 2, 3), "HO AUC rel>hal": (85, 1, 3),
+                 "flip rel+hal": (45, 2, 3), "EMER halluc / desc": (0.9, 0.1, 3),
+                 "EMER irrelevant / desc": (0.4, 0.05, 3), "EMER clue recall": (56, 1, 3),
+                 "DFEW UAR": (95, 0.5, 3), "RAV UAR": (99, 0.5, 3)},
+    "naive_dpo": {"AUC rel>hal": (85, 1, 3), "flip rel+hal": (30, 2, 3)},
+    "no_pmp": {"AUC rel>hal": (86, 1, 3)},
+    "no_tpd": {"AUC rel>hal": (90.5, 1, 3), "AUC rel>spur": (89, 1, 3), "matched Yes halluc": (52, 2, 3),
+               "matched Yes spurious": (44, 2, 3)},
+}
+
+
+def _bar_table(changes=None):
+    rows = [{"variant": v, "quantity": q, "mean": float(m), "sd": float(s), "n": n}
+            for v, qs in BAR_TABLE.items() for q, (m, s, n) in qs.items()]
+    t = pd.DataFrame(rows)
+    for (v, q), m in (changes or {}).items():
+        t.loc[(t["variant"] == v) & (t["quantity"] == q), "mean"] = m
+    return t
+
+
+def test_every_bar_holds_on_a_table_built_to_satisfy_it():
+    checks = bars.flat(bars.bar_checks(_bar_table(), "avem_dpo"))
+    assert len(checks) == 3 + 3 + 1 + 2 + 2 + 5
+    assert all(c.holds for _, c in checks), [c.claim for _, c in checks if not c.holds]
+
+
+@pytest.mark.parametrize("variant, quantity, value, group, index", [
+    ("avem_dpo", "AUC rel>hal", 87.9, "discrimination", 0),  # a 7.9-point gain
+    ("naive_dpo", "AUC rel>hal", 88.5, "discrimination", 1),  # gap 1.5 under 2 pooled sd (1)
+    ("avem_dpo", "AUC rel>spur", 86.9, "discrimination", 2),
+    ("avem_dpo", "matched Yes halluc", 55.5, "matched", 0),
+    ("avem_dpo", "matched Yes spurious", 50.5, "matched", 1),
+    ("avem_dpo", "Yes relevant", 74.0, "matched", 2),
+    ("avem_dpo", "HO AUC rel>hal", 82.9, "heldout", 0),
+    ("no_pmp", "AUC rel>hal", 88.5, "ablations", 0),
+    ("avem_dpo", "flip rel+hal", 39.0, "media", 0),  # under twice the reference's 20
+    ("naive_dpo", "flip rel+hal", 45.0, "media", 1),  # not more than naive's
+    ("avem_dpo", "EMER halluc / desc", 1.0, "descriptions", 0),  # 23 % below, not 25
+    ("avem_dpo", "EMER irrelevant / desc", 0.46, "descriptions", 1),
+    ("avem_dpo", "EMER clue recall", 54.9, "descriptions", 2),
+    ("avem_dpo", "DFEW UAR", 93.9, "descriptions", 3),
+])
+def test_each_bar_fails_when_its_number_misses(variant, quantity, value, group, index):
+    checks = bars.bar_checks(_bar_table({(variant, quantity): value}), "avem_dpo")
+    assert checks[group][index].holds is False, checks[group][index]
+
+
+def test_the_tpd_bar_needs_one_reading_worse_and_missing_inputs_are_undecided():
+    t = _bar_table({("no_tpd", "AUC rel>hal"): 91, ("no_tpd", "AUC rel>spur"): 89,
+                    ("no_tpd", "matched Yes halluc"): 49, ("no_tpd", "matched Yes spurious"): 44})
+    assert bars.check_ablations(t, "avem_dpo")[1].holds is False
+    missing = bars.bar_checks(_bar_table()[lambda d: d["variant"] != "naive_dpo"], "avem_dpo")
+    assert missing["discrimination"][1].holds is None and missing["media"][1].holds is None
+    one_run = _bar_table().assign(sd=float("nan"), n=1)
+    assert bars.bar_checks(one_run, "avem_dpo")["discrimination"][1].holds is None  # no seeds: no pooled sd
+    assert bars.all_hold([True, None]) is None and bars.all_hold([True, False, None]) is False
+    assert bars.all_hold([]) is None and bars.all_hold([True, True]) is True
+    assert bars.verdict(float("nan")) == "undecided"
+
+
+def test_a_bar_holds_for_every_reference_seed_only_if_it_holds_on_each(tmp_path):
+    kinds = ["relevant"] * 4 + ["spurious"] * 2 + ["hallucination"] * 2
+    _write_run(tmp_path, {"reference": [3, 2, 1, -1, 2, -2, 1, -3], "avem_dpo": [3, 2, 1, -1, -2, -3, -2, -3]}, kinds)
+    other = tmp_path / "reference_seeds" / "seed-1"
+    _write_run(other, {"reference": [1, 1, 1, 1, -9, -9, -9, -9], "avem_dpo": [3, 2, 1, 0, -2, -3, -2, -3]}, kinds)
+    rows = bars.evaluate(tmp_path, None, ["reference", "avem_dpo"], "scoring")
+    spur = rows[rows["claim"].str.contains("AUC rel>spur is >= 5")].iloc[0]
+    assert spur["holds"] is True or spur["holds"] == True  # noqa: E712  base: 68.75 -> 100
+    assert spur["holds seed-1"] is False or spur["holds seed-1"] == False  # noqa: E712  seed-1: 100 -> 100
+    assert spur["holds every reference seed"] is False
+    recall = rows[rows["claim"].str.contains("clue recall")].iloc[0]
+    assert recall["holds"] is None and recall["holds every reference seed"] is None  # no EMER: undecided

@@ -318,3 +318,37 @@ def test_mcq_reading_section_when_no_answer_wrote_a_choice_and_a_letter(run_dir)
 def test_no_mcq_reading_section_without_generated_answers(run_dir):
     build_report(build(ResultsParams, {"run_dir": str(run_dir)}, "test"))
     assert "read the choices" not in (run_dir / "report.md").read_text()
+
+
+# --- the first screen: summary, story figure, claims table; run-relative paths only ---------------------------
+def test_first_screen_has_summary_figure_and_claims_and_no_machine_path(story_run):
+    import re
+
+    from avere_utils.publish import MACHINE_PATH
+
+    # the stress readings of the bars: a manifest and scored predictions per variant
+    (story_run / "manifests").mkdir()
+    kinds = ["relevant"] * 4 + ["spurious"] * 2 + ["hallucination"] * 2
+    (story_run / "manifests" / "emorealm.jsonl").write_text("".join(json.dumps(
+        {"id": f"s{i}", "text": {"task": "reasoning_stress_video", "kind": k, "choices": ["(A) Yes", "(B) No"]}}) + "\n"
+        for i, k in enumerate(kinds)))
+    (story_run / "predictions").mkdir()
+    for v, lo in (("reference", [3, 2, 1, -1, 2, -2, 1, -3]), ("avem_dpo", [3, 2, 1, -1, -2, -3, -2, -3])):
+        (story_run / "predictions" / f"emorealm-{v}.jsonl").write_text("".join(
+            json.dumps({"id": f"s{i}", "scores": [float(x), 0.0]}) + "\n" for i, x in enumerate(lo)))
+    P = build(ResultsParams, {"run_dir": str(story_run), "variants": VARIANTS}, "test")
+    rep = build_report(P)
+    text = (story_run / "report.md").read_text()
+    head = "\n".join(text.splitlines()[:60])
+    assert "## Summary" in head and "![story_auc_flip](figures/story_auc_flip.png)" in head
+    assert "## The paper's claims and the kit's bars" in head and "| claim | column | paper | this run | holds |" in head
+    assert head.count("\n1. **What the reference gets wrong.**") == 1 and "5. **What did not reproduce**" in head
+    assert "reference 65.1 -> avem_dpo 83.3" in head  # the paper's numbers beside this run's, kit column names
+    assert "AUC rel>spur is >= 5 points above the reference's" in head
+    for link in re.findall(r"\]\((figures/[^)]+)\)", text):  # every figure the report links exists
+        assert (story_run / link).is_file(), link
+    assert str(story_run) not in text and not MACHINE_PATH.search(text.replace(str(story_run), ""))
+    assert "rel>hal" in rep.tables["bars"]["claim"].str.cat()
+    assert text.index("## The story, measured") < text.index("## This run, scoring mode")  # modes in the appendix
+    settings = text.split("## Settings")[1]
+    assert "..." not in settings.split("## Wall times")[0]  # whole, never cut

@@ -34,7 +34,7 @@ def _fake_run(run, built_at):
     (run / "notebooks").mkdir()
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"papermill": {"output_path": f"{built_at}/notebooks/a.ipynb"}},
           "cells": [{"cell_type": "code", "metadata": {}, "source": [f'run_dir = "{built_at}"\n'], "execution_count": 1,
-                     "outputs": [{"output_type": "stream", "name": "stdout", "text": [f"wrote {built_at}/report.md\n"]},
+                     "outputs": [{"output_type": "stream", "name": "stdout", "text": [f"wrote {built_at}/run.log\n"]},
                                  {"output_type": "display_data", "metadata": {},
                                   "data": {"image/png": _png(400), "text/plain": ["<Figure>"]}}]}]}
     (run / "notebooks" / "08_results_and_ablations.ipynb").write_text(json.dumps(nb))
@@ -55,12 +55,12 @@ def test_publish_removes_machine_paths_and_keeps_images_within_the_budget(tmp_pa
     assert "repo avere_utils" in (dest / "run.log").read_text()
     nb = json.loads((dest / "notebooks" / "08_results_and_ablations.ipynb").read_text())
     cell = nb["cells"][0]
-    assert cell["source"] == ['run_dir = "tiny"\n'] and cell["outputs"][0]["text"] == ["wrote tiny/report.md\n"]
+    assert cell["source"] == ['run_dir = "tiny"\n'] and cell["outputs"][0]["text"] == ["wrote tiny/run.log\n"]
     png = base64.b64decode(cell["outputs"][1]["data"]["image/png"])
     assert len(png) <= 60 * 1024
     assert publish.machine_paths(dest) == []
-    (dest / "x.md").write_text("see /tmp/other/file")
-    assert publish.machine_paths(dest) == ["x.md: /tmp/other"]
+    (dest / "x.txt").write_text("see /tmp/other/file")
+    assert publish.machine_paths(dest) == ["x.txt: /tmp/other"]
 
 
 def test_verify_compares_every_metrics_folder_seeds_included(tmp_path):

@@ -31,6 +31,7 @@ PAPER_CLAIMS: tuple[tuple[str, str, str, str, str, bool], ...] = (
     ("EMER: fewer spurious cues (judge score up)", "EMER Spurious", "table2", "avem_dpo", "reference", True),
     ("recognition does not suffer (DFEW UAR up)", "DFEW UAR", "table2", "avem_dpo", "reference", True),
 )
+PAPER_COLUMN = {"EMER Halluc": "Halluc", "EMER Spurious": "Spurious"}  # story quantity -> Table 2 column
 ABLATION_ROWS = {"no_pmp": "- PMP", "no_erp": "- ERP", "no_tpd": "- TPD", "avem_dpo": "AVEm-DPO (full)"}
 
 
@@ -42,6 +43,7 @@ def _paper_value(paper: dict, table: str, variant: str, column: str) -> float | 
     t = paper[table]
     names = paper_column_names()
     cols = [names.get(c, c) for c in t["columns"]]
+    column = PAPER_COLUMN.get(column, column)
     row = (ABLATION_ROWS if table == "ablation" else paper.get("variant_rows", {})).get(variant)
     if row not in t["rows"] or column not in cols:
         return None
@@ -88,7 +90,7 @@ def claims_table(table: pd.DataFrame, checks: pd.DataFrame, full: str = "avem_dp
 
 
 def _fmt(s) -> str:
-    return "-" if s is None else f"{s.mean:.1f}"
+    return "(not measured)" if s is None else f"{s.mean:.1f}"
 
 
 def summary_lines(table: pd.DataFrame, checks: pd.DataFrame, variants: Sequence[str], reference: str = "reference",

@@ -149,6 +149,9 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
           + "; ".join(f"`{v}` trains `tpd_form: {f}`" for f, v in story.FORMS)
           + ". The ablations (-PMP, -ERP, -TPD) use the default form, `literal`; each is compared with every form.", "",
           markdown_table(story.wide_table(table, P.variants), index=True), ""]
+    md += _figure_lines(Path(P.run_dir), "01_frames", "What the models see: frames of the synthetic world's clips "
+                        "(stage 01), each emotion drawn with its typical cues (relevant), the cues a stress question "
+                        "asks about when they are absent (hallucination) and a context (spurious).")
     md += story.markdown_lines(checks)
     if not costs.empty:
         md += ["Which error each ablation costs most, against each form (extra error in points over it: "
@@ -240,8 +243,7 @@ def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], 
         return []
     rep.tables["descriptions"] = comp
     return [f"## What the models wrote about {comp['clip'].nunique()} held-out EMER clips", "",
-            *_figure_lines(Path(P.run_dir), "01_frames", "What the models see: frames of the synthetic world's clips "
-                           "(stage 01), each emotion drawn with its typical cues and some context."),
+
             "Greedy descriptions of test clips no model trained on. Each cited cue is marked from the clip's "
             "cue record: [✓] present and typical of the emotion, [ABSENT] typical but not in the clip (a "
             "hallucination), [context] in the clip but irrelevant (a spurious association), [context, not in "

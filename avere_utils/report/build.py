@@ -149,9 +149,9 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
           + "; ".join(f"`{v}` trains `tpd_form: {f}`" for f, v in story.FORMS)
           + ". The ablations (-PMP, -ERP, -TPD) use the default form, `literal`; each is compared with every form.", "",
           markdown_table(story.wide_table(table, P.variants), index=True), ""]
-    md += _figure_lines(Path(P.run_dir), "01_frames", "What the models see: frames of the synthetic world's clips "
-                        "(stage 01), each emotion drawn with its typical cues (relevant), the cues a stress question "
-                        "asks about when they are absent (hallucination) and a context (spurious).")
+    md += _figure_lines(Path(P.run_dir), "01_frames", "What the models see: 8 frames of one clip per benchmark of the "
+                        "synthetic world (stage 01): a face whose parts are the emotion's cues, on a background with "
+                        "context objects. A stress question asks whether one such cue is shown.")
     md += story.markdown_lines(checks)
     if not costs.empty:
         md += ["Which error each ablation costs most, against each form (extra error in points over it: "

@@ -52,8 +52,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     overrides = profile_overrides(args)
     try:
-        table = sweep.sweep(args.profile, config.parse_grid(args.grid), variants=[args.variant], out=args.out,
-                            overrides=overrides)
+        table = sweep.sweep(args.profile, sweep.parse_grid(args.grid), variants=[args.variant], out=args.out,
+                            overrides=overrides, seeds=args.seeds)
     except runner.StageFailed:
         return 1
     print(table.to_string(index=False))
@@ -140,8 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")
     add_profile_args(s)
-    s.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
-                   help="e.g. gamma_tpd=0,0.1,0.2 lambda_av=0,1 (any parameter path)")
+    s.add_argument("--grid", nargs="+", action="extend", required=True, metavar="KEY=V1,V2",
+                   help="e.g. gamma_tpd=0,0.1,0.2 lambda_av=0,1; a YAML list for dict or list points: "
+                        "'02_pair_construction.family_weights=[{...}, {...}]'; a repeated KEY adds points. "
+                        "The sweep runs from the earliest stage of its keys on; a key of a stage it does not "
+                        "run is an error")
+    s.add_argument("--seeds", nargs="+", type=int, metavar="K",
+                   help="run each point once per seed (training's and the evaluations'): mean ± sd per point")
     s.add_argument("--variant", default="avem_dpo")
     s.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     s.set_defaults(func=_cmd_sweep)

@@ -467,17 +467,41 @@ def prepare_execution(run_dir: Path, e: Execution) -> None:
             path.unlink()
 
 
+# folders copied with the paths into the source run's world rewritten to this run's (linked) world, so that a
+# stage rerun here finds every clip under its own data_root (stage 02's released-format copy checks it)
+REWRITTEN = ("manifests",)
+
+
+def _copy_rewritten(path: Path, dst: Path, src: Path, run_dir: Path) -> None:
+    world = src / "world"
+    prefixes = sorted({str(world), str(world.resolve())}, key=len, reverse=True) if world.exists() else []
+    for f in sorted(path.rglob("*")):
+        out = dst / f.relative_to(path)
+        if f.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = f.read_text()
+        for prefix in prefixes:
+            text = text.replace(prefix + "/", str(run_dir / "world") + "/")
+        out.write_text(text)
+
+
 def link_execution(src: Path, run_dir: Path, e: Execution) -> None:
-    """Bring `e`'s outputs, executed notebook and record from run `src`: folders linked, files copied."""
+    """Bring `e`'s outputs, executed notebook and record from run `src`: folders linked (the manifests
+    copied, their clip paths pointed at this run's linked world), files copied."""
     import shutil
 
     for path in _outputs(src, e) + [src / "notebooks" / f"{execution_name(e)}.ipynb",
                                    src / STAGE_DONE / f"{execution_name(e)}.json"]:
-        dst = run_dir / path.relative_to(src)
+        rel = path.relative_to(src)
+        dst = run_dir / rel
         if not path.exists() or dst.exists() or dst.is_symlink():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
+        if path.is_dir() and rel.as_posix() in REWRITTEN:
+            _copy_rewritten(path, dst, src, run_dir)
+        elif path.is_dir():
             os.symlink(path.resolve(), dst, target_is_directory=True)
         else:
             shutil.copy2(path, dst)

@@ -83,7 +83,8 @@ def test_sweep_on_a_two_point_grid_reuses_the_base_run_and_skips_done_points(sma
     out, _ = small_run
     per_variant = LATER_SIZES
     table = sweep.sweep("tiny", {"gamma_tpd": [0.0, 0.4]}, out=str(out), overrides=per_variant, echo=lambda s: None)
-    assert list(table["gamma_tpd"]) == [0.0, 0.4]
+    assert list(table["row"]) == ["gamma_tpd-0.0", "gamma_tpd-0.4", "reference (base run)", "avem_dpo (base run)"]
+    assert list(table["gamma_tpd"][:2]) == [0.0, 0.4]
     assert table[["DFEW UAR", "Avg"]].notna().all().all()
     assert "Halluc" in table.columns  # null when nothing was judged (a smoke-sized model may answer nothing)
     for point, gamma in (("gamma_tpd-0.0", 0.0), ("gamma_tpd-0.4", 0.4)):
@@ -93,7 +94,7 @@ def test_sweep_on_a_two_point_grid_reuses_the_base_run_and_skips_done_points(sma
         assert (point_dir / "metrics" / "emorealm-avem_dpo.json").is_file()
         summary = json.loads((point_dir / "models" / "avem_dpo" / "training_summary.json").read_text())
         assert summary["loss_config"]["gamma_tpd"] == gamma  # the grid value reached the trainer
-    assert pd.read_csv(out / "sweep" / "summary.csv").shape[0] == 2
+    assert pd.read_csv(out / "sweep" / "summary.csv").shape[0] == 4  # the two points, the base run's two rows
     assert (out / "sweep" / "summary.png").is_file()
     lines: list[str] = []
     sweep.sweep("tiny", {"gamma_tpd": [0.0, 0.4]}, out=str(out), overrides=per_variant, echo=lines.append)

@@ -78,11 +78,10 @@ def claims_table(table: pd.DataFrame, checks: pd.DataFrame, full: str = "avem_dp
         rows.append({"claim": claim, "column": q, "paper": _pair(pa, pb, po, pv),
                      "this run": _pair(a.mean if a else None, b.mean if b else None, other, v),
                      "holds": bars.verdict(holds), "every reference seed": ""})
-    for r in checks[checks["variant"] == full].itertuples(index=False):
-        d = r._asdict()
-        every = d.get("holds every reference seed", "")
-        rows.append({"claim": r.claim, "column": "", "paper": "-", "this run": r.measured,
-                     "holds": bars.verdict(r.holds), "every reference seed": bars.verdict(every) if every != "" else ""})
+    for _, r in checks[checks["variant"] == full].iterrows():
+        every = bars.verdict(r["holds every reference seed"]) if "holds every reference seed" in r.index else ""
+        rows.append({"claim": r["claim"], "column": "", "paper": "-", "this run": r["measured"],
+                     "holds": bars.verdict(r["holds"]), "every reference seed": every})
     out = pd.DataFrame(rows)
     if not (out["every reference seed"] != "").any():
         out = out.drop(columns="every reference seed")

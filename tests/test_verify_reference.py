@@ -76,3 +76,14 @@ def test_verify_compares_every_metrics_folder_seeds_included(tmp_path):
     assert any(r["metric"] == "scoring yes:relevant" and r["ok"] for r in rows)
     (new / "seeds" / "seed-1" / "metrics" / "emorealm-avem_dpo.json").unlink()
     assert [r["rerun"] for r in verify.compare_all(ref, new) if r["folder"] != "."] == [None]
+
+
+def test_the_committed_run_holds_no_machine_path_once_published():
+    committed = REPO_ROOT / "outputs" / "reference"
+    if not (committed / "notebooks").is_dir():
+        import pytest
+
+        pytest.skip("outputs/reference predates `make reproduce-reference` (no notebooks/): republish it")
+    assert publish.machine_paths(committed) == []
+    big = [p for p in committed.rglob("*") if p.is_file() and p.stat().st_size > publish.MAX_FILE_BYTES]
+    assert big == []

@@ -198,3 +198,17 @@ def test_answer_only_samples_are_the_bare_answers(seed):
     texts = {"chosen": draft.chosen, "rejected_vr": draft.rejected_vr, "rejected_er": draft.rejected_er}
     assert check_sample(texts, rec, "visual_stress", draft.prompt, "answer_only") == []
     assert check_sample({**texts, "chosen": wrong}, rec, "visual_stress", draft.prompt, "answer_only")
+
+
+def test_balanced_presence_repeats_the_minority_answer_per_modality():
+    from avere_utils.models.sft import balanced_presence
+    from avere_utils.synth.text import presence_questions
+
+    rec = cue_record(spec(visual=("mouth", "brows"), audio=("pitch", "energy", "tempo")))
+    qs = presence_questions(rec)
+    out = balanced_presence(qs)
+    vis = [q for q in out if q["modality"] == "visual"]
+    assert sum(q["present"] for q in vis) == sum(not q["present"] for q in vis) == 2  # one absent cue, twice
+    aud = [q for q in out if q["modality"] == "audio"]
+    assert aud == [q for q in qs if q["modality"] == "audio"]  # nothing absent to repeat: unchanged
+    assert all(q in qs for q in out)

@@ -64,6 +64,9 @@ class ReferenceParams(StageParams):
                                                 "descriptions named the emotion and 15 % ended in a Yes)")
     sft_presence_phase_lr: float = param(1e-3, "peak learning rate of the presence phase (its own warmup and "
                                                "decay); at the main SFT's 3e-3 the presence answers do not learn")
+    sft_presence_balance: bool = param(True, "presence phase: per clip and modality, the questions of the minority "
+                                             "answer repeated until Yes and No are as many (a clip shows two thirds "
+                                             "of its cues: unbalanced, 'Yes' is right two times in three)")
     # what the notebook shows (held-out clips of the DFEW test manifest)
     n_show: int = param(6, "generations shown on this many held-out clips (paper: the smoke test on 2 clips)")
     n_check: int = param(140, "closed-set recognition and cue citations checked on this many held-out clips")

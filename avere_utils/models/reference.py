@@ -110,7 +110,7 @@ def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
     return run_sft(backend, items, media_of, cfg, log_file,
                    tasks=p.sft_presence_phase_tasks, qa_per_clip=p.sft_qa_per_clip, label_repeats=1,
                    presence_per_clip=0, letters_per_clip=p.sft_letters_per_clip, phase="presence", after=history,
-                   shard=shard)
+                   shard=shard, presence_balance=p.sft_presence_balance)
 
 
 def link_paper_reference(p: Any) -> Path:

@@ -81,6 +81,21 @@ class SFTRecord:
     text_only: bool = False  # no media in the prompt (the `letters` task): the clip is not shown
 
 
+def balanced_presence(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A clip's cue-presence questions with, per modality, the questions of the minority answer repeated (in
+    turn) until Yes and No are as many.  A clip renders two of three parts on average, so its questions are
+    two thirds Yes; balanced, "always Yes" is no longer half right, and a model must tell absent cues apart."""
+    out: list[dict[str, Any]] = []
+    for modality in ("visual", "audio"):
+        qs = [q for q in questions if q["modality"] == modality]
+        yes, no = [q for q in qs if q["present"]], [q for q in qs if not q["present"]]
+        out += qs
+        if yes and no:
+            minority, n = (no, len(yes) - len(no)) if len(yes) >= len(no) else (yes, len(no) - len(yes))
+            out += [minority[i % len(minority)] for i in range(n)]
+    return out
+
+
 def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any]:
     """`per_clip` items of a clip's pool for this epoch (0: all), the window moving by `per_clip` each
     epoch and starting at the clip's position, so that every item is taught equally often over the clips."""
@@ -91,7 +106,7 @@ def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any
 
 def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoch: int = 0,
                 qa_per_clip: int = 0, label_repeats: int = 1, presence_per_clip: int = 0,
-                letters_per_clip: int = 0) -> list[SFTRecord]:
+                letters_per_clip: int = 0, presence_balance: bool = False) -> list[SFTRecord]:
     """The SFT examples of the training items for one epoch, in item order.
 
     qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
@@ -132,7 +147,8 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
             record = (it.text or {}).get("cues")
             if not record:
                 skipped["presence"] += 1
-            qs = rotate(presence_questions(record), pos, epoch, presence_per_clip) if record else []
+            pool = (balanced_presence if presence_balance else list)(presence_questions(record)) if record else []
+            qs = rotate(pool, pos, epoch, presence_per_clip)
             out.extend(SFTRecord(it.id, "presence", qa_prompt(q), qa_answer(q)) for q in qs)
         if "grounded" in tasks:
             record = (it.text or {}).get("cues")
@@ -359,7 +375,8 @@ def planned_epochs(items: Sequence[Item], tasks: Sequence[str], cfg: SFTConfig, 
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
             log_file: str | Path | None, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
             label_repeats: int = 1, presence_per_clip: int = 0, letters_per_clip: int = 0, phase: str = "sft",
-            after: Sequence[dict[str, Any]] = (), shard: Any = None) -> list[dict[str, Any]]:
+            after: Sequence[dict[str, Any]] = (), shard: Any = None, presence_balance: bool = False
+            ) -> list[dict[str, Any]]:
     """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step.
 
     `phase` names the records of this call in the log; `after` (the history of an earlier phase) makes this
@@ -373,7 +390,8 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     epochs = planned_epochs(items, tasks, cfg, rng, qa_per_clip=qa_per_clip, label_repeats=label_repeats,
-                            presence_per_clip=presence_per_clip, letters_per_clip=letters_per_clip)
+                            presence_per_clip=presence_per_clip, letters_per_clip=letters_per_clip,
+                            **({"presence_balance": True} if presence_balance else {}))
     total = sum(len(b) for b in epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)

@@ -83,7 +83,7 @@ class TrainParams(StageParams):
     lora_alpha: int = param(32, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = param(0.0, "LoRA dropout")
     # optimisation
-    learning_rate: float = param(1e-3, "peak learning rate (AdamW)")
+    learning_rate: float = param(2.5e-4, "peak learning rate (AdamW)")
     lr_scheduler: str = param("linear", f"learning-rate schedule after warmup: {' | '.join(SCHEDULERS)}")
     warmup_ratio: float = param(0.1, "fraction of the optimizer steps spent warming up, in [0, 1)")
     weight_decay: float = param(0.0, "AdamW weight decay")

@@ -159,6 +159,9 @@ def test_sft_with_clip_prefix_trains_what_the_length_groups_train(micro):
         out.append(([r["loss"] for r in hist], [p.detach().clone() for p in b.trainable_parameters()]))
     (l0, w0), (l1, w1), (l2, w2) = out
     np.testing.assert_allclose(l1, l0, rtol=1e-4)
+    # AdamW divides each update by sqrt(v): a weight whose gradients are near zero turns a last-bit difference
+    # of the summation order into a difference of ~1e-5 after a few steps (measured 1.2e-5 under the kit's CPU
+    # pins); a wrong mask or position moves weights by orders of magnitude more
     for p1, p0 in zip(w1, w0):
-        torch.testing.assert_close(p1, p0, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(p1, p0, atol=1e-4, rtol=1e-3)
     assert l2 == l1 and all(torch.equal(p2, p1) for p2, p1 in zip(w2, w1))

@@ -59,8 +59,10 @@ def _modality(item: Item) -> str:
 
 def asked_cue(item: Item, modality: str) -> str | None:
     """The one cue phrase of `modality`'s record list for the item's kind that the question names."""
+    from avere_utils.pairs.templates import STRESS_ASKED
+
     record = item.text.get("cues") or {}
-    pool = {"relevant": "present", "spurious": "context", "hallucination": "absent"}[item.text["kind"]]
+    pool = STRESS_ASKED[item.text["kind"]]
     named = [c for c in (record.get(modality) or {}).get(pool, []) if c in item.text["question"]]
     if len(named) == 1:
         return named[0]
@@ -206,17 +208,19 @@ def measure(params: Any, backend: Backend, benchmarks: Sequence[str] | None = No
     (one line per item and condition) and returns the summary."""
     import pandas as pd
 
+    from avere_utils.cache import FeatureCache
     from avere_utils.evaluation import common
     from avere_utils.evaluation.emorealm import build_prompt, candidate_answers
     from avere_utils.media import load_media
     from avere_utils.paths import RunLayout, atomic_write_text
 
     settings = common.media_settings(params, backend)
+    decoded = FeatureCache(params.cache_dir) if params.cache_dir else None  # the real clips: decoded by the stage
     cache: dict[tuple[str, str], Media] = {}
 
     def load(video: str, audio: str) -> Media:
         if (video, audio) not in cache:  # one Media object per clip: its four conditions share one encoding
-            cache[(video, audio)] = load_media(video or None, audio or None, settings)
+            cache[(video, audio)] = load_media(video or None, audio or None, settings, decoded)
         return cache[(video, audio)]
 
     out: dict[str, Any] = {"variant": params.variant, "conditions": list(conditions), "benchmarks": {}}

@@ -158,6 +158,17 @@ def publish(run: str | Path, dest: str | Path, *, max_image_kb: int = MAX_IMAGE_
     name = default_run_name(run)
     summary = {"files": 0, "bytes": 0, "too_large": [], "images_shrunk": 0, "images_dropped": 0, "notebook_bytes": 0}
 
+    def kept(out: Path, rel: Path) -> int:
+        """The size of a written file, counted; 0 (and the file removed, named) when it is over the limit."""
+        size = out.stat().st_size
+        if size > MAX_FILE_BYTES:
+            out.unlink()
+            summary["too_large"].append(f"{rel} ({size} bytes)")
+            return 0
+        summary["files"] += 1
+        summary["bytes"] += size
+        return size
+
     def put(src: Path, rel: Path, fix) -> None:
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,13 +176,7 @@ def publish(run: str | Path, dest: str | Path, *, max_image_kb: int = MAX_IMAGE_
             out.write_text(fix(src.read_text()))
         else:
             shutil.copyfile(src, out)
-        size = out.stat().st_size
-        if size > MAX_FILE_BYTES:
-            out.unlink()
-            summary["too_large"].append(f"{rel} ({size} bytes)")
-            return
-        summary["files"] += 1
-        summary["bytes"] += size
+        kept(out, rel)
 
     built = build_dirs(run)
     fix_run = relativizer(run, also=built)
@@ -193,13 +198,9 @@ def publish(run: str | Path, dest: str | Path, *, max_image_kb: int = MAX_IMAGE_
         out = dest / "notebooks" / nb_file.name
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-        size = out.stat().st_size
-        if size > MAX_FILE_BYTES:
-            out.unlink()
-            summary["too_large"].append(f"notebooks/{nb_file.name} ({size} bytes)")
+        size = kept(out, Path("notebooks") / nb_file.name)
+        if not size:
             continue
-        summary["files"] += 1
-        summary["bytes"] += size
         summary["notebook_bytes"] += size
         if html:
             summary["bytes"] += to_html(out)

@@ -21,7 +21,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -90,6 +90,28 @@ def default_of(cls: type, name: str) -> Any:
                 return f.default_factory()
             break
     raise KeyError(f"{cls.__name__} has no field {name!r} with a default")
+
+
+# --- renamed keys: old name -> (the new name or names, why) ------------------------------------------
+# An old name is refused wherever it is given (a params YAML, --set, a notebook's parameters) with an error
+# naming the new one, so that an old file never runs with its value silently dropped.  The check applies
+# to a stage that has every new name (elsewhere the old name is an ordinary unknown key).
+RENAMED_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    "per_device_batch_size": (("per_device_train_batch_size",), "Hugging Face name"),
+    "grad_accum_steps": (("gradient_accumulation_steps",), "Hugging Face name"),
+    "num_epochs": (("num_train_epochs",), "Hugging Face name"),
+    "lr_scheduler": (("lr_scheduler_type",), "Hugging Face name"),
+    "mixed_precision": (("bf16", "fp16"), "Hugging Face names: 'bf16' -> bf16: true, 'fp16' -> fp16: true, "
+                                          "'no' -> both false"),
+}
+
+
+def check_renamed(keys: Iterable[str], known: Collection[str], source: str) -> None:
+    """A ConfigError for the first key of `keys` that was renamed to key(s) of `known`, naming the new one."""
+    for key in keys:
+        new, why = RENAMED_KEYS.get(key, ((), ""))
+        if new and key not in known and all(n in known for n in new):
+            raise ConfigError(f"{source}: {key} was renamed {' and '.join(new)} ({why})")
 
 
 def close_matches(key: str, known: Sequence[str]) -> str:
@@ -233,6 +255,7 @@ def _interpolate(values: dict[str, Any], source: str) -> dict[str, Any]:
 def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = True) -> Any:
     """Validate raw values against the dataclass `cls`; missing keys take the dataclass default."""
     known = {f.name: f for f in fields(cls)}
+    check_renamed(raw, known, source)
     unknown = [k for k in raw if k not in known]
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r} for {cls.__name__}"
@@ -378,8 +401,9 @@ def notebook_params(stage: str, namespace: Mapping[str, Any]):
     """Inside a notebook: `P = notebook_params("04_avem_dpo_training", globals())`."""
     cls = stage_class(stage)
     names = {f.name for f in fields(cls)}
-    raw = {k: v for k, v in namespace.items() if k in names}
     source = f"notebook {stage} parameters"
+    check_renamed(namespace, names, source)  # an old name would otherwise be dropped silently here
+    raw = {k: v for k, v in namespace.items() if k in names}
     run_dir = os.environ.get(RUN_DIR_ENV)
     if run_dir:  # tests run the notebooks at their defaults, but never into the folder `make reproduce` uses
         raw["run_dir"] = run_dir

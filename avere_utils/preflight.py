@@ -372,9 +372,9 @@ def step_memory_gib(T: Any, shape: Any) -> dict[str, float]:
     from avere_utils.training import memory
 
     est = memory.estimate_step_memory(shape, prompt_tokens=memory.PAPER_PROMPT_TOKENS,
-                                      response_tokens=memory.PAPER_RESPONSE_TOKENS, batch=T.per_device_batch_size,
+                                      response_tokens=memory.PAPER_RESPONSE_TOKENS, batch=T.per_device_train_batch_size,
                                       method="avem", shared=T.shared_prefix, lora_r=T.lora_r,
-                                      weight_bytes=2 if T.mixed_precision != "no" else 4)
+                                      weight_bytes=2 if (T.bf16 or T.fp16) else 4)
     out = {k: v / GIB for k, v in est.items()}
     out["needed"] = out["total"] + HEADROOM_GIB
     return out
@@ -396,12 +396,12 @@ def _check_gpu(rep: PreflightReport, needed: bool, T: Any, shape: Any, shape_fro
     if T is None:
         return max(info.count, 1)
     est = step_memory_gib(T, shape)
-    text = (f"one training step at per_device_batch_size {T.per_device_batch_size} needs about "
+    text = (f"one training step at per_device_train_batch_size {T.per_device_train_batch_size} needs about "
             f"{est['needed']:.1f} GiB per GPU (weights {est['weights']:.1f} + LoRA state {est['lora_state']:.2f} "
             f"+ activations {est['activations']:.1f} + {HEADROOM_GIB:.0f} headroom; {shape_from})")
     if info.available and min(info.memory_gib) < est["needed"]:
         rep.add(sec, PROBLEM, text + f": more than the {min(info.memory_gib):.0f} GiB available "
-                                     "(lower per_device_batch_size; global_batch_size keeps the effective batch)")
+                                     "(lower per_device_train_batch_size; global_batch_size keeps the effective batch)")
     else:
         rep.add(sec, INFO if not info.available else OK, text)
     procs = max(info.count, 1)
@@ -409,7 +409,7 @@ def _check_gpu(rep: PreflightReport, needed: bool, T: Any, shape: Any, shape_fro
         from avere_utils.training.params import derive_grad_accum
 
         try:
-            accum = derive_grad_accum(T.global_batch_size, T.per_device_batch_size, procs)
+            accum = derive_grad_accum(T.global_batch_size, T.per_device_train_batch_size, procs)
             rep.add(sec, OK, f"global batch {T.global_batch_size} on {procs} process(es): {accum} accumulation steps")
         except config.ConfigError as e:
             rep.add(sec, PROBLEM, str(e))
@@ -464,21 +464,21 @@ def _cost(rep: PreflightReport, P: Mapping[str, Any], run: Any, counts: Mapping[
             rep.add(sec, NOT_NEEDED, f"stage 02: generator {A.generator}, no LLM requests")
     if T is not None:
         n = min(n_pairs, T.max_samples) if (n_pairs and T.max_samples) else (T.max_samples or n_pairs)
-        accum = T.grad_accum_steps
+        accum = T.gradient_accumulation_steps
         if T.global_batch_size > 0:
             try:
                 from avere_utils.training.params import derive_grad_accum
 
-                accum = derive_grad_accum(T.global_batch_size, T.per_device_batch_size, procs)
+                accum = derive_grad_accum(T.global_batch_size, T.per_device_train_batch_size, procs)
             except config.ConfigError:
                 pass
-        batch = T.per_device_batch_size * procs * accum
+        batch = T.per_device_train_batch_size * procs * accum
         if n:
-            steps = (n // batch) * T.num_epochs
+            steps = (n // batch) * T.num_train_epochs
             steps = min(steps, T.max_steps) if T.max_steps else steps
             rep.add(sec, INFO, f"stage 04: about {steps} optimizer steps per variant (about {n} training pairs, "
-                               f"batch {batch} = {T.per_device_batch_size} x {procs} process(es) x {accum}, "
-                               f"{T.num_epochs} epoch(s)) x {len(run.train_variants)} variants")
+                               f"batch {batch} = {T.per_device_train_batch_size} x {procs} process(es) x {accum}, "
+                               f"{T.num_train_epochs} epoch(s)) x {len(run.train_variants)} variants")
         else:
             rep.add(sec, INFO, f"stage 04: training pairs / {batch} optimizer steps per variant x "
                                f"{len(run.train_variants)} variants (the pair count is known after stage 01)")

@@ -111,6 +111,7 @@ def check_overrides(stages: Sequence[str], overrides: Mapping[str, Any]) -> None
                                          f"{config.close_matches(target, list(config.STAGES))}")
             continue
         known = sorted({f.name for s in stages for f in dataclasses.fields(config.stage_class(s))})
+        config.check_renamed([key], known, f"override {key!r}")
         if key not in known:
             raise config.ConfigError(f"override {key!r} matches no parameter of the stages {', '.join(stages)}"
                                      f"{config.close_matches(key, known)}")

@@ -79,9 +79,9 @@ def child(variant: str, args: argparse.Namespace) -> dict:
     params = build(TrainParams, dict(
         run_dir=str(work / "run"), variant=variant, reference_dir=args.model_dir,
         pairs_dir=args.pairs_dir or str(work / "none"), device=args.device, max_steps=args.steps + 1,
-        per_device_batch_size=args.batch, grad_accum_steps=1, save_steps=0, learning_rate=1e-3,
+        per_device_train_batch_size=args.batch, gradient_accumulation_steps=1, save_steps=0, learning_rate=1e-3,
         precompute_reference=not args.no_precompute, logp_cache_dir="", resume=False,
-        mixed_precision="no"), "bench")
+        bf16=False, fp16=False), "bench")
     trainer = Trainer(params, backend=backend, pairs=pairs)
     if torch.cuda.is_available() and backend.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

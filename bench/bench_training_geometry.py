@@ -247,7 +247,7 @@ def main() -> None:
     for name, (variant, shared, store) in CONFIGS.items():
         params = build(TrainParams, dict(run_dir=str(work / name), variant=variant, reference_dir=model_dir,
                                          pairs_dir=str(work / "none"), device=str(dev), max_steps=1,
-                                         per_device_batch_size=args.batch, grad_accum_steps=1, save_steps=0,
+                                         per_device_train_batch_size=args.batch, gradient_accumulation_steps=1, save_steps=0,
                                          learning_rate=1e-6, logp_cache_dir="", resume=False,
                                          shared_prefix=shared,
                                          encoder_cache_dir=str(work / "encoders") if store else ""), "bench")

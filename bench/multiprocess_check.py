@@ -57,12 +57,12 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     one = work / "one"
     t_one = run([sys.executable, "-m", "avere_utils.training", *common, "--set", f"run_dir={one}",
-                 "--set", "per_device_batch_size=4", "--set", "grad_accum_steps=2"], env)
+                 "--set", "per_device_train_batch_size=4", "--set", "gradient_accumulation_steps=2"], env)
     two = work / "two"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
     t_two = run([accelerate, "launch", "--config_file", str(REPO / "configs/accelerate/cpu2.yaml"),
                  "-m", "avere_utils.training", *common, "--set", f"run_dir={two}",
-                 "--set", "per_device_batch_size=2", "--set", "grad_accum_steps=2"], env)
+                 "--set", "per_device_train_batch_size=2", "--set", "gradient_accumulation_steps=2"], env)
     log1 = read_log(one / "train_logs" / f"{args.variant}.jsonl")
     log2 = read_log(two / "train_logs" / f"{args.variant}.jsonl")
     assert [r["step"] for r in log1] == [r["step"] for r in log2] == list(range(1, args.steps + 1))

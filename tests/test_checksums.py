@@ -18,9 +18,9 @@ def _fake_run(root, ref_bytes=b"ref-weights", adapter_bytes=None):
     (ref / "config.json").write_text("{}")  # not a weight file
     for name, data in adapter_bytes.items():
         d = root / "models" / name
-        (d / "checkpoints" / "step-1").mkdir(parents=True)
+        (d / "checkpoints" / "checkpoint-1").mkdir(parents=True)
         (d / "adapter_model.safetensors").write_bytes(data)
-        (d / "checkpoints" / "step-1" / "adapter_model.safetensors").write_bytes(b"intermediate")
+        (d / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors").write_bytes(b"intermediate")
     (root / "models" / "reference_init").mkdir()
     (root / "models" / "reference_init" / "model.safetensors").write_bytes(b"init")
     return root
@@ -43,7 +43,7 @@ def test_folder_hash_ignores_mtimes_location_listing_and_checkpoints(tmp_path):
     shutil.copytree(run, copy)
     os.utime(copy / "models" / "reference" / "model.safetensors", (1, 1))
     (copy / "models" / "reference" / "config.json").write_text('{"edited": 1}')
-    (copy / "models" / "avem_dpo" / "checkpoints" / "step-1" / "adapter_model.safetensors").write_bytes(b"x")
+    (copy / "models" / "avem_dpo" / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors").write_bytes(b"x")
     assert checksums.folder_sha256(copy / "models" / "reference") == ref
     assert checksums.compare(copy, run) == []
     (tmp_path / "empty").mkdir()

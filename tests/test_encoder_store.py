@@ -152,8 +152,8 @@ def test_training_with_the_store_reads_what_the_reference_pass_wrote(micro_dir, 
 
     losses, stats = {}, {}
     for name, folder in (("off", ""), ("on", str(tmp_path / "enc")), ("again", str(tmp_path / "enc"))):
-        params = build(TrainParams, dict(run_dir=str(tmp_path / name), device="cpu", per_device_batch_size=2,
-                                         grad_accum_steps=1, save_steps=0, max_steps=2, learning_rate=1e-3,
+        params = build(TrainParams, dict(run_dir=str(tmp_path / name), device="cpu", per_device_train_batch_size=2,
+                                         gradient_accumulation_steps=1, save_steps=0, max_steps=2, learning_rate=1e-3,
                                          encoder_cache_dir=folder), "test")
         backend = backend_with_lora(micro_dir)
         if name == "again":

@@ -24,7 +24,7 @@ def test_training_module_trains_a_few_steps_and_saves_the_adapter(tiny_base_run,
     run = clone_run(tiny_base_run, tmp_path / "run")
     stdout = run_module("avere_utils.training", "--params", "params/tiny/04_avem_dpo_training.yaml",
                         "--variant", "no_tpd", "--set", f"run_dir={run}", "max_samples=4",
-                        "per_device_batch_size=2", "grad_accum_steps=1")
+                        "per_device_train_batch_size=2", "gradient_accumulation_steps=1")
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["variant"] == "no_tpd" and summary["steps"] == 2
     assert (run / "models" / "no_tpd" / "adapter_config.json").is_file()

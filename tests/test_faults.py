@@ -33,7 +33,7 @@ N_ITEMS, N_STEPS = 40, 6
 BENCH = "ravdess"  # 52 clips per actor at the smallest sizes (DFEW has 14)
 EVAL_SET = [f"benchmarks=[{BENCH}]", "batch_size=1", f"max_items={N_ITEMS}", "modes=[paper,strict]",
             "headline_mode=strict"]
-TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_batch_size=1", "grad_accum_steps=1", "save_steps=1"]
+TRAIN_SET = [f"max_samples={N_STEPS}", "per_device_train_batch_size=1", "gradient_accumulation_steps=1", "save_steps=1"]
 EVAL = ["--only", "05_zero_shot_classification", "--variants", "reference", "--set", *EVAL_SET]
 TRAIN = ["--only", "04_avem_dpo_training", "--variants", "avem_dpo", "--set", *TRAIN_SET]
 VOLATILE = {"created", "timing", "seconds", "predictions_file", "judged_file", "judge_batch_file", "run_dir"}
@@ -234,16 +234,18 @@ def test_ctrl_c_then_a_truncated_newest_checkpoint_resumes_from_the_one_before(b
     assert proc.returncode == 130, out[-3000:]
     assert "Traceback" not in out and "DeadKernelError" not in out and "KeyboardInterrupt" not in out, out[-3000:]
     last = out.strip().splitlines()[-1]
-    assert "interrupted: 04_avem_dpo_training [avem_dpo]" in last and "resumes training from step-" in last
+    assert "interrupted: 04_avem_dpo_training [avem_dpo]" in last and "resumes training from checkpoint-" in last
     assert "04_avem_dpo_training [avem_dpo]\tinterrupted" in (run / "run.log").read_text()
     assert not (run / "train_logs" / "avem_dpo.jsonl").exists()  # no log for an adapter that is not there
 
-    steps = sorted(run.glob("checkpoints/avem_dpo/step-*"))
+    from avere_utils.training.checkpoint import checkpoint_step, complete_checkpoints
+
+    steps = complete_checkpoints(run / "checkpoints" / "avem_dpo")  # oldest first, by the integer step
     newest = steps[-1] / "adapter" / "adapter_model.safetensors"
     newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])
     run_ok(kit("--out", str(run), *TRAIN))
     summary = json.loads((run / "models" / "avem_dpo" / "training_summary.json").read_text())
-    assert summary["resumed_from_step"] == int(steps[-2].name.split("-")[1]), summary
+    assert summary["resumed_from_step"] == checkpoint_step(steps[-2]), summary
     notebook = (run / "notebooks" / "04_avem_dpo_training-avem_dpo.ipynb").read_text()
     assert f"skipping checkpoint {steps[-1].name}" in notebook and "corrupt or truncated" in notebook
     assert [json.loads(x)["step"] for x in lines(run / "train_logs" / "avem_dpo.jsonl")] == list(range(1, N_STEPS + 1))

@@ -22,8 +22,8 @@ def _one_process(monkeypatch):
 def test_64_on_one_process_at_two_per_device_is_32_accumulation_steps(caplog):
     assert derive_grad_accum(64, 2, 1) == 32
     with caplog.at_level(logging.INFO, logger="avere_utils.training.params"):
-        p = TrainParams(global_batch_size=64, per_device_batch_size=2, grad_accum_steps=4)
-    assert p.grad_accum_steps == 32 and p.effective_batch(1) == 64
+        p = TrainParams(global_batch_size=64, per_device_train_batch_size=2, gradient_accumulation_steps=4)
+    assert p.gradient_accumulation_steps == 32 and p.effective_batch(1) == 64
     assert "effective batch 64 = 2 per device x 1 process(es) x 32 accumulation steps" in caplog.text
 
 
@@ -31,29 +31,30 @@ def test_the_paper_layout_gives_four_steps_on_eight_processes(monkeypatch):
     assert derive_grad_accum(64, 2, 8) == 4
     monkeypatch.setenv("WORLD_SIZE", "8")
     assert launched_processes() == 8
-    assert TrainParams(global_batch_size=64, per_device_batch_size=2).grad_accum_steps == 4
+    assert TrainParams(global_batch_size=64, per_device_train_batch_size=2).gradient_accumulation_steps == 4
 
 
 def test_an_unreachable_global_batch_names_the_three_numbers():
     with pytest.raises(ConfigError) as e:
-        TrainParams(global_batch_size=64, per_device_batch_size=3)
+        TrainParams(global_batch_size=64, per_device_train_batch_size=3)
     msg = str(e.value)
-    assert "global_batch_size 64" in msg and "per_device_batch_size 3" in msg and "on 1 process" in msg
+    assert "global_batch_size 64" in msg and "per_device_train_batch_size 3" in msg and "on 1 process" in msg
     with pytest.raises(ConfigError, match="64.*2.*3 process"):
         derive_grad_accum(64, 2, 3)
 
 
 def test_zero_derives_nothing_and_the_tiny_profile_is_unchanged():
     p = config.load_stage("tiny", "04_avem_dpo_training")
-    assert p.global_batch_size == 0 and p.grad_accum_steps == 2 and p.per_device_batch_size == 4
-    assert dataclasses.replace(p, grad_accum_steps=5).grad_accum_steps == 5
+    assert p.global_batch_size == 0 and p.gradient_accumulation_steps == 2 and p.per_device_train_batch_size == 4
+    assert dataclasses.replace(p, gradient_accumulation_steps=5).gradient_accumulation_steps == 5
     with pytest.raises(ConfigError, match="global_batch_size"):
         TrainParams(global_batch_size=-1)
 
 
 def test_the_paper_profile_asks_for_64():
     p = config.load_stage("paper", "04_avem_dpo_training")
-    assert p.global_batch_size == 64 and p.effective_batch(1) == 64 and p.grad_accum_steps == 32
-    assert config.load_stage("paper", "04_avem_dpo_training", {"per_device_batch_size": 4}).grad_accum_steps == 16
-    with pytest.raises(ConfigError, match="64.*per_device_batch_size 3"):
-        config.load_stage("paper", "04_avem_dpo_training", {"per_device_batch_size": 3})
+    assert p.global_batch_size == 64 and p.effective_batch(1) == 64 and p.gradient_accumulation_steps == 32
+    four = config.load_stage("paper", "04_avem_dpo_training", {"per_device_train_batch_size": 4})
+    assert four.gradient_accumulation_steps == 16
+    with pytest.raises(ConfigError, match="64.*per_device_train_batch_size 3"):
+        config.load_stage("paper", "04_avem_dpo_training", {"per_device_train_batch_size": 3})

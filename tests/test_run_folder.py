@@ -115,8 +115,8 @@ def test_a_truncated_safetensors_file_is_named_with_what_to_do(tmp_path):
         weights.check_folder(f.parent)
     with pytest.raises(weights.WeightsError, match="rerun stage 03"):
         weights.check_safetensors(_truncated(tmp_path / "run" / "models" / "reference" / "m.safetensors"))
-    with pytest.raises(weights.WeightsError, match="step-000020 .training resumes from the previous"):
-        weights.check_safetensors(_truncated(tmp_path / "run" / "checkpoints" / "v" / "step-000020" / "adapter" /
+    with pytest.raises(weights.WeightsError, match="checkpoint-20 .training resumes from the previous"):
+        weights.check_safetensors(_truncated(tmp_path / "run" / "checkpoints" / "v" / "checkpoint-20" / "adapter" /
                                              "adapter_model.safetensors"))
 
 
@@ -185,7 +185,8 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_a_moved_run_redoes_nothing
     from avere_utils.training.trainer import Hooks, StopTraining, train
 
     rows = fake_rows(24)
-    over = dict(num_epochs=2, per_device_batch_size=4, grad_accum_steps=1, save_steps=2, save_total_limit=2)
+    over = dict(num_train_epochs=2, per_device_train_batch_size=4, gradient_accumulation_steps=1, save_steps=2,
+                save_total_limit=2)
     full = make_params(tmp_path / "full", **over)
     train(full, backend=FakeBackend(), pairs=fake_source(rows))
 
@@ -196,12 +197,12 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_a_moved_run_redoes_nothing
     part = make_params(tmp_path / "part", **over)
     with pytest.raises(StopTraining):
         train(part, backend=FakeBackend(), pairs=fake_source(rows), hooks=Hooks(on_step_end=kill))
-    newest = Path(part.checkpoint_dir) / "step-000004" / "adapter" / "adapter.pt"
+    newest = Path(part.checkpoint_dir) / "checkpoint-4" / "adapter" / "adapter.pt"
     newest.write_bytes(newest.read_bytes()[:100])
     with caplog.at_level("WARNING"):
         res = train(part, backend=FakeBackend(), pairs=fake_source(rows))
     assert res.resumed_from_step == 2
-    assert "skipping checkpoint step-000004" in caplog.text and str(newest) in caplog.text
+    assert "skipping checkpoint checkpoint-4" in caplog.text and str(newest) in caplog.text
     assert (Path(full.output_dir) / "adapter.pt").read_bytes() == (Path(part.output_dir) / "adapter.pt").read_bytes()
     assert [r["step"] for r in read_log(part.log_file)] == list(range(1, res.steps + 1))
 

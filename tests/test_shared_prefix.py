@@ -146,7 +146,7 @@ def test_logprobs_shared_equal_unshared_with_and_without_grad(lora_backend):
 
 def _grads(backend, tmp_path, variant: str, shared: bool, indices) -> tuple[torch.Tensor, list[torch.Tensor]]:
     rows = fake_rows(6)
-    params = make_params(tmp_path / f"{variant}-{shared}", variant=variant, per_device_batch_size=len(indices),
+    params = make_params(tmp_path / f"{variant}-{shared}", variant=variant, per_device_train_batch_size=len(indices),
                          precompute_reference=False, logp_cache_dir="", shared_prefix=shared)
     trainer = Trainer(params, backend=backend, pairs=real_media_source(rows))
     backend.model.zero_grad(set_to_none=True)

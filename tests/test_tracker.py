@@ -18,7 +18,7 @@ def _scalars(run: str) -> dict[str, list]:
 
 @pytest.mark.parametrize("variant", ["avem_dpo", "naive_dpo"])
 def test_tensorboard_event_file_has_every_step_and_term(tmp_path, variant):
-    params = make_params(tmp_path, variant=variant, max_steps=3, per_device_batch_size=2, report_to="tensorboard")
+    params = make_params(tmp_path, variant=variant, max_steps=3, per_device_train_batch_size=2, report_to="tensorboard")
     Trainer(params, backend=FakeBackend(), pairs=fake_source(fake_rows(12))).train()
     steps = [r["step"] for r in read_log(params.log_file)]
     scalars = _scalars(str(tracker_dir(params) / variant))
@@ -37,7 +37,7 @@ def test_tensorboard_event_file_has_every_step_and_term(tmp_path, variant):
 
 
 def test_default_writes_no_tracker(tmp_path):
-    params = make_params(tmp_path, variant="naive_dpo", max_steps=1, per_device_batch_size=2)
+    params = make_params(tmp_path, variant="naive_dpo", max_steps=1, per_device_train_batch_size=2)
     assert params.report_to == "none"
     Trainer(params, backend=FakeBackend(), pairs=fake_source(fake_rows(12))).train()
     assert not tracker_dir(params).exists()

@@ -130,7 +130,7 @@ def fake_source(rows: list[dict]) -> PairSource:
 
 def make_params(tmp_path: Path, **over) -> TrainParams:
     raw = dict(run_dir=str(tmp_path / "run"), device="cpu", learning_rate=0.05, warmup_ratio=0.0,
-               per_device_batch_size=4, grad_accum_steps=1, save_steps=0, max_grad_norm=0.0)
+               per_device_train_batch_size=4, gradient_accumulation_steps=1, save_steps=0, max_grad_norm=0.0)
     raw.update(over)
     return build(TrainParams, raw, "test")
 
@@ -149,7 +149,7 @@ POLICY_TEXT = {"avem_dpo_policy"}  # the only variant whose policy runs the text
 def test_one_policy_call_per_micro_batch_and_nothing_unneeded(tmp_path, variant):
     rows = fake_rows(12)
     be = FakeBackend()
-    params = make_params(tmp_path, variant=variant, max_steps=2, per_device_batch_size=3, grad_accum_steps=2)
+    params = make_params(tmp_path, variant=variant, max_steps=2, per_device_train_batch_size=3, gradient_accumulation_steps=2)
     trainer = Trainer(params, backend=be, pairs=fake_source(rows))
     trainer.train()
     grad_calls = [c for c in be.calls if c[1]]
@@ -220,15 +220,15 @@ def _grads_at_step1(tmp_path, name, **over):
 
 
 def test_gradient_accumulation_equals_the_large_batch(tmp_path):
-    big = _grads_at_step1(tmp_path, "a", per_device_batch_size=8, grad_accum_steps=1)
-    acc2 = _grads_at_step1(tmp_path, "b", per_device_batch_size=4, grad_accum_steps=2)
-    acc8 = _grads_at_step1(tmp_path, "c", per_device_batch_size=1, grad_accum_steps=8)
+    big = _grads_at_step1(tmp_path, "a", per_device_train_batch_size=8, gradient_accumulation_steps=1)
+    acc2 = _grads_at_step1(tmp_path, "b", per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    acc8 = _grads_at_step1(tmp_path, "c", per_device_train_batch_size=1, gradient_accumulation_steps=8)
     assert big[1].abs().sum() > 0
     for g in (acc2, acc8):
         for x, y in zip(big, g):
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
     # control: half the batch is a different gradient, so the comparison can fail
-    half = _grads_at_step1(tmp_path, "d", per_device_batch_size=4, grad_accum_steps=1)
+    half = _grads_at_step1(tmp_path, "d", per_device_train_batch_size=4, gradient_accumulation_steps=1)
     assert not torch.allclose(half[1], big[1], rtol=1e-3)
 
 
@@ -254,7 +254,7 @@ def test_first_step_starts_at_the_reference(tmp_path):
 
 
 def test_training_raises_the_reward_margins_and_logs_every_term(tmp_path):
-    params = make_params(tmp_path, num_epochs=4, learning_rate=0.05, warmup_ratio=0.1)
+    params = make_params(tmp_path, num_train_epochs=4, learning_rate=0.05, warmup_ratio=0.1)
     res = train(params, backend=FakeBackend(), pairs=fake_source(fake_rows(24)))
     logs = read_log(params.log_file)
     assert [r["step"] for r in logs] == list(range(1, res.steps + 1))
@@ -270,7 +270,7 @@ def test_training_raises_the_reward_margins_and_logs_every_term(tmp_path):
 
 def test_a_killed_run_resumes_without_repeating_a_step(tmp_path):
     rows = fake_rows(24)
-    over = dict(num_epochs=3, per_device_batch_size=2, grad_accum_steps=2, save_steps=2, warmup_ratio=0.2,
+    over = dict(num_train_epochs=3, per_device_train_batch_size=2, gradient_accumulation_steps=2, save_steps=2, warmup_ratio=0.2,
                 lora_dropout=0.0)
     full = make_params(tmp_path / "full", **over)
     ref = train(full, backend=FakeBackend(), pairs=fake_source(rows))
@@ -321,7 +321,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog):
 
 def test_too_few_pairs_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="fewer than one global batch"):
-        Trainer(make_params(tmp_path, per_device_batch_size=8, grad_accum_steps=4), backend=FakeBackend(),
+        Trainer(make_params(tmp_path, per_device_train_batch_size=8, gradient_accumulation_steps=4), backend=FakeBackend(),
                 pairs=fake_source(fake_rows(10)))
 
 
@@ -359,7 +359,7 @@ def real_media_source(rows, *, zero: str = "") -> PairSource:
 def lora_grads(tiny_dir, tmp_path, zero: str, variant: str = "avem_dpo") -> torch.Tensor:
     backend = backend_with_lora(tiny_dir)
     rows = fake_rows(6)
-    params = make_params(tmp_path / f"{variant}-{zero}", variant=variant, per_device_batch_size=3,
+    params = make_params(tmp_path / f"{variant}-{zero}", variant=variant, per_device_train_batch_size=3,
                          precompute_reference=False, logp_cache_dir="")
     trainer = Trainer(params, backend=backend, pairs=real_media_source(rows, zero=zero))
     out = trainer.micro_batch_loss([0, 1, 2])  # a visual, an audio and a joint-prompt sample
@@ -398,7 +398,7 @@ def test_text_term_gradient_per_tpd_form(tiny_dir, tmp_path, monkeypatch):
     backend = backend_with_lora(tiny_dir)
     rows = fake_rows(6)
     for variant in ("avem_dpo", "avem_dpo_reversed", "avem_dpo_policy"):
-        params = make_params(tmp_path / variant, variant=variant, per_device_batch_size=3, logp_cache_dir="")
+        params = make_params(tmp_path / variant, variant=variant, per_device_train_batch_size=3, logp_cache_dir="")
         trainer = Trainer(params, backend=backend, pairs=real_media_source(rows))
         trainer.micro_batch_loss([0, 1, 2])
         inp = seen["inputs"]

@@ -1,9 +1,16 @@
 """Training checkpoints: everything needed to continue a killed run as if it had never stopped.
 
-`<checkpoint_dir>/step-000040/` holds the LoRA adapter (a normal adapter folder, so a checkpoint can also
-be evaluated), the optimizer and scheduler state, each process's RNG states, and `trainer_state.json`
-(step, the parameters that define the run, and a hash of the data order).  A checkpoint folder is written
-under a temporary name and renamed when complete, so a kill during the save leaves the previous one.
+`<checkpoint_dir>/checkpoint-40/` (Hugging Face's naming: the optimizer step, no zero padding) holds the
+LoRA adapter (a normal adapter folder, so a checkpoint can also be evaluated), the optimizer and scheduler
+state, each process's RNG states, and `trainer_state.json` (step, the parameters that define the run, and
+a hash of the data order).  A checkpoint folder is written under a temporary name and renamed when
+complete, so a kill during the save leaves the previous one.  Checkpoints are ordered by the integer step
+in their name (checkpoint-100 after checkpoint-99), never by string order.
+
+A `step-NNNNNN` folder (the kit's naming before the Hugging Face one) is read, not refused: it is ordered
+by its step like the others, the trainer translates its recorded run signature to today's key names
+(params.upgrade_keys), so a run interrupted before the rename resumes from it; later saves are written as
+`checkpoint-N` and save_total_limit removes the old folders like any other.
 
 Each checkpoint records the sha256 of its files at save time (`weights.SIDECAR`).  Before a resume,
 `load` checks every file (present, the recorded size, an intact safetensors header, the recorded hash,
@@ -19,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -53,15 +61,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+PREFIX = "checkpoint-"
+# checkpoint-N, and the kit's earlier step-NNNNNN (read for resuming, never written)
+_NAME = re.compile(r"^(checkpoint|step)-([0-9]+)$")
+
+
 def step_dir(checkpoint_dir: Path, step: int) -> Path:
-    return checkpoint_dir / f"step-{step:06d}"
+    return Path(checkpoint_dir) / f"{PREFIX}{step}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The optimizer step of a checkpoint folder's name (checkpoint-40 or step-000040 -> 40), else None."""
+    m = _NAME.match(Path(path).name)
+    return int(m.group(2)) if m else None
+
+
+def _ordered(checkpoint_dir: Path) -> list[Path]:
+    """Every checkpoint-N / step-NNNNNN folder, oldest first by the integer step (at one step, checkpoint-N
+    after step-NNNNNN, so that it is the one taken)."""
+    folders = [p for p in Path(checkpoint_dir).iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(folders, key=lambda p: (checkpoint_step(p), p.name.startswith(PREFIX)))
 
 
 def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """The complete checkpoint folders (renamed from their temporary name), oldest first."""
+    """The complete checkpoint folders (renamed from their temporary name), oldest first by step."""
     if not Path(checkpoint_dir).is_dir():
         return []
-    return sorted(p for p in Path(checkpoint_dir).glob("step-*") if (p / STATE_FILE).is_file())
+    return [p for p in _ordered(checkpoint_dir) if (p / STATE_FILE).is_file()]
 
 
 def latest(checkpoint_dir: Path) -> Path | None:
@@ -81,7 +107,7 @@ def save(checkpoint_dir: Path, step: int, *, backend, optimizer, scheduler, stat
          is_main: bool, rank: int, keep: int, barrier) -> Path:
     """Write checkpoint `step` (all processes call it: each saves its RNG state, the main process the rest)."""
     final = step_dir(checkpoint_dir, step)
-    tmp = checkpoint_dir / f".tmp-step-{step:06d}"
+    tmp = checkpoint_dir / f".tmp-{final.name}"
     if is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -97,7 +123,7 @@ def save(checkpoint_dir: Path, step: int, *, backend, optimizer, scheduler, stat
         weights.record_digests(tmp)  # mtimes survive the rename, so the recorded hashes stay valid
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        old = sorted(p for p in checkpoint_dir.glob("step-*") if p != final)
+        old = [p for p in _ordered(checkpoint_dir) if p != final]
         for p in old[:max(0, len(old) - (keep - 1))] if keep > 0 else []:
             shutil.rmtree(p, ignore_errors=True)
         log.info("checkpoint %s", final)

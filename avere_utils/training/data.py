@@ -119,23 +119,23 @@ def plan_sample(row_index: int, row: Mapping[str, Any], config: LossConfig,
 
 class DataOrder:
     """Which samples each optimizer step uses, on each process: a seeded permutation per epoch, cut into
-    global batches of per_device_batch_size x grad_accum_steps x num_processes samples.  The last
+    global batches of per_device_train_batch_size x gradient_accumulation_steps x num_processes samples.  The last
     incomplete global batch of an epoch is dropped (and counted), so every step has the same size on
     every process - what makes accumulation and multi-process runs reproduce the large-batch update."""
 
-    def __init__(self, n_samples: int, *, seed: int, per_device_batch_size: int, grad_accum_steps: int,
-                 num_processes: int = 1):
+    def __init__(self, n_samples: int, *, seed: int, per_device_train_batch_size: int,
+                 gradient_accumulation_steps: int, num_processes: int = 1):
         self.n = n_samples
         self.seed = seed
-        self.per_device = per_device_batch_size
-        self.accum = grad_accum_steps
+        self.per_device = per_device_train_batch_size
+        self.accum = gradient_accumulation_steps
         self.world = num_processes
-        self.global_batch = per_device_batch_size * grad_accum_steps * num_processes
+        self.global_batch = per_device_train_batch_size * gradient_accumulation_steps * num_processes
         self.steps_per_epoch = n_samples // self.global_batch
         self.dropped_per_epoch = n_samples - self.steps_per_epoch * self.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"{n_samples} pairs are fewer than one global batch ({self.global_batch} = "
-                             f"{per_device_batch_size} per device x {grad_accum_steps} accumulation x "
+                             f"{per_device_train_batch_size} per device x {gradient_accumulation_steps} accumulation x "
                              f"{num_processes} processes)")
 
     def permutation(self, epoch: int) -> np.ndarray:
@@ -146,7 +146,7 @@ class DataOrder:
         return self.permutation(epoch)[s * self.global_batch:(s + 1) * self.global_batch]
 
     def micro_batches(self, step: int, rank: int) -> list[list[int]]:
-        """The grad_accum_steps micro-batches of `rank` at optimizer step `step` (0-based)."""
+        """The gradient_accumulation_steps micro-batches of `rank` at optimizer step `step` (0-based)."""
         batch = self.global_batch_indices(step)
         out = []
         for m in range(self.accum):

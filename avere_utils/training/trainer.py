@@ -44,7 +44,7 @@ from avere_utils.paths import atomic_write_text
 from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
 from avere_utils.training.logp_cache import LogpCache, model_fingerprint
 from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize
-from avere_utils.training.params import TrainParams
+from avere_utils.training.params import TrainParams, upgrade_keys
 from avere_utils.training.step_log import StepLogger, tracked_scalars
 from avere_utils.training.variants import describe
 from avere_utils.weights import run_relative
@@ -52,7 +52,7 @@ from avere_utils.weights import run_relative
 log = logging.getLogger(__name__)
 
 # Params that do not change what a run computes: a checkpoint written under other values may be resumed.
-RESUME_NEUTRAL = ("resume", "report_to", "save_steps", "save_total_limit", "device", "figures_dir",
+RESUME_NEUTRAL = ("resume", "report_to", "logging_steps", "save_steps", "save_total_limit", "device", "figures_dir",
                   "precompute_reference", "media_cache_dir", "logp_cache_dir", "shared_prefix",
                   "encoder_cache_dir")
 PRECOMPUTE_SAMPLES_PER_CALL = 8
@@ -129,7 +129,7 @@ class Trainer:
         on_cpu = params.device == "cpu" or (params.device == "auto" and not torch.cuda.is_available())
         tracking = params.report_to != "none"
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=params.mixed_precision, cpu=on_cpu, log_with=params.report_to if tracking else None,
+            mixed_precision=params.accelerate_mixed_precision, cpu=on_cpu, log_with=params.report_to if tracking else None,
             project_dir=str(tracker_dir(params)) if tracking else None)
         if tracking and not self.accelerator.log_with:
             raise ValueError(f"report_to: {params.report_to}: the Accelerator has no such tracker (is the "
@@ -152,9 +152,11 @@ class Trainer:
             rows = rows[:params.max_samples]
         check_rows(rows, params.pairs_dir)
         self.rows = rows
-        self.order = DataOrder(len(rows), seed=params.seed, per_device_batch_size=params.per_device_batch_size,
-                               grad_accum_steps=params.grad_accum_steps, num_processes=self.world)
-        by_epochs = self.order.steps_per_epoch * params.num_epochs
+        self.order = DataOrder(len(rows), seed=params.seed,
+                               per_device_train_batch_size=params.per_device_train_batch_size,
+                               gradient_accumulation_steps=params.gradient_accumulation_steps,
+                               num_processes=self.world)
+        by_epochs = self.order.steps_per_epoch * params.num_train_epochs
         self.total_steps = min(by_epochs, params.max_steps) if params.max_steps > 0 else by_epochs
         self.trainable = list(self.backend.trainable_parameters())
         if not self.trainable:
@@ -163,7 +165,7 @@ class Trainer:
         from avere_utils.numerics import adamw
 
         self.optimizer = adamw(self.trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
-        self.scheduler = get_scheduler(params.lr_scheduler, self.optimizer,
+        self.scheduler = get_scheduler(params.lr_scheduler_type, self.optimizer,
                                        num_warmup_steps=math.ceil(params.warmup_ratio * self.total_steps),
                                        num_training_steps=self.total_steps)
         settings = self.backend.media_settings
@@ -332,7 +334,7 @@ class Trainer:
         for found in reversed(ckpt.complete_checkpoints(cdir)) if p.resume else []:
             try:
                 state = ckpt.read_state(found)
-                old = state.get("signature", {})
+                old = upgrade_keys(state.get("signature", {}))  # a checkpoint from before the renames
                 diff = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
                 if state.get("world") != self.world:
                     diff.append(f"num_processes ({state.get('world')} -> {self.world})")
@@ -426,11 +428,14 @@ class Trainer:
                           "samples": step * self.order.global_batch,
                           "step_seconds": time.perf_counter() - t_step}
                 history.append(record)
+                # logging_steps: the step log and the tracker get every n-th step and the last one
+                logged = step % p.logging_steps == 0 or step == self.total_steps
                 if logger is not None:
-                    logger.log(record)
+                    if logged:
+                        logger.log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
                                     refresh=False)  # redraws stay throttled (see models/sft.run_sft)
-                if tracking:
+                if tracking and logged:
                     self.accelerator.log(tracked_scalars(record), step=step)
                 if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
                     ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,

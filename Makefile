@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup reproduce test test-fast unit nbval lint lab bench reproduce-reference verify-reference clean setup-gpu
+.PHONY: setup reproduce test test-fast unit nbval lint lab bench reproduce-reference verify-reference clean setup-gpu lmms-check
 
 setup: $(STAMP)
 
@@ -122,3 +122,30 @@ verify-reference: setup
 
 clean:
 	rm -rf outputs/tiny outputs/verify outputs/bench .jupyter_runtime
+
+# lmms-eval users' route to the benchmarks (docs/evaluation.md, "lmms-eval"), checked end to end; never part of
+# `make test`: lmms-eval lives in its own venv, since it needs av<16 and filelock<4 (lmms-eval 0.7.3 imports
+# filelock._api) where the kit pins av 18.1.0 and filelock 4, and a newer ruff and an older protobuf; every other
+# pin is requirements.lock's.  PyPI's torchvision wheels are CUDA builds: next to the CPU torch they do not load
+# (`operator torchvision::nms does not exist`), and a torchvision that is installed but broken breaks
+# transformers' imports, so it is removed there (neither the kit nor these tasks use it).  The check reads the
+# tiny run (LMMS_RUN: its reference and LMMS_VARIANT's adapter, notebooks 05 / 07's metrics); without one it
+# builds a micro run (random weights) under outputs/lmms-check.  Report: outputs/lmms-check/report.json.
+LMMS_VENV ?= build/lmms-venv
+LMMS_BIN := $(LMMS_VENV)/bin
+LMMS_STAMP := $(LMMS_VENV)/.installed
+LMMS_RUN ?= outputs/tiny
+LMMS_VARIANT ?= avem_dpo
+$(LMMS_STAMP): requirements.lock pyproject.toml
+	test -x $(LMMS_BIN)/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_BIN)/pip install -q --no-compile torch==2.13.0
+	grep -v -E '^(torch|av|ruff|protobuf|filelock)==' requirements.lock > $(LMMS_VENV)/constraints.txt
+	echo 'filelock<4' >> $(LMMS_VENV)/constraints.txt
+	$(LMMS_BIN)/pip install -q --no-compile -c $(LMMS_VENV)/constraints.txt torch==2.13.0 -e '.[lmms]'
+	$(LMMS_BIN)/python -c 'import torchvision' 2>/dev/null || { echo "torchvision does not load next to this torch: removed"; \
+		$(LMMS_BIN)/pip uninstall -q -y torchvision; }
+	touch $(LMMS_STAMP)
+
+lmms-check: $(LMMS_STAMP)
+	OMP_NUM_THREADS=1 $(LMMS_BIN)/python bench/lmms_check.py --profile $(PROFILE) --run $(LMMS_RUN) \
+		--variant $(LMMS_VARIANT) --out outputs/lmms-check

@@ -117,6 +117,13 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_lmms_eval(args: argparse.Namespace) -> int:
+    from avere_utils.harness import lmms_export
+
+    stages = sorted({lmms_export.STAGE_OF[b] for b in args.benchmarks})
+    return lmms_export.run_command(args, profile_overrides(args, stages))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avere-kit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -185,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--stage", required=True, metavar="STAGE", help=f"one of {', '.join(config.STAGES)}")
     add_profile_args(pa)
     pa.set_defaults(func=_cmd_params)
+
+    le = sub.add_parser("export-lmms-eval", help="write an lmms-eval task folder (EmoReAlM, DFEW, RAVDESS) scored by "
+                                                  "the kit's own scorers")
+    add_profile_args(le)
+    from avere_utils.harness import lmms_export  # no lmms_eval import: the folder is plain files
+
+    lmms_export.add_arguments(le)
+    le.set_defaults(func=_cmd_export_lmms_eval)
 
     from avere_utils.evaluation import score_cli  # `score`: text predictions -> metrics, no model
 

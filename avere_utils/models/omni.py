@@ -15,7 +15,7 @@ import logging
 import weakref
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,15 @@ from avere_utils.models.processor import (
     media_or_none,
     render_prompt,
 )
-from avere_utils.models.shared_prefix import group_by_prefix, nest_plan, prefix_key, prefix_units
+from avere_utils.models.shared_prefix import (
+    borrowed_prefix,
+    group_by_prefix,
+    join_left_padded,
+    nest_plan,
+    prefix_key,
+    prefix_units,
+    same_inputs,
+)
 from avere_utils.paths import check_output_path
 from avere_utils.records import Example, Media
 
@@ -55,6 +63,19 @@ class _Batch:
     sources: list[tuple[int | None, int | None]] = field(default_factory=list)
     # per `encoded` entry: the media's (frames_key, audio_key), where its arrays came from ("" = unknown)
     keys: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _check_examples(examples: Sequence[Example], *, with_response: bool) -> None:
+    if not examples:
+        raise ValueError("empty list of examples")
+    for ex in examples if with_response else ():
+        if ex.response is None:
+            raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
+
+
+def _rows_of(target: torch.Tensor) -> torch.Tensor:
+    """The row index of each True entry of a (B, S) mask, in the order `tensor[target]` lists them."""
+    return torch.arange(target.shape[0], device=target.device)[:, None].expand_as(target)[target]
 
 
 @dataclass
@@ -160,8 +181,7 @@ class OmniBackend(Backend):
         return enc
 
     def _build(self, examples: Sequence[Example], *, with_response: bool) -> _Batch:
-        if not examples:
-            raise ValueError("empty list of examples")
+        _check_examples(examples, with_response=with_response)
         encoded: list[EncodedMedia] = []
         slot: dict[int, int] = {}
         media_of_row: list[int | None] = []
@@ -184,12 +204,7 @@ class OmniBackend(Backend):
                 media_of_row.append(None)
             text = render_prompt(self.tokenizer, ex.prompt, enc, self.settings.system_prompt)
             prompt_ids = self._token_ids("prompt", text, [])
-            resp_ids: list[int] = []
-            if with_response:
-                if ex.response is None:
-                    raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
-                resp_ids = self.response_ids(ex.response)
-            rows.append((prompt_ids, resp_ids))
+            rows.append((prompt_ids, self.response_ids(ex.response) if with_response else []))
         length = max(len(p) + len(r) for p, r in rows)
         ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         att = torch.zeros((len(rows), length), dtype=torch.long)
@@ -240,43 +255,12 @@ class OmniBackend(Backend):
             if sink is not None:  # a batch of text-only rows: still one entry per row
                 sink.extend((None, None) for _ in range(ids.shape[0]))
             return embeds
-        n = len(batch.encoded)
-        sources = batch.sources or [(k, k) for k in range(n)]
-        # the first entry of each distinct frames / audio array; the others reuse its encoder output
-        first_v: dict[int, int] = {}
-        first_a: dict[int, int] = {}
-        for k, e in enumerate(batch.encoded):
-            if e.pixel_values is not None:
-                first_v.setdefault(sources[k][0], k)
-            if e.audio_features is not None:
-                first_a.setdefault(sources[k][1], k)
-        video_per_clip: list[torch.Tensor | None] = [None] * n
-        audio_per_clip: list[torch.Tensor | None] = [None] * n
         # the store serves passes that keep no encoder graph (SFT's perception loss needs one)
         store = self.encoder_store if sink is None else None
-        keys = batch.keys or [("", "")] * n
-        if first_v:
-            def video(part: list[int]) -> Sequence[torch.Tensor]:
-                feats = batch_media_features([batch.encoded[k] for k in part])
-                return thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
-                                                        feats["video_grid_thw"].to(self.device),
-                                                        return_dict=True).pooler_output
-            own = self._encoder_outputs(list(dict.fromkeys(first_v.values())), [kv for kv, _ in keys], store, video)
-            for k, e in enumerate(batch.encoded):
-                if e.pixel_values is not None:
-                    video_per_clip[k] = own[first_v[sources[k][0]]]
-        if first_a:
-            def audio(part: list[int]) -> Sequence[torch.Tensor]:
-                feats = batch_media_features([batch.encoded[k] for k in part])
-                out = thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
-                                                       feats["feature_attention_mask"].to(self.device),
-                                                       return_dict=True)
-                lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in part]
-                return torch.split(out.last_hidden_state, lengths)
-            own = self._encoder_outputs(list(dict.fromkeys(first_a.values())), [ka for _, ka in keys], store, audio)
-            for k, e in enumerate(batch.encoded):
-                if e.audio_features is not None:
-                    audio_per_clip[k] = own[first_a[sources[k][1]]]
+        video_per_clip = self._per_clip(batch, 0, lambda e: e.pixel_values is not None, store,
+                                        lambda part: self._video_features(batch, part))
+        audio_per_clip = self._per_clip(batch, 1, lambda e: e.audio_features is not None, store,
+                                        lambda part: self._audio_features(batch, part))
         cfg = thinker.config
         if sink is not None:
             sink.extend((video_per_clip[k], audio_per_clip[k]) if k is not None else (None, None)
@@ -290,6 +274,39 @@ class OmniBackend(Backend):
             mask = (ids == cfg.audio_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(mask, torch.cat(rows_a).to(embeds.dtype))
         return embeds
+
+    def _per_clip(self, batch: _Batch, axis: int, present: Callable[[EncodedMedia], bool], store: Any,
+                  encode: Callable[[list[int]], Sequence[torch.Tensor]]) -> list[torch.Tensor | None]:
+        """One encoder's output per entry of batch.encoded (None where `present` is false); axis 0: video,
+        1: audio.  Entries with the same source array reuse the first one's output."""
+        n = len(batch.encoded)
+        sources = batch.sources or [(k, k) for k in range(n)]
+        keys = batch.keys or [("", "")] * n
+        first: dict[int | None, int] = {}
+        for k, e in enumerate(batch.encoded):
+            if present(e):
+                first.setdefault(sources[k][axis], k)
+        out: list[torch.Tensor | None] = [None] * n
+        if first:
+            own = self._encoder_outputs(list(dict.fromkeys(first.values())), [key[axis] for key in keys], store, encode)
+            for k, e in enumerate(batch.encoded):
+                if present(e):
+                    out[k] = own[first[sources[k][axis]]]
+        return out
+
+    def _video_features(self, batch: _Batch, part: list[int]) -> Sequence[torch.Tensor]:
+        feats = batch_media_features([batch.encoded[k] for k in part])
+        return self.thinker.model.get_video_features(feats["pixel_values_videos"].to(self.device, self.dtype),
+                                                     feats["video_grid_thw"].to(self.device),
+                                                     return_dict=True).pooler_output
+
+    def _audio_features(self, batch: _Batch, part: list[int]) -> Sequence[torch.Tensor]:
+        feats = batch_media_features([batch.encoded[k] for k in part])
+        out = self.thinker.model.get_audio_features(feats["input_features"].to(self.device, self.dtype),
+                                                    feats["feature_attention_mask"].to(self.device),
+                                                    return_dict=True)
+        lengths = [audio_output_length(batch.encoded[k].n_audio_frames) for k in part]
+        return torch.split(out.last_hidden_state, lengths)
 
     def _encoder_outputs(self, owners: list[int], keys: list[str], store: Any,
                          encode: Callable[[list[int]], Sequence[torch.Tensor]]) -> dict[int, torch.Tensor]:
@@ -361,6 +378,33 @@ class OmniBackend(Backend):
                                                  use_cache=cache is not None)
         return out.last_hidden_state, out.cache
 
+    def _cache(self, layers: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> DynamicCache:
+        """A KV cache for this model's language model, holding `layers` ((keys, values) per layer) if given."""
+        cache = DynamicCache(config=self.thinker.config.get_text_config())
+        for layer_idx, (keys, values) in enumerate(layers):
+            cache.update(keys, values, layer_idx)
+        return cache
+
+    def _cache_rows(self, cache: DynamicCache, idx: torch.Tensor) -> DynamicCache:
+        """A new cache holding rows `idx` of `cache` (a row may be taken several times)."""
+        return self._cache((layer.keys[idx], layer.values[idx]) for layer in cache.layers)
+
+    def _add_logprobs(self, total: torch.Tensor, hidden: torch.Tensor, tokens: torch.Tensor,
+                      rows: torch.Tensor) -> torch.Tensor:
+        """total + the log-prob of each token under the head over the hidden state that predicts it (one
+        hidden state per token, in fp32), summed into its row: total.index_add(rows, ...)."""
+        lp = torch.log_softmax(self.thinker.lm_head(hidden).float(), dim=-1)
+        return total.index_add(0, rows, lp.gather(-1, tokens[:, None])[:, 0])
+
+    def _first_logprobs(self, state: _PromptState) -> torch.Tensor:
+        """Log-probs (G, vocab) of the first token after each prompt."""
+        return torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)
+
+    def _block_mask(self, att: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        """The 4-D mask of cached columns `att` then in-row blocks `block`, in this model's mask form."""
+        form = self._packed_mask_form()
+        return attention_mask_4d(att, block, additive_dtype=self.dtype if form == "additive" else None)
+
     # --- Backend API ----------------------------------------------------------------------------
     def sequence_logprobs(self, examples: Sequence[Example], *, grad: bool = False, share_prefix: bool = False,
                           encoder_sink: list | None = None, clip_prefix: bool = False
@@ -380,12 +424,10 @@ class OmniBackend(Backend):
             pos, _ = self._positions(batch)
             hidden, _ = self._lm(embeds, batch.attention_mask, pos)
             target = batch.response_mask[:, 1:].bool().to(self.device)
-            h = hidden[:, :-1][target]  # the hidden state before each response token predicts it
-            logits = self.thinker.lm_head(h).float()
-            tok = batch.input_ids[:, 1:].to(self.device)[target]
-            lp = torch.log_softmax(logits, dim=-1).gather(-1, tok[:, None])[:, 0]
-            row = torch.arange(len(examples), device=self.device)[:, None].expand_as(target)[target]
-            logp = torch.zeros(len(examples), device=self.device, dtype=torch.float32).index_add(0, row, lp)
+            # the hidden state before each response token predicts it
+            logp = self._add_logprobs(torch.zeros(len(examples), device=self.device, dtype=torch.float32),
+                                      hidden[:, :-1][target], batch.input_ids[:, 1:].to(self.device)[target],
+                                      _rows_of(target))
         return logp, batch.response_mask.sum(1).to(self.device)
 
     def _clip_prefix_logprobs(self, batch: _Batch, sink: list | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -405,65 +447,68 @@ class OmniBackend(Backend):
         b, length = batch.input_ids.shape
         lens = [int(x) for x in batch.attention_mask.sum(1)]
         rlens = [int(x) for x in batch.response_mask.sum(1)]
-        rows = [batch.input_ids[i, length - lens[i]:].tolist() for i in range(b)]
-
-        def verify(h: int, i: int, c: int) -> int:
-            sh, si = length - lens[h], length - lens[i]
-            differs = ((embeds[h, sh:sh + c] != embeds[i, si:si + c]).any(-1)
-                       | (pos[:, h, sh:sh + c] != pos[:, i, si:si + c]).any(0))
-            return int(differs.nonzero()[0, 0]) if bool(differs.any()) else c
-
+        starts = [length - n for n in lens]
+        rows = [batch.input_ids[i, starts[i]:].tolist() for i in range(b)]
         keys = [("clip", k) if k is not None else ("text",) for k in batch.media_of_row]
-        units = prefix_units(keys, rows, [n - r for n, r in zip(lens, rlens)], verify=verify)
+        units = prefix_units(keys, rows, [n - r for n, r in zip(lens, rlens)], verify=same_inputs(embeds, pos, starts))
         unit_of = [0] * b
         cut = [0] * b
         for u, (members, c) in enumerate(units):
             for i in members:
                 unit_of[i], cut[i] = u, c
-        # pass 1: each unit's prefix, right-padded to the longest (a padding input then attends the real
-        # tokens before it: no all-masked row, whose NaN would reach pass 2 through the cached values)
+        cache, att_p = self._unit_prefix_pass(units, embeds, pos, starts)
+        # pass 2: each row's own remaining tokens, right-padded, after its unit's cache
+        tok, resp, block, pos_s, emb_s = self._row_segments(batch, embeds, pos, [s + c for s, c in zip(starts, cut)])
+        idx = torch.tensor(unit_of, device=dev)
+        # a padding input sees its unit's prefix only (never an empty row of keys)
+        mask = self._block_mask(att_p[idx], block.to(dev))
+        hidden, _ = self._lm(emb_s, mask, pos_s, self._cache_rows(cache, idx))
+        target = resp[:, 1:].to(dev)
+        # the hidden state before each response token predicts it
+        logp = self._add_logprobs(torch.zeros(b, device=dev, dtype=torch.float32), hidden[:, :-1][target],
+                                  tok[:, 1:].to(dev)[target], _rows_of(target))
+        return logp, batch.response_mask.sum(1).to(dev)
+
+    def _unit_prefix_pass(self, units: list[tuple[list[int], int]], embeds: torch.Tensor, pos: torch.Tensor,
+                          starts: list[int]) -> tuple[DynamicCache, torch.Tensor]:
+        """Pass 1 of `_clip_prefix_logprobs`: each unit's first c tokens (those of its first member),
+        right-padded to the longest (a padding input then attends the real tokens before it: no all-masked
+        row, whose NaN would reach pass 2 through the cached values).  The cache and its (U, C) mask."""
+        dev = self.device
         big_c = max(c for _, c in units)
         n_u = len(units)
         att_p = torch.zeros((n_u, big_c), dtype=torch.long, device=dev)
         pos_p = torch.ones((3, n_u, big_c), dtype=pos.dtype, device=dev)
         emb_p = []
         for u, (members, c) in enumerate(units):
-            h, st = members[0], length - lens[members[0]]
+            h, st = members[0], starts[members[0]]
             att_p[u, :c] = 1
             pos_p[:, u, :c] = pos[:, h, st:st + c]
             emb_p.append(F.pad(embeds[h, st:st + c], (0, 0, 0, big_c - c)))
-        cache = DynamicCache(config=self.thinker.config.get_text_config())
-        _, cache = self._lm(torch.stack(emb_p), att_p, pos_p, cache)
-        # pass 2: each row's own remaining tokens, right-padded, after its unit's cache
-        seg = [lens[i] - cut[i] for i in range(b)]
+        _, cache = self._lm(torch.stack(emb_p), att_p, pos_p, self._cache())
+        return cache, att_p
+
+    def _row_segments(self, batch: _Batch, embeds: torch.Tensor, pos: torch.Tensor, seg_starts: list[int]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pass 2's inputs of `_clip_prefix_logprobs`: each row's tokens from seg_starts[i] on, right-padded
+        to the longest: token ids, response mask, causal in-row blocks (B, S, S), positions, embeddings."""
+        b, length = batch.input_ids.shape
+        rlens = [int(x) for x in batch.response_mask.sum(1)]
+        seg = [length - st for st in seg_starts]
         s = max(seg)
         tok = torch.full((b, s), self.pad_id, dtype=torch.long)
         resp = torch.zeros((b, s), dtype=torch.bool)
         block = torch.zeros((b, s, s), dtype=torch.bool)
-        pos_s = torch.ones((3, b, s), dtype=pos.dtype, device=dev)
+        pos_s = torch.ones((3, b, s), dtype=pos.dtype, device=self.device)
         emb_s = []
         for i in range(b):
-            st, n = length - lens[i] + cut[i], seg[i]
+            st, n = seg_starts[i], seg[i]
             tok[i, :n] = batch.input_ids[i, st:]
             resp[i, n - rlens[i]:n] = True
             block[i, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
             pos_s[:, i, :n] = pos[:, i, st:]
             emb_s.append(F.pad(embeds[i, st:], (0, 0, 0, s - n)))
-        idx = torch.tensor(unit_of, device=dev)
-        cache_s = DynamicCache(config=self.thinker.config.get_text_config())
-        for layer_idx, layer in enumerate(cache.layers):
-            cache_s.update(layer.keys[idx], layer.values[idx], layer_idx)
-        form = self._packed_mask_form()
-        # a padding input sees its unit's prefix only (never an empty row of keys)
-        mask = attention_mask_4d(att_p[idx], block.to(dev), additive_dtype=self.dtype if form == "additive" else None)
-        hidden, _ = self._lm(torch.stack(emb_s), mask, pos_s, cache_s)
-        target = resp[:, 1:].to(dev)
-        h = hidden[:, :-1][target]  # the hidden state before each response token predicts it
-        lp = torch.log_softmax(self.thinker.lm_head(h).float(), dim=-1)
-        lp = lp.gather(-1, tok[:, 1:].to(dev)[target][:, None])[:, 0]
-        row = torch.arange(b, device=dev)[:, None].expand_as(target)[target]
-        logp = torch.zeros(b, device=dev, dtype=torch.float32).index_add(0, row, lp)
-        return logp, batch.response_mask.sum(1).to(dev)
+        return tok, resp, block, pos_s, torch.stack(emb_s)
 
     def _prompt_pass(self, batch: _Batch, *, nest: bool) -> _PromptState:
         """Run the (left-padded) prompts once, keeping the KV cache (in the graph when grad is on).
@@ -479,44 +524,39 @@ class OmniBackend(Backend):
         lens = [int(x) for x in batch.attention_mask.sum(1)]
         plan: list[tuple[int, int] | None] = [None] * g
         if nest and g > 1:
-            rows = [batch.input_ids[i, length - lens[i]:].tolist() for i in range(g)]
-
-            def verify(r: int, j: int, c: int) -> int:
-                # equal placeholder ids may carry different clips: the common part ends where the
-                # embeddings (or the positions) first differ
-                sj, sr = length - lens[j], length - lens[r]
-                differs = ((embeds[j, sj:sj + c] != embeds[r, sr:sr + c]).any(-1)
-                           | (pos[:, j, sj:sj + c] != pos[:, r, sr:sr + c]).any(0))
-                return int(differs.nonzero()[0, 0]) if bool(differs.any()) else c
-
+            starts = [length - n for n in lens]
+            rows = [batch.input_ids[i, starts[i]:].tolist() for i in range(g)]
             plan = nest_plan(rows, min_tokens=self.nest_min_tokens, min_fraction=self.nest_min_fraction,
-                             verify=verify)
-        derived = [j for j in range(g) if plan[j] is not None]
-        cache = DynamicCache(config=self.thinker.config.get_text_config())
-        if not derived:
-            hidden, cache = self._lm(embeds, att, pos, cache)
+                             verify=same_inputs(embeds, pos, starts))
+        if all(p is None for p in plan):
+            hidden, cache = self._lm(embeds, att, pos, self._cache())
             return _PromptState(hidden[:, -1], cache, att, nxt)
+        return self._nested_prompt_pass(embeds, pos, att, nxt, lens, plan)
+
+    def _nested_prompt_pass(self, embeds: torch.Tensor, pos: torch.Tensor, att: torch.Tensor, nxt: torch.Tensor,
+                            lens: list[int], plan: list[tuple[int, int] | None]) -> _PromptState:
+        """`_prompt_pass` when some prompts continue a root's cache: the roots run whole, then the others'
+        remaining tokens after the roots' first c cached keys (`borrowed_prefix`); the two caches are then
+        left-padded to one length and put back in the batch's row order (`join_left_padded`)."""
+        g, length = att.shape
+        dev = self.device
         roots = [i for i in range(g) if plan[i] is None]
+        derived = [j for j in range(g) if plan[j] is not None]
         la = max(lens[i] for i in roots)
-        ra = torch.tensor(roots, device=self.device)
-        hid_a, cache_a = self._lm(embeds[ra, length - la:], att[ra, length - la:], pos[:, ra, length - la:], cache)
+        ra = torch.tensor(roots, device=dev)
+        hid_a, cache_a = self._lm(embeds[ra, length - la:], att[ra, length - la:], pos[:, ra, length - la:],
+                                  self._cache())
         slot = {r: k for k, r in enumerate(roots)}
         cs = [plan[j][1] for j in derived]
         ss = [lens[j] - c for j, c in zip(derived, cs)]
         big_c, big_s = max(cs), max(ss)
         # derived row layout: [zeros | root's first c keys | padding | its own remaining tokens]
-        cache_b = DynamicCache(config=self.thinker.config.get_text_config())
-        for layer_idx, layer in enumerate(cache_a.layers):
-            kb, vb = [], []
-            for j, c in zip(derived, cs):
-                r = plan[j][0]
-                st = la - lens[r]
-                kb.append(F.pad(layer.keys[slot[r], :, st:st + c], (0, 0, big_c - c, 0)))
-                vb.append(F.pad(layer.values[slot[r], :, st:st + c], (0, 0, big_c - c, 0)))
-            cache_b.update(torch.stack(kb), torch.stack(vb), layer_idx)
+        src = [(slot[plan[j][0]], la - lens[plan[j][0]], c) for j, c in zip(derived, cs)]
+        cache_b = self._cache((borrowed_prefix(layer.keys, src, big_c), borrowed_prefix(layer.values, src, big_c))
+                              for layer in cache_a.layers)
         d = len(derived)
-        att_b = torch.zeros((d, big_c + big_s), dtype=att.dtype, device=self.device)
-        pos_b = torch.ones((3, d, big_s), dtype=pos.dtype, device=self.device)
+        att_b = torch.zeros((d, big_c + big_s), dtype=att.dtype, device=dev)
+        pos_b = torch.ones((3, d, big_s), dtype=pos.dtype, device=dev)
         emb_b = []
         for k, (j, c, sl) in enumerate(zip(derived, cs, ss)):
             att_b[k, big_c - c:big_c] = 1
@@ -527,16 +567,11 @@ class OmniBackend(Backend):
         # one left-padded cache for all prompts, back in the batch's row order
         total = max(la, big_c + big_s)
         order = roots + derived
-        perm = torch.tensor([order.index(i) for i in range(g)], device=self.device)
-        merged = DynamicCache(config=self.thinker.config.get_text_config())
-        for layer_idx, (la_layer, lb_layer) in enumerate(zip(cache_a.layers, cache_b.layers)):
-            def joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-                return torch.cat([F.pad(a, (0, 0, total - a.shape[2], 0)),
-                                  F.pad(b, (0, 0, total - b.shape[2], 0))])[perm]
-            merged.update(joined(la_layer.keys, lb_layer.keys), joined(la_layer.values, lb_layer.values),
-                          layer_idx)
-        att_m = torch.cat([F.pad(att[ra, length - la:], (total - la, 0)),
-                           F.pad(att_b, (total - att_b.shape[1], 0))])[perm]
+        perm = torch.tensor([order.index(i) for i in range(g)], device=dev)
+        merged = self._cache((join_left_padded([a.keys, b.keys], total, perm),
+                              join_left_padded([a.values, b.values], total, perm))
+                             for a, b in zip(cache_a.layers, cache_b.layers))
+        att_m = join_left_padded([att[ra, length - la:], att_b], total, perm, time_dim=-1)
         last = torch.cat([hid_a[:, -1], hid_b[:, -1]])[perm]
         self.nested_rows_total += d
         return _PromptState(last, merged, att_m, nxt, nested_rows=d, plan=plan)
@@ -550,13 +585,8 @@ class OmniBackend(Backend):
         pack_candidates the responses of a prompt are packed into one row after its cache instead
         (`_packed_scores`, also with grad=True: a training step's chosen and rejected responses then attend
         their prompt's cache without a copy of it per response)."""
-        if not examples:
-            raise ValueError("empty list of examples")
-        resp_ids = []
-        for ex in examples:
-            if ex.response is None:
-                raise ValueError(f"example with prompt {ex.prompt[:60]!r} has no response to score")
-            resp_ids.append(self.response_ids(ex.response))
+        _check_examples(examples, with_response=True)
+        resp_ids = [self.response_ids(ex.response) for ex in examples]
         if self.pack_candidates and self._packed_mask_form() is not None:
             with contextlib.nullcontext() if grad else torch.no_grad():
                 packed = self._packed_scores([Example(ex.prompt, ex.media) for ex in examples],
@@ -574,8 +604,7 @@ class OmniBackend(Backend):
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx:
             state = self._prompt_pass(prompts, nest=nest)
-            first = torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)[g]
-            logp = first.gather(-1, tok[:, :1])[:, 0]
+            logp = self._first_logprobs(state)[g].gather(-1, tok[:, :1])[:, 0]
             if r > 1:
                 cache = state.cache
                 cache.batch_select_indices(g)  # differentiable gather: each response row gets its prompt's KV
@@ -584,10 +613,7 @@ class OmniBackend(Backend):
                 p = (nxt.view(1, n, 1) + torch.arange(r - 1, device=self.device).view(1, 1, -1)).expand(3, n, r - 1)
                 h, _ = self._lm(self.thinker.get_input_embeddings()(tok[:, :-1]), att, p, cache)
                 target = valid[:, 1:]
-                lp = torch.log_softmax(self.thinker.lm_head(h[target]).float(), dim=-1)
-                lp = lp.gather(-1, tok[:, 1:][target][:, None])[:, 0]
-                row = torch.arange(n, device=self.device)[:, None].expand_as(target)[target]
-                logp = logp.index_add(0, row, lp)
+                logp = self._add_logprobs(logp, h[target], tok[:, 1:][target], _rows_of(target))
         return logp, valid.sum(1)
 
     def generate(self, examples: Sequence[Example], *, max_new_tokens: int = 32, temperature: float = 0.0,
@@ -693,7 +719,7 @@ class OmniBackend(Backend):
         dev = self.device
         row = torch.tensor([g for g, cands in enumerate(per_row) for _ in cands], device=dev)
         first = torch.tensor([ids[0] for cands in per_row for ids in cands], device=dev)
-        logp = torch.log_softmax(self.thinker.lm_head(state.last_hidden).float(), dim=-1)[row, first]
+        logp = self._first_logprobs(state)[row, first]
         start = [0]
         for cands in per_row:
             start.append(start[-1] + len(cands))
@@ -707,21 +733,16 @@ class OmniBackend(Backend):
                 cache, att, nxt = state.cache, state.attention_mask, state.next_pos
             else:  # each row's cache once, in the pass of its width group
                 idx = torch.tensor(rows, device=dev)
-                cache = DynamicCache(config=self.thinker.config.get_text_config())
-                for layer_idx, layer in enumerate(state.cache.layers):
-                    cache.update(layer.keys[idx], layer.values[idx], layer_idx)
+                cache = self._cache_rows(state.cache, idx)
                 att, nxt = state.attention_mask[idx], state.next_pos[idx]
             # each candidate restarts at its prompt's next free position; text after the media has its
             # three rotary components equal, as in the unpacked continuation
             pos = (nxt.view(g_n, 1) + pk.offsets.to(dev)).unsqueeze(0).expand(3, g_n, s)
-            form = self._packed_mask_form()
-            mask = attention_mask_4d(att, pk.block.to(dev), additive_dtype=self.dtype if form == "additive" else None)
+            mask = self._block_mask(att, pk.block.to(dev))
             h, _ = self._lm(self.thinker.get_input_embeddings()(pk.tokens.to(dev)), mask, pos, cache)
             real = pk.owner.to(dev) >= 0
-            lp = torch.log_softmax(self.thinker.lm_head(h[real]).float(), dim=-1)
-            lp = lp.gather(-1, pk.targets.to(dev)[real][:, None])[:, 0]
             flat = torch.tensor([start[g] + k for g in rows for k in range(len(per_row[g]))], device=dev)
-            logp = logp.index_add(0, flat[pk.owner.to(dev)[real]], lp)
+            logp = self._add_logprobs(logp, h[real], pk.targets.to(dev)[real], flat[pk.owner.to(dev)[real]])
         return [torch.stack([logp[start[g] + k] for g, k in w]) for w in where]
 
     def reference(self) -> contextlib.AbstractContextManager:

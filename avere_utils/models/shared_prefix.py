@@ -6,10 +6,17 @@ prompt is run once and each response attends to its KV cache (kept in the autogr
 Two examples share a prefix exactly when their prompt text is equal and their media is the same object
 (or both have none): then their token ids, media features and TMRoPE positions before the response are
 identical, so the shared pass computes the same numbers up to floating-point summation order.
+
+The plan is bookkeeping on token ids; beside it stand the two tensor steps it implies (copies, no
+arithmetic): checking that equal ids carry equal inputs (`same_inputs`), and splicing cached keys and
+values (`borrowed_prefix`, `join_left_padded`).
 """
 from __future__ import annotations
 
 from typing import Callable, Hashable, Sequence
+
+import torch
+import torch.nn.functional as F
 
 from avere_utils.records import Example, Media
 
@@ -71,6 +78,32 @@ def nest_plan(rows: Sequence[Sequence[int]], *, min_tokens: int, min_fraction: f
             plan.append(None)
             roots.append(j)
     return plan
+
+
+def same_inputs(embeds: torch.Tensor, pos: torch.Tensor, starts: Sequence[int]) -> Callable[[int, int, int], int]:
+    """The `verify` of nest_plan / prefix_units for left-padded rows (row i's tokens begin at starts[i]):
+    verify(a, b, c) -> how many of the first c tokens of rows a and b have equal embeddings and equal
+    positions (equal placeholder ids may carry different clips: the common part ends where they differ)."""
+    def verify(a: int, b: int, c: int) -> int:
+        sa, sb = starts[a], starts[b]
+        differs = ((embeds[a, sa:sa + c] != embeds[b, sb:sb + c]).any(-1)
+                   | (pos[:, a, sa:sa + c] != pos[:, b, sb:sb + c]).any(0))
+        return int(differs.nonzero()[0, 0]) if bool(differs.any()) else c
+    return verify
+
+
+def borrowed_prefix(layer: torch.Tensor, sources: Sequence[tuple[int, int, int]], width: int) -> torch.Tensor:
+    """One layer's cached keys (or values), (G, heads, T, dim), for the prompts that continue a root: per
+    prompt (root row, start, c), the root's c entries from `start`, left-padded to `width`, stacked."""
+    return torch.stack([F.pad(layer[row, :, st:st + c], (0, 0, width - c, 0)) for row, st, c in sources])
+
+
+def join_left_padded(parts: Sequence[torch.Tensor], width: int, order: torch.Tensor, *, time_dim: int = -2
+                     ) -> torch.Tensor:
+    """The rows of `parts` left-padded to `width` along time_dim (-2: cached keys or values, -1: an
+    attention mask), concatenated, then taken in `order`."""
+    k = -1 - time_dim
+    return torch.cat([F.pad(p, (0, 0) * k + (width - p.shape[time_dim], 0)) for p in parts])[order]
 
 
 def prefix_units(keys: Sequence[Hashable], rows: Sequence[Sequence[int]], prompt_lens: Sequence[int], *,

@@ -170,11 +170,22 @@ def stage_class(stage: str) -> type:
 
 # --- type checking -----------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:  # a choice: the type of its values (the help lists them)
+        return " | ".join(sorted({type(a).__name__ for a in typing.get_args(tp)}))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class _NotAllowed(TypeError):
+    """A value outside a Literal's choices: `build` names the key, the value and the choices."""
+
+    def __init__(self, value: Any, allowed: tuple[Any, ...]):
+        super().__init__()
+        self.value, self.allowed = value, allowed
+
+
 def _check(value: Any, tp: Any) -> Any:
-    """Return value coerced to tp where lossless (int -> float), else raise TypeError."""
+    """Return value coerced to tp where lossless (int -> float), else raise TypeError (_NotAllowed for a
+    value outside a Literal's choices, also inside a list or dict).  Choices are typed Literal[...]."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -192,7 +203,7 @@ def _check(value: Any, tp: Any) -> Any:
     if origin is typing.Literal:
         if value in typing.get_args(tp):
             return value
-        raise TypeError
+        raise _NotAllowed(value, typing.get_args(tp))
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise TypeError
@@ -265,6 +276,8 @@ def build(cls: type, raw: Mapping[str, Any], source: str, *, resolve: bool = Tru
     for name, value in raw.items():
         try:
             values[name] = _check(value, hints[name])
+        except _NotAllowed as err:
+            raise ConfigError(f"{source}: key {name!r} must be one of {list(err.allowed)}, got {err.value!r}") from None
         except TypeError:
             shown = "(not shown)" if name.endswith(API_KEY_ENV_SUFFIX) else repr(value)
             raise ConfigError(f"{source}: key {name!r} should be {_type_name(hints[name])}, "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -20,6 +21,8 @@ class DemoParams(StageParams):
     pairs_dir: str = "${run_dir}/pairs"
     output_dir: str = "${run_dir}/models/${variant}"
     variant: str = "avem_dpo"
+    mode: Literal["a", "b"] = "a"
+    modes: list[Literal["a", "b"]] = field(default_factory=lambda: ["a"])
 
 
 def test_unknown_key_names_key_file_and_known_keys():
@@ -37,6 +40,13 @@ def test_wrong_type_names_key_and_expected_type(key, value, expected):
     with pytest.raises(ConfigError) as e:
         build(DemoParams, {key: value}, "f.yaml")
     assert repr(key) in str(e.value) and expected in str(e.value) and "f.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize("key,value,bad", [("mode", "c", "'c'"), ("mode", 1, "1"), ("modes", ["a", "z"], "'z'")])
+def test_choice_outside_its_literal_names_key_value_and_choices(key, value, bad):
+    with pytest.raises(ConfigError, match=rf"f\.yaml: key '{key}' must be one of \['a', 'b'\], got {bad}$"):
+        build(DemoParams, {key: value}, "f.yaml")
+    assert build(DemoParams, {key: "b" if key == "mode" else ["b", "a"]}, "f.yaml")
 
 
 def test_int_is_accepted_for_float_and_none_for_optional():

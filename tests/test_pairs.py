@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from chat_stub import StubChat, completion
 
-from avere_utils.config import load_stage
+from avere_utils.config import ConfigError, build, load_stage
 from avere_utils.emotions import (
     AUDIO_CONTEXT,
     AUDIO_CUES,
@@ -611,12 +611,13 @@ def test_params_files_hold_their_keys(profile):
 
 
 def test_bad_params_are_errors_that_name_the_key():
-    with pytest.raises(ValueError, match="pmp_audio_source"):
-        PairParams(pmp_audio_source="silence")
-    with pytest.raises(ValueError, match="family_weights"):
+    # choices are Literal types, checked by the config layer (YAML, --set, notebook parameters)
+    with pytest.raises(ConfigError, match=r"key 'pmp_audio_source' must be one of \['other_clip', .*got 'silence'"):
+        build(PairParams, {"pmp_audio_source": "silence"}, "t")
+    with pytest.raises(ConfigError, match="family_weights"):
         PairParams(family_weights={"jokes": 1.0})
-    with pytest.raises(ValueError, match="generator"):
-        PairParams(generator="gpt")
+    with pytest.raises(ConfigError, match=r"key 'generator' must be one of \['template', 'llm'\], got 'gpt'"):
+        build(PairParams, {"generator": "gpt"}, "t")
 
 
 def test_pmp_donor_reuses_the_donor_clips_cache_entry(media_world, tmp_path):

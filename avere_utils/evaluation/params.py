@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 from avere_utils.config import ConfigError, StageParams, param
 from avere_utils.protocol import (
@@ -15,16 +15,20 @@ from avere_utils.protocol import (
 )
 
 JUDGES = ("cue", "openai", "hf")
+JUDGE_PROTOCOLS = ("strict", "paper")
+STALE_PREDICTIONS = ("restart", "error")
+# choices: the config layer (config.build) refuses any other value, naming the key, the value and these
+Benchmark = Literal[CLASSIFICATION_BENCHMARKS]
+Judge = Literal[JUDGES]
+JudgeProtocol = Literal[JUDGE_PROTOCOLS]
+ScoringMode = Literal[SCORING_MODES]
+StalePredictions = Literal[STALE_PREDICTIONS]
+Task = Literal[EMOREALM_TASKS]
 PACK_HELP = ("scoring mode: all candidates of a prompt in one forward after its KV cache, under a block mask "
              "(same scores up to float rounding, about twice as fast); false = one cache copy per candidate. "
              "Needs sdpa or eager attention (flash-attention falls back to the copies)")
 MODES_HELP = ("scoring modes, all reported side by side: paper (the released rules), strict (the kit's "
               "parser), scoring (the likelihood of each candidate answer)")
-
-
-def _one_of(cls: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{cls}: key {key!r} must be one of {list(allowed)}, got {value!r}")
 
 
 @dataclass
@@ -47,10 +51,9 @@ class EvalParams(StageParams):
     temperature: float = param(0.0, "0 = greedy; the paper sampled at 0.1 (with `seed` fixed here)")
     use_cache: bool = param(True, "the KV cache (the released code disabled it; results are identical, slower)")
     max_items: int = param(0, "0 = every item; >0 = N items evenly spread over each benchmark (a quick look)")
-    stale_predictions: str = param("restart", "predictions made with other settings/weights: restart | error")
+    stale_predictions: StalePredictions = param("restart", "predictions made with other settings/weights: restart | error")
 
     def __post_init__(self) -> None:
-        _one_of(type(self).__name__, "stale_predictions", self.stale_predictions, ("restart", "error"))
         for key, low in (("batch_size", 1), ("max_new_tokens", 1), ("n_frames", 0), ("frame_size", 0),
                          ("sample_rate", 0), ("max_items", 0)):
             if getattr(self, key) < low:
@@ -60,8 +63,6 @@ class EvalParams(StageParams):
 
 
 def _check_modes(name: str, modes: list[str], headline_mode: str) -> None:
-    for m in modes:
-        _one_of(name, "modes", m, SCORING_MODES)
     if headline_mode not in modes:
         raise ConfigError(f"{name}: key 'headline_mode' {headline_mode!r} is not in modes {modes}")
 
@@ -70,9 +71,9 @@ def _check_modes(name: str, modes: list[str], headline_mode: str) -> None:
 class ClassificationParams(EvalParams):
     """05: one-word emotion recognition on DFEW, RAVDESS and MER2023."""
 
-    benchmarks: list[str] = param(list(CLASSIFICATION_BENCHMARKS), f"benchmarks evaluated, any of "
-                                                                   f"{', '.join(CLASSIFICATION_BENCHMARKS)}")
-    modes: list[str] = param(list(SCORING_MODES), MODES_HELP)
+    benchmarks: list[Benchmark] = param(list(CLASSIFICATION_BENCHMARKS), f"benchmarks evaluated, any of "
+                                                                         f"{', '.join(CLASSIFICATION_BENCHMARKS)}")
+    modes: list[ScoringMode] = param(list(SCORING_MODES), MODES_HELP)
     headline_mode: str = param("strict", "whose numbers sit at the top level of the metrics file")
     prompt: str = param(CLASSIFICATION_PROMPT, "the prompt asked of every clip (the paper's protocol)")
     label_answer_template: str = param("{label}", "what `scoring` mode scores for each class (the answer the "
@@ -82,8 +83,6 @@ class ClassificationParams(EvalParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_modes("ClassificationParams", self.modes, self.headline_mode)
-        for b in self.benchmarks:
-            _one_of("ClassificationParams", "benchmarks", b, CLASSIFICATION_BENCHMARKS)
         if "{label}" not in self.label_answer_template:
             raise ConfigError("ClassificationParams: key 'label_answer_template' must contain {label}")
 
@@ -94,17 +93,17 @@ class EmoRealmParams(EvalParams):
 
     prompt_template: str = param(EMOREALM_PROMPT_TEMPLATE, "the prompt of an item; the paper's: the question, "
                                                            "a space, the lettered choices joined by spaces")
-    modes: list[str] = param(list(SCORING_MODES), MODES_HELP)
+    modes: list[ScoringMode] = param(list(SCORING_MODES), MODES_HELP)
     headline_mode: str = param("strict", "whose numbers sit at the top level of the metrics file")
     choice_answer_template: str = param("{text} ({letter})", "what `scoring` mode scores per choice, in the form the "
                                         "model answers: {choice} = \"(B) furrowed brows\", {letter} = \"B\", {text}; "
                                         "the tiny reference is taught text first (protocol.ANSWER_TEMPLATE)")
-    tasks: list[str] = param(list(EMOREALM_TASKS), f"tasks evaluated, any of {', '.join(EMOREALM_TASKS)}")
+    tasks: list[Task] = param(list(EMOREALM_TASKS), f"tasks evaluated, any of {', '.join(EMOREALM_TASKS)}")
     pack_candidates: bool = param(True, PACK_HELP)
     heldout_benchmark: str = param("emorealm_heldout", "a second stress set in wordings no training text uses "
                                    "(manifest <manifest_dir>/<name>.jsonl from notebook 01), scored into "
                                    "metrics/<name>-<variant>.json; '' = none")
-    heldout_modes: list[str] = param(["scoring"], "the modes the held-out wordings are read in")
+    heldout_modes: list[ScoringMode] = param(["scoring"], "the modes the held-out wordings are read in")
     media_sensitivity: list[str] = param(["emorealm"], "stress sets whose Yes log-odds are "
                                          "also read under counterfactual media, noise and no media (synthetic world "
                                          "only: the counterfactual needs the clip's recipe); [] = none")
@@ -112,10 +111,6 @@ class EmoRealmParams(EvalParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_modes("EmoRealmParams", self.modes, self.headline_mode)
-        for m in self.heldout_modes:
-            _one_of("EmoRealmParams", "heldout_modes", m, SCORING_MODES)
-        for t in self.tasks:
-            _one_of("EmoRealmParams", "tasks", t, EMOREALM_TASKS)
         if "{question}" not in self.prompt_template or "{choices}" not in self.prompt_template:
             raise ConfigError("EmoRealmParams: key 'prompt_template' must contain {question} and {choices}")
 
@@ -126,7 +121,7 @@ class EmerParams(EvalParams):
 
     prompt: str = param(EMER_PROMPT, "the prompt asked of every clip (the paper's protocol)")
     max_new_tokens: int = param(96, "tokens of a description at most (the tiny captions run to about 70)")
-    judge: str = param("cue", "cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)")
+    judge: Judge = param("cue", "cue (exact, synthetic world) | openai (any compatible endpoint) | hf (local model)")
     judge_base_url: str = param("https://api.openai.com/v1", "the endpoint of judge openai (any compatible server)")
     judge_model: str = param("gpt-4o-2024-08-06", "the judge model name sent to that endpoint")
     judge_api_key_env: str = param("OPENAI_API_KEY", "the NAME of the environment variable, never the key")
@@ -140,9 +135,9 @@ class EmerParams(EvalParams):
                                   "the judge requests as a Batch-API file (written for every run; read back "
                                   "with judge_use_batch)")
     hf_judge_path: str = param("", "a local causal-LM folder (judge: hf)")
-    judge_protocol: str = param("strict", "strict: the kit's rubric (re-asked when unparseable) | paper: the "
-                                          "released protocol (gpt-4o, 400 tokens, the prompt from judge_prompt_file "
-                                          "with {reference} then {prediction}; unparseable replies dropped)")
+    judge_protocol: JudgeProtocol = param("strict", "strict: the kit's rubric (re-asked when unparseable) | paper: the "
+                                                    "released protocol (gpt-4o, 400 tokens, the prompt from judge_prompt_file "
+                                                    "with {reference} then {prediction}; unparseable replies dropped)")
     judge_prompt_file: str = param("", "the paper judge's prompt text (supplied by the user, not shipped)")
     judge_use_batch: bool = param(False, "openai judge: one Batch-API job instead of a request per item")
     judge_batch_poll_s: float = param(10.0, "seconds between polls of a Batch-API job")
@@ -150,10 +145,8 @@ class EmerParams(EvalParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _one_of("EmerParams", "judge", self.judge, JUDGES)
         if self.judge == "hf" and not self.hf_judge_path:
             raise ConfigError("EmerParams: judge 'hf' needs key 'hf_judge_path' (a local model folder)")
-        _one_of("EmerParams", "judge_protocol", self.judge_protocol, ("strict", "paper"))
         if self.judge_protocol == "paper" and self.judge == "openai" and not self.judge_prompt_file:
             raise ConfigError("EmerParams: judge_protocol 'paper' needs key 'judge_prompt_file' (the judge prompt "
                               "as a text file with {reference} and {prediction})")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from avere_utils.config import StageParams, param
+from avere_utils.config import ConfigError, StageParams, param
 from avere_utils.pairs.templates import STRESS_FORMS
 from avere_utils.protocol import STRESS_KINDS
 
@@ -23,6 +24,10 @@ FAMILY_MODALITY: dict[str, str] = {
 # re-rendered without the cues the chosen response cites (synth/counterfactual.py)
 PMP_SOURCES: tuple[str, ...] = ("other_clip", "noise", "same_emotion_clip", "counterfactual")
 GENERATORS: tuple[str, ...] = ("template", "llm")
+# choices: the config layer (config.build) refuses any other value, naming the key, the value and these
+Generator = Literal[GENERATORS]
+PmpSource = Literal[PMP_SOURCES]
+StressForm = Literal[STRESS_FORMS]
 
 
 def _default_family_weights() -> dict[str, float]:
@@ -46,7 +51,7 @@ class PairParams(StageParams):
     released_media_dir: str = param("${data_root}", "paths in the released JSON are relative to this folder")
     figures_dir: str = param("${run_dir}/figures", "where the notebook's figures are saved")
     # sampling
-    generator: str = param("template", f"who writes the responses: {' | '.join(GENERATORS)}")
+    generator: Generator = param("template", f"who writes the responses: {' | '.join(GENERATORS)}")
     samples_per_clip: int = param(2, "preference samples planned per training clip")
     max_pairs: int = param(0, "0 = no cap; otherwise a family-balanced subsample")
     family_weights: dict[str, float] = param(_default_family_weights(), "target share of each sample family "
@@ -55,15 +60,15 @@ class PairParams(StageParams):
         {"relevant": 2.0, "spurious": 1.0, "hallucination": 1.0},
         "what a stress sample asks about: weights of relevant, spurious, hallucination ({} = uniform; 2:1:1 makes "
         "half the chosen answers Yes; docs/pairs.md)")
-    stress_responses: str = param("answer_only", "how a stress sample's three responses differ: cue_swap (each rests "
-                                              "on another cue) | same_cue (all rest on the asked cue) | answer_only "
-                                              "(bare Yes (A) / No (B)); docs/pairs.md")
+    stress_responses: StressForm = param("answer_only", "how a stress sample's three responses differ: cue_swap (each rests "
+                                                     "on another cue) | same_cue (all rest on the asked cue) | answer_only "
+                                                     "(bare Yes (A) / No (B)); docs/pairs.md")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input, per modality: PMP_SOURCES above
-    pmp_video_source: str = param("counterfactual", f"the PMP rejected video: {' | '.join(PMP_SOURCES)} "
-                                                    "(counterfactual: synthetic world only)")
-    pmp_audio_source: str = param("counterfactual", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
+    pmp_video_source: PmpSource = param("counterfactual", f"the PMP rejected video: {' | '.join(PMP_SOURCES)} "
+                                                          "(counterfactual: synthetic world only)")
+    pmp_audio_source: PmpSource = param("counterfactual", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
     # LLM generator (any OpenAI-compatible endpoint)
     llm_base_url: str = param("http://127.0.0.1:8000/v1", "the endpoint of generator llm")
     llm_model: str = param("gemini-2.5-flash", "the model name sent to that endpoint")
@@ -77,24 +82,17 @@ class PairParams(StageParams):
     llm_workers: int = param(4, "requests in flight at once")
 
     def __post_init__(self) -> None:
-        if self.generator not in GENERATORS:
-            raise ValueError(f"PairParams.generator must be one of {GENERATORS}, got {self.generator!r}")
-        if self.stress_responses not in STRESS_FORMS:
-            raise ValueError(f"PairParams.stress_responses must be one of {STRESS_FORMS}, got {self.stress_responses!r}")
-        for key in ("pmp_video_source", "pmp_audio_source"):
-            if getattr(self, key) not in PMP_SOURCES:
-                raise ValueError(f"PairParams.{key} must be one of {PMP_SOURCES}, got {getattr(self, key)!r}")
         unknown = set(self.family_weights) - set(FAMILIES)
         if unknown:
-            raise ValueError(f"PairParams.family_weights: unknown families {sorted(unknown)}; known: {FAMILIES}")
+            raise ConfigError(f"PairParams.family_weights: unknown families {sorted(unknown)}; known: {FAMILIES}")
         if any(w < 0 for w in self.family_weights.values()) or not any(self.family_weights.values()):
-            raise ValueError(f"PairParams.family_weights must be >= 0 with at least one > 0: {self.family_weights}")
+            raise ConfigError(f"PairParams.family_weights must be >= 0 with at least one > 0: {self.family_weights}")
         if set(self.stress_kind_weights) - set(STRESS_KINDS) or any(w < 0 for w in self.stress_kind_weights.values()) \
                 or (self.stress_kind_weights and not any(self.stress_kind_weights.values())):
-            raise ValueError(f"PairParams.stress_kind_weights: keys among {STRESS_KINDS}, weights >= 0, one > 0; "
+            raise ConfigError(f"PairParams.stress_kind_weights: keys among {STRESS_KINDS}, weights >= 0, one > 0; "
                              f"got {self.stress_kind_weights}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"PairParams.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"PairParams.val_fraction must be in [0, 1), got {self.val_fraction}")
         if min(self.samples_per_clip, self.max_cues_per_response, self.llm_workers) < 1 or self.max_pairs < 0:
-            raise ValueError("PairParams: samples_per_clip, max_cues_per_response and llm_workers must be >= 1, "
+            raise ConfigError("PairParams: samples_per_clip, max_cues_per_response and llm_workers must be >= 1, "
                              "max_pairs >= 0")

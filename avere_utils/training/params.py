@@ -15,14 +15,21 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from avere_utils.config import RENAMED_KEYS, ConfigError, StageParams, param
-from avere_utils.training.loss import LossConfig
+from avere_utils.training.loss import TPD_FORMS, LossConfig
 from avere_utils.training.variants import SWITCHES, VARIANTS, loss_config_for
 
 REPORT_TO = ("none", "tensorboard")
 SCHEDULERS = ("linear", "constant_with_warmup", "cosine")
+SINGLE_REJECTIONS = ("vr", "er", "alternate")
+# choices: the config layer (config.build) refuses any other value, naming the key, the value and these
+ReportTo = Literal[REPORT_TO]
+Scheduler = Literal[SCHEDULERS]
+SingleRejection = Literal[SINGLE_REJECTIONS]
+TpdForm = Literal[TPD_FORMS]
+VariantName = Literal[tuple(VARIANTS)]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ def upgrade_keys(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class TrainParams(StageParams):
-    variant: str = param("avem_dpo", f"which loss terms are on: {', '.join(VARIANTS)} (training/variants.py)")
+    variant: VariantName = param("avem_dpo", f"which loss terms are on: {', '.join(VARIANTS)} (training/variants.py)")
     # inputs / outputs
     reference_dir: str = param("${run_dir}/models/reference", "the reference model (notebook 03), also the base "
                                                               "the adapter trains on")
@@ -94,21 +101,21 @@ class TrainParams(StageParams):
                                 "Eq. 1; beta_vr + beta_er = 1")
     beta_er: float = param(0.5, "weight of the rejection y_l^er (cites an emotion-typical cue that is absent), Eq. 1")
     gamma_tpd: float = param(0.2, "gamma_TPD: weight of the text-prior debiasing term (Eq. 2); 0 = off")
-    tpd_form: str = param("literal", "which reading of TPD (docs/method.md): literal = Eq. 2 as published, the frozen "
-                                     "reference's detached text-only difference x gamma_TPD subtracted from z_y; "
-                                     "reversed = the same offset added; policy = the policy's own text-only "
-                                     "log-ratio margin x gamma_TPD x beta subtracted, with gradient (one more "
-                                     "policy pass on the short text-only sequences); the variants "
-                                     "avem_dpo_reversed / avem_dpo_policy fix it")
+    tpd_form: TpdForm = param("literal", "which reading of TPD (docs/method.md): literal = Eq. 2 as published, the frozen "
+                                         "reference's detached text-only difference x gamma_TPD subtracted from z_y; "
+                                         "reversed = the same offset added; policy = the policy's own text-only "
+                                         "log-ratio margin x gamma_TPD x beta subtracted, with gradient (one more "
+                                         "policy pass on the short text-only sequences); the variants "
+                                         "avem_dpo_reversed / avem_dpo_policy fix it")
     lambda_av: float = param(1.0, "lambda_av: weight of the modality-preference loss L_av (Eq. 4); 0 = off")
-    single_rejection: str = param("alternate", "single-rejection variants: vr | er | alternate (per sample)")
+    single_rejection: SingleRejection = param("alternate", "single-rejection variants: vr | er | alternate (per sample)")
     # LoRA (paper: rank 8, alpha 32, on the LLM's projections)
     lora_r: int = param(8, "LoRA rank")
     lora_alpha: int = param(32, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = param(0.0, "LoRA dropout")
     # optimisation
     learning_rate: float = param(2.5e-4, "peak learning rate (AdamW)")
-    lr_scheduler_type: str = param("linear", f"learning-rate schedule after warmup: {' | '.join(SCHEDULERS)}")
+    lr_scheduler_type: Scheduler = param("linear", f"learning-rate schedule after warmup: {' | '.join(SCHEDULERS)}")
     warmup_ratio: float = param(0.1, "fraction of the optimizer steps spent warming up, in [0, 1)")
     weight_decay: float = param(0.0, "AdamW weight decay")
     max_grad_norm: float = param(1.0, "gradient-norm clip; 0 = no clipping")
@@ -135,23 +142,14 @@ class TrainParams(StageParams):
     logging_steps: int = param(1, "a line in log_file (and a point in report_to's tracker) every this many "
                                   "optimizer steps, and at the last step; 1 = every step")
     resume: bool = param(True, "continue from the latest checkpoint of this same run (else start over)")
-    report_to: str = param("none", "none | tensorboard: per-step losses, rewards, margins and lr also through "
-                                   "accelerate's tracker API, to <log_file's folder>/tensorboard/<variant> "
-                                   "(docs/training.md)")
+    report_to: ReportTo = param("none", "none | tensorboard: per-step losses, rewards, margins and lr also through "
+                                        "accelerate's tracker API, to <log_file's folder>/tensorboard/<variant> "
+                                        "(docs/training.md)")
 
     def __post_init__(self) -> None:
         if self.bf16 and self.fp16:
             raise ConfigError("TrainParams: keys 'bf16' and 'fp16' are both true; set at most one of them "
                               "(bf16: true for bfloat16 autocast, fp16: true for float16, both false for none)")
-        checks = [
-            ("report_to", self.report_to in REPORT_TO, REPORT_TO),
-            ("lr_scheduler_type", self.lr_scheduler_type in SCHEDULERS, SCHEDULERS),
-            ("single_rejection", self.single_rejection in ("vr", "er", "alternate"), ("vr", "er", "alternate")),
-        ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(f"TrainParams: key {key!r} must be one of {list(allowed)}, "
-                                  f"got {getattr(self, key)!r}")
         positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
                     "logging_steps", "lora_r", "lora_alpha")
         for key in positive:
@@ -169,8 +167,6 @@ class TrainParams(StageParams):
             raise ConfigError(f"TrainParams: key 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.learning_rate <= 0:
             raise ConfigError(f"TrainParams: key 'learning_rate' must be > 0, got {self.learning_rate}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"TrainParams: key 'variant' must be one of {list(VARIANTS)}, got {self.variant!r}")
         try:
             self.loss_config()
         except ValueError as e:

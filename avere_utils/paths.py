@@ -70,6 +70,21 @@ class RunLayout:
         return self.predictions / f"{benchmark}-{variant}.jsonl"
 
 
+def run_relative(values: dict[str, object], run_dir: str | os.PathLike) -> dict[str, object]:
+    """Paths inside the run folder as `<run>/relative`, so that a moved or copied run is the same run."""
+    root = Path(os.path.abspath(run_dir))  # not resolve(): a symlinked cache stays inside
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, str) and os.path.isabs(v):
+            try:
+                rel = Path(os.path.abspath(v)).relative_to(root).as_posix()
+                v = "<run>" if rel == "." else f"<run>/{rel}"
+            except ValueError:  # outside the run folder (e.g. a shared data_root): kept as it is
+                pass
+        out[k] = v
+    return out
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a file so that readers never see half of it (results, metrics)."""
     path = Path(path)

@@ -211,18 +211,3 @@ def verify_recorded(folder: str | os.PathLike) -> None:
             raise WeightsError(f, f"{st.st_size} bytes, {rec.get('size')} were recorded at save time")
         if isinstance(rec, dict) and rec.get("mtime_ns") == st.st_mtime_ns and file_sha256(f) != rec.get("sha256"):
             raise WeightsError(f, "its content differs from the hash recorded at save time")
-
-
-def run_relative(values: dict[str, object], run_dir: str | os.PathLike) -> dict[str, object]:
-    """Paths inside the run folder as `<run>/relative`, so that a moved or copied run is the same run."""
-    root = Path(os.path.abspath(run_dir))  # not resolve(): a symlinked cache stays inside
-    out = {}
-    for k, v in values.items():
-        if isinstance(v, str) and os.path.isabs(v):
-            try:
-                rel = Path(os.path.abspath(v)).relative_to(root).as_posix()
-                v = "<run>" if rel == "." else f"<run>/{rel}"
-            except ValueError:  # outside the run folder (e.g. a shared data_root): kept as it is
-                pass
-        out[k] = v
-    return out

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from avere_utils.emotions import AUDIO_CUES, VISUAL_CUES
-from avere_utils.evaluation.media_sensitivity import flip_share, summarize
+from avere_utils.evaluation.media_sensitivity import flip_share, sensitivity_summary
 from avere_utils.pairs.build import counterfactual_cues
 from avere_utils.pairs.cues import CueRecord, check_sample
 from avere_utils.pairs.inputs import ClipRef, RejectedInput, RejectedInputPicker
@@ -178,7 +178,7 @@ def test_summary_counts_flips_per_kind():
                                           ("hallucination", -1.0, 3.0), ("spurious", -2.0, -2.5)]):
         for cond, v in (("real", real), ("counterfactual", cf), ("noise", 0.0), ("text", 1.0)):
             rows.append({"id": str(i), "kind": kind, "modality": "visual", "condition": cond, "yes_logodds": v})
-    s = summarize(pd.DataFrame(rows))
+    s = sensitivity_summary(pd.DataFrame(rows))
     assert s["relevant"]["all"]["flip_share"] == 50.0
     assert s["hallucination"]["visual"]["flip_share"] == 100.0
     assert s["spurious"]["all"]["flip_share"] == 0.0

@@ -14,9 +14,9 @@ from avere_utils.evaluation.judges import (
     JudgeResult,
     OpenAIJudge,
     cue_rates,
+    judge_summary,
     parse_judge_reply,
     rates_to_scores,
-    summarize,
     to_scale,
     write_batch_requests,
 )
@@ -108,7 +108,7 @@ def test_malformed_json_is_reasked_then_counted(tmp_path):
         r = judge.judge(ITEM, "happy")
     assert r.scores is None and r.error == "unparseable reply" and r.attempts == 3
     assert judge.describe()["n_failed"] == 1
-    s = summarize([r, JudgeResult(parse_judge_reply(GOOD))])
+    s = judge_summary([r, JudgeResult(parse_judge_reply(GOOD))])
     assert s.n_failed == 1 and s.n_judged == 1
     assert s.means["clue"] == pytest.approx(7.0)  # the failure is counted, never averaged in
 
@@ -178,7 +178,7 @@ def test_cue_judge_counts_missing_records_and_answers():
     assert judge.judge(no_cues, "happy").scores is None
     item = Item(id="y", dataset="emer", split="test", label="happiness", text={"reason": "r", "cues": CUES})
     empty = judge.judge(item, "")
-    s = summarize([empty, judge.judge(item, "a broad smile, happy")])
+    s = judge_summary([empty, judge.judge(item, "a broad smile, happy")])
     assert s.n_no_answer == 1 and s.n_judged == 1 and s.means["label"] == pytest.approx(10.0)
     assert all(s.means[k] is not None and not math.isnan(s.means[k]) for k in CRITERIA)
 
@@ -302,7 +302,7 @@ def test_batch_judging_collects_into_judged_rows_and_a_rerun_reuses_the_batch(tm
             items, answers, tmp_path / "batch.jsonl", poll_s=0.0, max_polls=5)
     assert [r.error for r in results] == [None, "unparseable reply", "no answer", None]
     assert results[0].scores == {"clue": 6.0, "label": 8.0, "spurious": 7.0, "hallucination": 4.0}
-    s = summarize(results)
+    s = judge_summary(results)
     assert s.n_judged == 2 and s.n_failed == 1 and s.n_no_answer == 1 and s.means["clue"] == 6.0
     assert [r.scores for r in again] == [r.scores for r in results]
     assert sum(p == "POST /v1/batches" for p in stub.paths) == 1  # the rerun paid for no second batch
@@ -312,5 +312,5 @@ def test_batch_judging_collects_into_judged_rows_and_a_rerun_reuses_the_batch(tm
 
 
 def test_summary_is_null_when_nothing_was_judged():
-    s = summarize([JudgeResult(None, error="request failed: HTTP 401"), JudgeResult(None, error="no answer")])
+    s = judge_summary([JudgeResult(None, error="request failed: HTTP 401"), JudgeResult(None, error="no answer")])
     assert s.means == {k: None for k in CRITERIA} and s.n_judged == 0 and s.n_failed == 1 and s.n_no_answer == 1

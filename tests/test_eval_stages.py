@@ -5,7 +5,7 @@ import json
 import pytest
 
 from avere_utils import config
-from avere_utils.evaluation import classification, emer, emorealm, plots
+from avere_utils.evaluation import classification, emer, emorealm, figures
 from avere_utils.evaluation.params import ClassificationParams, EmerParams, EmoRealmParams
 from avere_utils.evaluation.testing import FakeBackend, fake_media_fn
 from avere_utils.records import Item
@@ -78,9 +78,9 @@ def test_classification_modes_side_by_side(tmp_path):
     assert m["model"] == {"path": p.reference_dir, "adapter": None, "variant": "reference"}
     assert m["protocol"]["prompt"] == p.prompt and m["protocol"]["decoding"]["strategy"] == "greedy"
     assert on_disk["confusion"]["columns"][-1] == "<other>"
-    png = plots.confusion_figure(m, plots.figure_path(p.run_dir, "confusion-dfew-reference"))
+    png = figures.confusion_figure(m, figures.figure_path(p.run_dir, "confusion-dfew-reference"))
     assert png.is_file() and png.stat().st_size > 1000
-    assert plots.modes_figure({"dfew": m}, ("uar", "war"), tmp_path / "modes.png").is_file()
+    assert figures.modes_figure({"dfew": m}, ("uar", "war"), tmp_path / "modes.png").is_file()
     # scoring mode scored the class names through the template
     lines = (tmp_path / "predictions" / "dfew-reference.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["candidates"] == classes
@@ -156,9 +156,9 @@ def test_emorealm_tasks_modes_and_kinds(tmp_path):
     assert m["n_items"] == 9 and m["coverage"] == pytest.approx(100 * 7 / 9)
     prompt = emorealm.build_prompt(items[0])
     assert prompt == "Question q1? (A) a broad smile (B) furrowed brows (C) a yellow background (D) a quiet soft voice"
-    png = plots.emorealm_figure(m, tmp_path / "f.png")
+    png = figures.emorealm_figure(m, tmp_path / "f.png")
     assert png.is_file()
-    assert plots.stress_kind_figure(m, tmp_path / "k.png").is_file()
+    assert figures.stress_kind_figure(m, tmp_path / "k.png").is_file()
 
 
 def test_emorealm_rejects_bad_answer_letter(tmp_path):
@@ -197,7 +197,7 @@ def test_emer_cue_judge_end_to_end(tmp_path):
     assert json.loads((tmp_path / "metrics" / "emer-reference.json").read_text())["scoring_mode"] == "judge:cue"
     batch = (tmp_path / "predictions" / "emer-reference.judge_batch.jsonl").read_text().splitlines()
     assert len(batch) == 2  # answered items only
-    assert plots.emer_figure(m, tmp_path / "e.png").is_file()
+    assert figures.emer_figure(m, tmp_path / "e.png").is_file()
 
 
 def test_emorealm_paper_mode_yes_no_in_words_is_wrong_not_dropped(tmp_path):

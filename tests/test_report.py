@@ -250,7 +250,7 @@ def test_report_states_the_story_with_spread_and_verdicts(story_run):
 
 def test_margin_figures_from_training_logs(tmp_path):
     from avere_utils.report.figures import margin_curves, read_train_logs
-    from avere_utils.training.plots import margin_keys, plot_margins
+    from avere_utils.training.figures import margin_keys, plot_margins
 
     logs = tmp_path / "train_logs"
     logs.mkdir()

@@ -11,7 +11,7 @@ from typing import Any
 
 # Submodules load on first use, so that `avere-kit score` (and every other command, whose parser
 # registers it) does not pay for plotting and model imports.
-_LAZY = ("classification", "common", "emer", "emorealm", "metrics", "parsing", "plots", "registry", "released",
+_LAZY = ("classification", "common", "emer", "emorealm", "figures", "metrics", "parsing", "registry", "released",
          "stage")
 _FROM_PARAMS = ("ClassificationParams", "EmerParams", "EmoRealmParams")
 
@@ -27,4 +27,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ClassificationParams", "EmerParams", "EmoRealmParams", "classification", "common", "emer",
-           "emorealm", "metrics", "open_backend", "parsing", "plots", "registry", "released", "stage"]
+           "emorealm", "figures", "metrics", "open_backend", "parsing", "registry", "released", "stage"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from avere_utils.evaluation.params import EvalParams
 from avere_utils.evaluation.predict import Decoding, MediaFn, media_loader, model_stamp
-from avere_utils.paths import RunLayout, atomic_write_text
+from avere_utils.paths import RunLayout, atomic_write_text, run_relative
 from avere_utils.records import Item
 
 if TYPE_CHECKING:  # the backend module imports torch: only for annotations here
@@ -106,8 +106,6 @@ def model_info(params: EvalParams) -> dict[str, Any]:
 def run_settings(params: EvalParams, settings: Any, **extra: Any) -> dict[str, Any]:
     """Everything that decides the answers, hashed into each prediction's fingerprint."""
     media = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings or {})
-    from avere_utils.weights import run_relative
-
     # run-relative model paths and content stamps: a copied or moved run folder keeps its predictions
     return {"model": run_relative(model_info(params), params.run_dir),
             "model_files": model_stamp(params.reference_dir),

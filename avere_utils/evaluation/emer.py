@@ -24,7 +24,7 @@ from avere_utils.evaluation.judges import (
     Judge,
     JudgeResult,
     OpenAIJudge,
-    summarize,
+    judge_summary,
     write_batch_requests,
 )
 from avere_utils.evaluation.params import EmerParams
@@ -138,7 +138,7 @@ class EmerScorer(Scorer):
         t_judge = time.perf_counter()
         results, batch_file = judge_answers(params, judge, items, answers)
         judge_s = time.perf_counter() - t_judge
-        summary = summarize(results)
+        summary = judge_summary(results)
         rows = [{"id": it.id, "answer": answers[it.id], "scores": r.scores, "rates": r.rates, "error": r.error,
                  "attempts": r.attempts} for it, r in zip(items, results)]
         judged_file = common.predictions_file(params, self.benchmark).with_suffix(".judged.jsonl")

@@ -423,7 +423,7 @@ class JudgeSummary:
     n_defined: dict[str, int] = field(default_factory=dict)  # judged items with a defined score per criterion
 
 
-def summarize(results: Sequence[JudgeResult]) -> JudgeSummary:
+def judge_summary(results: Sequence[JudgeResult]) -> JudgeSummary:
     judged: dict[str, list[float]] = {k: [] for k in CRITERIA}
     errors: dict[str, int] = {}
     for r in results:

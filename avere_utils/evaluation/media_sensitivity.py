@@ -152,7 +152,7 @@ def score_conditions(backend: Backend, probes: Sequence[StressProbe], load: Call
     return pd.DataFrame(rows)
 
 
-def summarize(scores: pd.DataFrame) -> dict[str, Any]:
+def sensitivity_summary(scores: pd.DataFrame) -> dict[str, Any]:
     """Per kind and modality (and `all`): n, the Yes-rate per condition, the mean change of the Yes log-odds
     from real to each other condition, and the flip share real -> counterfactual (sign change, percent)."""
     wide = scores.pivot_table(index=["id", "kind", "modality"], columns="condition", values="yes_logodds")
@@ -240,7 +240,7 @@ def measure(params: Any, backend: Backend, benchmarks: Sequence[str] | None = No
             df = pd.concat([df, pd.DataFrame([{"id": p.item.id, "kind": p.kind, "modality": p.modality, "cue": p.cue,
                                                "condition": "real", "yes_logodds": real[p.item.id]} for p in probes])],
                            ignore_index=True)
-        summary = summarize(df)
+        summary = sensitivity_summary(df)
         out["benchmarks"][bench] = {"n_items": len(probes), "skipped": skipped, "by_kind": summary,
                                     "flip_share_rel_hal": round(flip_share(summary), 2)}
         frames.append(df.assign(benchmark=bench))

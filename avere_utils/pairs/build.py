@@ -314,7 +314,7 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
         counterfactual.pending = {k: v for k, v in counterfactual.pending.items() if k in kept}
         counts["counterfactual_clips_rendered"] = counterfactual.render()
         counts.update({f"pmp_{k}": v for k, v in counterfactual.counts.items()})
-    stats = summarize(rows, counts, clips)
+    stats = pair_stats(rows, counts, clips)
     stats["invalid_reasons"] = dict(invalid_reasons)
     stats["invalid_examples"] = invalid_examples
     if llm is not None:
@@ -325,7 +325,7 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
     return BuildResult(rows, stats)
 
 
-def summarize(rows: list[dict[str, str]], counts: Counter[str], clips: list[Clip]) -> dict[str, Any]:
+def pair_stats(rows: list[dict[str, str]], counts: Counter[str], clips: list[Clip]) -> dict[str, Any]:
     by: dict[str, Counter[str]] = defaultdict(Counter)
     lengths: dict[str, list[int]] = defaultdict(list)
     for r in rows:

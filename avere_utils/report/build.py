@@ -139,7 +139,7 @@ def story_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
     rep.tables["ablation_costs"] = costs
     n_runs = int(table["n"].max())
     md = [f"## The story, measured (mode `{P.story_mode}`, {n_runs} run(s) per trained variant)", "",
-          f"Mean ± sample sd over this run and the reruns in `{run_relative(P.seeds_dir, P.run_dir)}` "
+          f"Mean ± sample sd over this run and the reruns in `{shown_path(P.seeds_dir, P.run_dir)}` "
           f"(`avere-kit seeds`); the reference "
           f"is not retrained by the seeds, so it has one run. Yes-rates: share of EmoReAlM stress items of each "
           f"kind answered Yes (right answer: Yes for relevant, No for spurious and hallucination). EMER scores "
@@ -252,7 +252,7 @@ def descriptions_section(P: ResultsParams, rep: Report, trained: Sequence[str], 
             *descriptions.markdown_lines(comp)]
 
 
-def run_relative(path: str | Path, run_dir: str | Path) -> str:
+def shown_path(path: str | Path, run_dir: str | Path) -> str:
     """`path` relative to the run folder (the run's name for the run folder itself), else to the repository
     root; an absolute path of the machine never reaches the report."""
     p, run = Path(path).resolve(), Path(run_dir).resolve()
@@ -427,7 +427,7 @@ def build_report(P: ResultsParams) -> Report:
     if seeds is not None:
         rep.tables["seeds"] = seeds
         md += [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
-               f"This run (seed {P.seed}) and the reruns in `{run_relative(P.seeds_dir, run_dir)}`: the same data, "
+               f"This run (seed {P.seed}) and the reruns in `{shown_path(P.seeds_dir, run_dir)}`: the same data, "
                f"pairs and reference model; DPO training (LoRA init, data order) and evaluation repeated per seed. "
                f"The reference model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 

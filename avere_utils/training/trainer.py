@@ -40,14 +40,13 @@ from transformers import get_scheduler
 import avere_utils.training.checkpoint as ckpt
 from avere_utils import runlock
 from avere_utils.models.backend import Backend
-from avere_utils.paths import atomic_write_text
+from avere_utils.paths import atomic_write_text, run_relative
 from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
 from avere_utils.training.logp_cache import LogpCache, model_fingerprint
 from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize
 from avere_utils.training.params import TrainParams, upgrade_keys
 from avere_utils.training.step_log import StepLogger, tracked_scalars
 from avere_utils.training.variants import describe
-from avere_utils.weights import run_relative
 
 log = logging.getLogger(__name__)
 

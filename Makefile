@@ -77,7 +77,7 @@ nbval: setup
 		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --durations=15 --nbval-lax -p no:cacheprovider notebooks/ tests/test_learning.py
 
 lint: setup
-	$(BIN)/ruff check avere_utils tests bench
+	$(BIN)/ruff check avere_utils tests bench notebooks
 
 # Research containers often run as root: --allow-root.  The token comes from JUPYTER_TOKEN when set
 # (Jupyter reads it itself), else Jupyter prints one.  LAB_IP=0.0.0.0 serves other machines too.

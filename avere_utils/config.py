@@ -155,6 +155,17 @@ class RunConfig:
     variant_jobs: int = param(1, "executions of a per-variant stage run at once, in worker processes with a kernel "
                                  "each (a training stage's first runs alone: it fills the reference log-prob "
                                  "cache); results do not depend on it")
+    num_processes: int = param(1, "processes of each per-variant training execution (stage 04): > 1 runs its "
+                                  "notebook under `accelerate launch --num_processes N`, one copy per process "
+                                  "(one per GPU; CPU: gloo); the global batch is kept (docs/training.md); "
+                                  "the evaluation stages stay single-process; --set num_processes=N")
+    accelerate_config: str = param("", "an accelerate config file for that launch (e.g. configs/accelerate/ddp.yaml; "
+                                       "'' = accelerate's defaults); used only when num_processes > 1, whose "
+                                       "value wins over the file's; a DeepSpeed config is refused")
+
+    def __post_init__(self) -> None:
+        if self.num_processes < 1:
+            raise ConfigError(f"RunConfig: key 'num_processes' must be >= 1, got {self.num_processes}")
 
 
 def stage_class(stage: str) -> type:

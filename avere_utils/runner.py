@@ -16,6 +16,17 @@ log-prob cache they read, so no two workers compute (or write) the same entry.  
 only the decoded-media cache, whose entries are the same whoever writes them.  Every notebook runs the same
 code on the same inputs at its own fixed thread count, so the results do not depend on `variant_jobs`.
 
+run.yaml's `num_processes` (CLI: `--set num_processes=N`) > 1 runs each execution of a training stage
+(per_train_variant) under `accelerate launch --num_processes N` (`--config_file` from `accelerate_config`):
+N copies of `avere_utils.launch` each run the notebook with the same parameters in their own kernel, which
+inherits the process group's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); rank 0 writes
+the executed notebook where a single-process run would, the others theirs (and their figures) under
+notebooks/.launch/<execution>/, beside the launch's spec and log.  The trainer lets only rank 0 write the
+adapter, logs and checkpoints.  The global batch is kept: a training stage's `global_batch_size` 0 becomes
+per_device_train_batch_size x gradient_accumulation_steps (one process's batch), from which the trainer
+derives the accumulation for N processes.  Launched executions run one at a time whatever variant_jobs
+says (each takes every GPU); the evaluation stages stay single-process.
+
 One writer per notebook: before the first notebook starts, the run takes the lock of every (stage, variant)
 it will execute (`runlock`), so a second run into the same folder that overlaps is refused at once
 (`RunFolderBusy`), and runs of disjoint variants still go side by side.  Ctrl-C ends the run with one
@@ -30,6 +41,10 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -72,6 +87,8 @@ class Execution:
     variant: str | None
     params: dict[str, Any]
     output: Path
+    num_processes: int = 1  # > 1: run under `accelerate launch` (execute_launched)
+    accelerate_config: str = ""
 
     @property
     def label(self) -> str:
@@ -88,6 +105,67 @@ class RunResult:
         return sum(t["seconds"] for t in self.times)
 
 
+# run.yaml keys a command line may set with --set, beside the stages' keys
+RUN_KEYS = ("num_processes", "accelerate_config")
+
+
+def split_run_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the run.yaml keys of `overrides`, the rest: the stages' keys)."""
+    run = {k: v for k, v in overrides.items() if k in RUN_KEYS}
+    return run, {k: v for k, v in overrides.items() if k not in RUN_KEYS}
+
+
+def load_run_config(profile: str, overrides: Mapping[str, Any] | None = None) -> config.RunConfig:
+    """params/<profile>/run.yaml with the run keys of `overrides` (--set num_processes=2), validated."""
+    run = config.load_run(profile)
+    run_over, _ = split_run_overrides(overrides or {})
+    if run_over:
+        path = config.profile_dir(profile) / "run.yaml"
+        run = config.build(config.RunConfig, {**dataclasses.asdict(run), **run_over},
+                           f"{path} + overrides {run_over}", resolve=False)
+    if run.accelerate_config:
+        check_accelerate_config(run.accelerate_config)
+    return run
+
+
+def check_accelerate_config(path: str) -> dict[str, Any]:
+    """The accelerate config file's settings; a ConfigError when it is missing, not one machine, or DeepSpeed
+    (the trainer averages the LoRA gradients itself and refuses a DeepSpeed launch: docs/training.md)."""
+    file = repo_path(path)
+    what = f"run.yaml key 'accelerate_config' ({path})"
+    if not file.is_file():
+        raise config.ConfigError(f"{what}: no such file (configs/accelerate/ holds ddp.yaml and cpu2.yaml)")
+    try:
+        data = config.load_yaml(file)
+    except config.ConfigError as err:
+        raise config.ConfigError(f"{what}: {err}") from None
+    if str(data.get("distributed_type", "")).upper() == "DEEPSPEED":
+        raise config.ConfigError(f"{what}: a DeepSpeed config; the trainer refuses DeepSpeed (LoRA-only training "
+                                 "gains nothing from ZeRO-2; docs/training.md, 'Multi-process and multi-GPU'): "
+                                 "use configs/accelerate/ddp.yaml")
+    if int(data.get("num_machines", 1) or 1) != 1:
+        raise config.ConfigError(f"{what}: num_machines {data['num_machines']}; the runner launches on one machine")
+    return data
+
+
+def keep_global_batch(params: dict[str, Any], num_processes: int, where: str) -> None:
+    """A training stage launched on `num_processes` processes keeps one process's global batch: its
+    global_batch_size 0 becomes per_device_train_batch_size x gradient_accumulation_steps, from which the
+    trainer derives the accumulation for the processes.  A batch the layout cannot reach is a ConfigError
+    naming the three numbers (the trainer's own check, here before anything runs)."""
+    keys = ("global_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps")
+    if not all(k in params for k in keys):
+        return
+    if params["global_batch_size"] == 0:
+        params["global_batch_size"] = params["per_device_train_batch_size"] * params["gradient_accumulation_steps"]
+    from avere_utils.training.params import derive_grad_accum
+
+    try:
+        derive_grad_accum(params["global_batch_size"], params["per_device_train_batch_size"], num_processes)
+    except config.ConfigError as err:
+        raise config.ConfigError(f"{where}: num_processes {num_processes}: {err}") from None
+
+
 def overrides_for(stage: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The overrides that apply to one stage: `stage.key` ones and bare keys the stage has."""
     names = {f.name for f in dataclasses.fields(config.stage_class(stage))}
@@ -102,8 +180,11 @@ def overrides_for(stage: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_overrides(stages: Sequence[str], overrides: Mapping[str, Any]) -> None:
-    """Every override must reach at least one stage: a typo is an error, not a silent no-op."""
+    """Every override must reach at least one stage (or be a run.yaml key of RUN_KEYS): a typo is an error,
+    not a silent no-op."""
     for key in overrides:
+        if key in RUN_KEYS:
+            continue
         target, dot, name = key.rpartition(".")
         if dot:
             if target not in config.STAGES:
@@ -124,9 +205,9 @@ def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[
     if os.environ.get(config.RUN_DIR_ENV):  # it would send every notebook's outputs to that folder
         raise config.ConfigError(f"${config.RUN_DIR_ENV} is set ({os.environ[config.RUN_DIR_ENV]}): it is for "
                                  f"`make nbval` only; unset it and use --out to choose the run folder")
-    run = config.load_run(profile)
+    run = load_run_config(profile, overrides)
     run_dir = out or run.run_dir
-    overrides = dict(overrides or {})
+    _, overrides = split_run_overrides(overrides or {})
     stages = list(run.stages)
     if only:
         unknown = [s for s in only if s not in stages]
@@ -159,7 +240,11 @@ def plan(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[
             params = config.raw_stage(profile, stage, ov)
             params["run_dir"] = str(repo_path(params["run_dir"]))
             name = stage + (f"-{variant}" if variant else "") + ".ipynb"
-            execs.append(Execution(stage, variant, params, repo_path(run_dir) / "notebooks" / name))
+            launched = run.num_processes if stage in run.per_train_variant and run.num_processes > 1 else 1
+            if launched > 1:
+                keep_global_batch(params, launched, f"{stage} [{variant}]")
+            execs.append(Execution(stage, variant, params, repo_path(run_dir) / "notebooks" / name,
+                                   launched, run.accelerate_config if launched > 1 else ""))
     for e in execs:
         if not (notebooks_dir / f"{e.stage}.ipynb").is_file():
             raise config.ConfigError(f"notebook {notebooks_dir / (e.stage + '.ipynb')} does not exist")
@@ -280,6 +365,97 @@ def execute(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR, kernel: StageKern
             kernel.release_clients()
 
 
+# --- one execution under `accelerate launch` -------------------------------------------------------------
+LAUNCH_DIR = ".launch"  # <run_dir>/notebooks/.launch/<execution>/: spec.json, launch.log, the other ranks' copies
+STOP_WAIT_S = 60.0  # after Ctrl-C, how long the launcher gets to stop its processes (and their kernels)
+
+
+def launch_dir(e: Execution) -> Path:
+    return e.output.parent / LAUNCH_DIR / e.output.stem
+
+
+def free_port() -> int:
+    """A TCP port free now on this machine, for the processes' rendezvous (two launches never share one)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(num_processes: int, accelerate_config: str, spec: Path, port: int) -> list[str]:
+    """`accelerate launch [--config_file F] --num_processes N --main_process_port P -m avere_utils.launch SPEC`.
+    Without a config file the launch is accelerate's multi-GPU one (torchrun), which on a machine without a
+    GPU runs N CPU processes on gloo (`--cpu` would start one process: docs/training.md)."""
+    exe = Path(sys.executable).with_name("accelerate")
+    cmd = [str(exe), "launch"] if exe.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
+    if accelerate_config:
+        cmd += ["--config_file", str(repo_path(accelerate_config))]
+    else:
+        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return cmd + ["--num_processes", str(num_processes), "--main_process_port", str(port),
+                  "-m", "avere_utils.launch", str(spec)]
+
+
+def launch_failure(e: Execution, work: Path, rc: int) -> StageFailed:
+    """The failure of a launch: the first failed cell of any rank (avere_utils.launch records each; the
+    ranks that fail after it fail in a collective the first one left), else the tail of the launch log."""
+    errors = []
+    for f in work.glob("error-rank*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            errors.append(json.loads(f.read_text()))
+    if errors:
+        err = min(errors, key=lambda r: (r.get("time", 0.0), r["rank"]))
+        others = f" (then rank(s) {', '.join(str(r['rank']) for r in errors if r is not err)})" if len(errors) > 1 else ""
+        return StageFailed(Path(err["notebook"]), err.get("cell"), f"rank {err['rank']}{others}: {err['error']}")
+    tail = ""
+    with contextlib.suppress(OSError):
+        tail = " | ".join((work / "launch.log").read_text(errors="replace").strip().splitlines()[-5:])
+    return StageFailed(e.output, None, f"accelerate launch exited with {rc} (log {work / 'launch.log'}): {tail}")
+
+
+def execute_launched(e: Execution, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    """Run `e` under `accelerate launch` with e.num_processes processes (avere_utils.launch in each); the
+    launch's output goes to launch_dir(e)/launch.log.  Ctrl-C stops the launch (accelerate stops its
+    processes, each of which stops its kernel) before KeyboardInterrupt goes on."""
+    work = launch_dir(e)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    e.output.parent.mkdir(parents=True, exist_ok=True)
+    spec = work / "spec.json"
+    spec.write_text(json.dumps({"stage": e.stage, "variant": e.variant, "parameters": e.params,
+                                "output": str(e.output), "notebooks_dir": str(notebooks_dir), "work": str(work)},
+                               indent=1, default=str))
+    cmd = launch_command(e.num_processes, e.accelerate_config, spec, free_port())
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(work / "launch.log", "w") as logf:
+        logf.write("$ " + " ".join(cmd) + "\n")
+        logf.flush()
+        # its own session: the terminal's Ctrl-C reaches the runner alone, which then stops the launch in order
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(notebooks_dir), env=env,
+                                start_new_session=True)
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            _stop_launch(proc)
+            raise
+    if rc != 0:
+        raise launch_failure(e, work, rc)
+
+
+def _stop_launch(proc: subprocess.Popen) -> None:
+    """SIGTERM to accelerate (torchrun): it stops its processes, which stop their kernels; SIGKILL after
+    STOP_WAIT_S."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 _WORKER_KERNEL: StageKernel | None = None  # a worker process's kernel, kept across the stages of a run
 
 
@@ -324,10 +500,14 @@ def _quiet_after_interrupt() -> None:
 
 def resume_hint(e: Execution) -> str:
     """What a rerun of the same command picks up for this execution (read from its run folder)."""
+    was = logging.root.manager.disable
     try:
+        logging.disable(max(was, logging.INFO))  # building the params again would repeat their log lines here
         p = config.build(config.stage_class(e.stage), dict(e.params), f"{e.label} (plan)")
     except Exception:  # a hint is not worth a second error
         return "a rerun of the same command runs it again"
+    finally:
+        logging.disable(was)
     if hasattr(p, "checkpoint_dir"):
         from avere_utils.training.checkpoint import complete_checkpoints
 
@@ -414,7 +594,10 @@ def params_hash(e: Execution, run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR
         return v
 
     params = {k: norm(v) for k, v in e.params.items() if k != "run_dir"}
-    return _sha({"params": params, "code": code_hash(notebooks_dir / f"{e.stage}.ipynb")})
+    keyed: dict[str, Any] = {"params": params, "code": code_hash(notebooks_dir / f"{e.stage}.ipynb")}
+    if e.num_processes > 1:  # the sums of N processes differ in their last bits; one process keys as before
+        keyed["num_processes"] = e.num_processes
+    return _sha(keyed)
 
 
 def upstream(e: Execution, full: Sequence[Execution]) -> list[Execution]:
@@ -582,7 +765,7 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
         if not report.ok:
             raise config.ConfigError(f"preflight found {len(report.problems)} problem(s), listed above; "
                                      "fix them or rerun with --skip-preflight")
-    run_config = config.load_run(profile)
+    run_config = load_run_config(profile, overrides)
     jobs = run_config.variant_jobs if jobs is None else jobs
     if jobs < 1:
         raise config.ConfigError(f"variant_jobs / --jobs must be >= 1, got {jobs}")
@@ -642,8 +825,10 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
     with open(run_dir / "run.log", "a") as logf, contextlib.ExitStack() as stack:
         stack.callback(lambda: kernel and kernel.close())
         stack.callback(lambda: pool and pool.shutdown())
+        launched = max((e.num_processes for e in execs), default=1)
         logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
-                   f"variant_jobs {jobs}" + (f", {len(reused)} reused" if reused else "") + ")\n")
+                   f"variant_jobs {jobs}" + (f", training on {launched} processes" if launched > 1 else "")
+                   + (f", {len(reused)} reused" if reused else "") + ")\n")
         for e, how in reused:
             where = "" if how == "reused" else f" from {how}"
             logf.write(f"{e.label}\treused\t0.0s\tsame params, notebook code and inputs{where}\n")
@@ -673,12 +858,18 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
         for group in stage_groups(execs):
             # here, one after the other: single stages, every stage when variant_jobs is 1, and the first
             # variant of a training stage; the rest go to the workers
+            # executions under accelerate launch run one at a time: each takes every GPU
             parallel: list[Execution] = []
-            if jobs > 1 and len(group) > 1:
+            if jobs > 1 and len(group) > 1 and group[0].num_processes == 1:
                 parallel = group[1:] if group[0].stage in run_config.per_train_variant else group
             for e in group[:len(group) - len(parallel)]:
                 echo(header[id(e)])
-                if reuse_kernels and (kernel is None or e is group[0]):
+                if e.num_processes > 1:
+                    echo(f"      accelerate launch: {e.num_processes} processes; log in {launch_dir(e) / 'launch.log'}")
+                    if kernel is not None:  # an earlier stage's kernel would keep its memory (a model on GPU 0)
+                        kernel.close()
+                        kernel = None
+                elif reuse_kernels and (kernel is None or e is group[0]):
                     if kernel is not None:
                         kernel.close()
                     kernel = StageKernel()
@@ -686,7 +877,10 @@ def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config:
                 err: StageFailed | str | None = None
                 try:
                     prepare_execution(run_dir, e)
-                    execute(e, notebooks_dir, kernel if reuse_kernels else None)
+                    if e.num_processes > 1:
+                        execute_launched(e, notebooks_dir)
+                    else:
+                        execute(e, notebooks_dir, kernel if reuse_kernels else None)
                 except StageFailed as failure:
                     err = failure
                 except KeyboardInterrupt:

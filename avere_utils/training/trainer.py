@@ -142,7 +142,9 @@ class Trainer:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
-        device = params.device if params.device != "auto" else str(self.accelerator.device)
+        # on a multi-process CPU launch accelerate names the device "cpu:0", which safetensors refuses when a
+        # checkpoint is loaded to resume
+        device = params.device if params.device != "auto" else ("cpu" if on_cpu else str(self.accelerator.device))
         set_seed(params.seed)  # the fresh LoRA weights are drawn here: the same on every process and run
         self.backend = backend if backend is not None else load_default_backend(params, device)
         self.pairs = pairs if pairs is not None else load_default_pairs(params, self.backend)

@@ -10,9 +10,14 @@ Run with the Python of an environment that has lmms-eval and the kit (the Makefi
    code), a randomly initialised micro checkpoint and a LoRA adapter with non-zero weights, and the kit's own
    metrics of both computed with the stage functions of notebooks 05 / 07.  Its figures mean nothing; the
    check is that lmms-eval reproduces them;
-2. `avere-kit export-lmms-eval` of the profile into OUT/tasks (the run's manifests);
+2. `avere-kit export-lmms-eval` of the profile into OUT/tasks (the run's manifests); lmms-eval gets the run's
+   data root as $AVERE_DATA_ROOT (a task folder names its data root only when the two share a folder below /).
+   The run is only read: the plugin reads the clips notebooks 05 / 07 decoded from the run's feature cache and
+   writes nothing there (this venv's PyAV < 16 scales frames a little differently from the kit's; a clip it
+   had to decode itself is counted in the report, `clips_decoded_by_plugin`);
 3. lmms-eval (`python -m lmms_eval --model avere_omni`) on every exported task (generation and likelihood)
-   for the reference and the adapter;
+   for the reference and the adapter, into OUT/lmms/<model> emptied of earlier results first; a run that
+   logs "Error during evaluation" (lmms-eval 0.7 then exits 0) or writes no results file fails the check;
 4. every figure lmms-eval reports (paper, strict and scoring modes: EmoReAlM average and per task, Yes/No F1,
    failure rates; DFEW / RAVDESS UAR, WAR, F1) against the kit's metrics file of the same model, exactly, and
    the answers behind them against the kit's predictions file.  OUT/report.json; exit 1 on any difference.
@@ -65,6 +70,53 @@ def kit_metrics(profile: str, run: Path, variant: str, benchmarks: list[str]) ->
             classification.evaluate_benchmark(P, bench, backend)
 
 
+# the settings of stages 05 / 07 that shape the prompts, the decoded clips or the answers
+PROTOCOL_KEYS = ("n_frames", "frame_size", "sample_rate", "batch_size", "max_new_tokens", "temperature", "seed",
+                 "use_cache", "pack_candidates", "max_items")
+PROTOCOL_KEYS_OF = {"07_zero_shot_emorealm": ("prompt_template", "choice_answer_template", "tasks"),
+                    "05_zero_shot_classification": ("prompt", "label_answer_template")}
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any] | None:
+    """The parameters an executed notebook ran with: its parameters cell, then papermill's injected cell."""
+    import ast
+
+    if not notebook.is_file():
+        return None
+    out: dict[str, Any] = {}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell.get("cell_type") != "code" or not tags & {"parameters", "injected-parameters"}:
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                try:
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+    return out
+
+
+def protocol_differences(profile: str, run: Path, variant: str, benchmarks: list[str]) -> list[str]:
+    """The protocol settings the run's notebooks 05 / 07 ran with that differ from the profile's params today
+    (which the export and the plugin read): such a run's answers are not the plugin's to reproduce."""
+    diffs = []
+    for stage in dict.fromkeys("07_zero_shot_emorealm" if b == "emorealm" else "05_zero_shot_classification"
+                               for b in benchmarks):
+        ran = notebook_parameters(run / "notebooks" / f"{stage}-{variant}.ipynb")
+        if ran is None:
+            continue
+        now = stage_params(profile, stage, run, variant)
+        for key in PROTOCOL_KEYS + PROTOCOL_KEYS_OF[stage]:
+            if key in ran and hasattr(now, key):
+                mine = getattr(now, key)
+                mine = list(mine) if isinstance(mine, tuple) else mine
+                if ran[key] != mine:
+                    diffs.append(f"{stage}-{variant}: {key} = {ran[key]!r} in the run, {mine!r} in params/{profile}")
+    return diffs
+
+
 def build_micro_run(run: Path, profile: str, benchmarks: list[str]) -> str:
     """A small synthetic world, a random micro checkpoint and a LoRA adapter; the kit's metrics of both."""
     import torch
@@ -100,30 +152,58 @@ def build_micro_run(run: Path, profile: str, benchmarks: list[str]) -> str:
 
 
 # --- lmms-eval ------------------------------------------------------------------------------------------------
+LMMS_OUTPUTS = ("*_results.json", "*results*.json", "*_samples_*.jsonl")
+
+
+def clear_lmms_outputs(out: Path) -> None:
+    """Remove an earlier lmms-eval run's results and samples from `out` (the check's own folder): lmms-eval
+    names them by time, and a run that fails writes none, so an old file would be read as this run's."""
+    for pattern in LMMS_OUTPUTS:
+        for f in out.rglob(pattern):
+            if f.is_file():
+                f.unlink()
+
+
+def clips_decoded_by_plugin(log_text: str) -> int:
+    """The clips the plugin decoded itself, not read from the run's feature cache (its warnings, one per task)."""
+    import re
+
+    from avere_utils.harness.lmms_core import MISS_MARK
+
+    return sum(int(m) for m in re.findall(re.escape(MISS_MARK) + r" (\d+) clips", log_text))
+
+
 def run_lmms_eval(tasks_dir: Path, tasks: list[str], profile: str, run: Path, variant: str, out: Path,
-                  limit: int | None) -> dict[str, Any]:
+                  limit: int | None, data_root: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
+    clear_lmms_outputs(out)
     model_args = f"profile={profile},run_dir={run},variant={variant}"
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "avere_omni", "--model_args", model_args,
            "--tasks", ",".join(tasks), "--include_path", str(tasks_dir), "--output_path", str(out),
            "--log_samples", "--batch_size", "1", "--verbosity", "WARNING"]
     if limit:
         cmd += ["--limit", str(limit)]
+    # the data root the tasks were exported from: the folder names it only when it shares a folder with it
     env = {**os.environ, "HF_DATASETS_CACHE": str(out / "hf_datasets"), "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log(f"lmms-eval, {variant}: {' '.join(cmd[1:])}")
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "AVERE_DATA_ROOT": data_root}
+    log(f"lmms-eval, {variant}: AVERE_DATA_ROOT={data_root} {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
     (out / "lmms_eval.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"lmms-eval failed for {variant} (exit {proc.returncode}); log: {out / 'lmms_eval.log'}\n"
-                         + proc.stderr[-3000:])
+    # lmms-eval 0.7 catches an exception of the evaluation, logs "Error during evaluation" and exits 0
+    failed = proc.returncode != 0 or "Error during evaluation" in proc.stdout + proc.stderr
     found = sorted(glob.glob(str(out / "**" / "*results*.json"), recursive=True), key=os.path.getmtime)
-    if not found:
-        raise SystemExit(f"lmms-eval wrote no results file under {out}")
-    log(f"lmms-eval, {variant}: {time.perf_counter() - t0:.0f} s -> {found[-1]}")
-    return {"results": json.loads(Path(found[-1]).read_text())["results"], "dir": out,
-            "seconds": time.perf_counter() - t0}
+    if failed or not found:
+        why = f"exit {proc.returncode}" if proc.returncode else ("an error during evaluation" if failed
+                                                               else "no results file")
+        raise SystemExit(f"lmms-eval failed for {variant} ({why}); log: {out / 'lmms_eval.log'}\n"
+                         + (proc.stdout + proc.stderr)[-3000:])
+    decoded = clips_decoded_by_plugin(proc.stdout + proc.stderr)
+    log(f"lmms-eval, {variant}: {seconds:.0f} s -> {found[-1]}; clips read from the run's feature cache"
+        + (f", except {decoded} decoded by this venv's PyAV (answers may differ)" if decoded else ": all"))
+    return {"results": json.loads(Path(found[-1]).read_text())["results"], "dir": out, "seconds": seconds,
+            "clips_decoded_by_plugin": decoded}
 
 
 def lmms_answers(out: Path, task: str) -> dict[str, Any]:
@@ -206,8 +286,15 @@ def answer_agreement(run: Path, variant: str, lmms: dict[str, Any], benchmarks: 
             losses = [likelihood_value(r) for r in resp]
             if scores and losses and len(scores) == len(losses):
                 n_pick += scores.index(max(scores)) == losses.index(min(losses))
-        out[bench] = {"generated": len(gen), "same_text": n_text, "scored": len(ll), "same_choice": n_pick}
+        out[bench] = {"kit_items": len(kit), "generated": len(gen), "same_text": n_text, "scored": len(ll),
+                      "same_choice": n_pick}
     return out
+
+
+def answers_equal(answers: dict[str, Any]) -> bool:
+    """Every item of the kit's predictions answered by lmms-eval, with the same text and the same choice."""
+    return all(a["same_text"] == a["generated"] == a["kit_items"] and a["same_choice"] == a["scored"] == a["kit_items"]
+               for a in answers.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,24 +329,32 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"{run}/metrics lacks {missing}: run notebooks 05 / 07 for these variants first")
 
+    diffs = [d for v in ("reference", variant) for d in protocol_differences(args.profile, run, v, list(args.benchmarks))]
+    if diffs:
+        raise SystemExit(f"{run} was evaluated with other protocol settings than params/{args.profile} holds today "
+                         "(the tasks and the plugin read the profile's):\n  " + "\n  ".join(diffs))
     written = lmms_export.export(args.profile, out / "tasks", benchmarks=args.benchmarks,
                                  overrides={"run_dir": str(run)})
     settings = json.loads((out / "tasks" / "avere_tasks.json").read_text())
     report: dict[str, Any] = {"run": str(run), "profile": args.profile, "tasks": written["tasks"], "models": {}}
     ok = True
     for v in ("reference", variant):
-        lmms = run_lmms_eval(out / "tasks", written["tasks"], args.profile, run, v, out / "lmms" / v, args.limit)
+        lmms = run_lmms_eval(out / "tasks", written["tasks"], args.profile, run, v, out / "lmms" / v, args.limit,
+                             written["data_root_path"])
         rows = compare(run, v, lmms, settings, list(args.benchmarks))
         bad = [r for r in rows if not r["equal"]]
-        ok &= not bad
+        answers = answer_agreement(run, v, lmms, list(args.benchmarks))
+        ok &= not bad and answers_equal(answers)
         report["models"][v] = {"figures": rows, "n_figures": len(rows), "n_different": len(bad),
-                               "answers": answer_agreement(run, v, lmms, list(args.benchmarks)),
-                               "lmms_eval_seconds": round(lmms["seconds"], 1)}
+                               "answers": answers, "answers_equal": answers_equal(answers),
+                               "lmms_eval_seconds": round(lmms["seconds"], 1),
+                               "clips_decoded_by_plugin": lmms["clips_decoded_by_plugin"]}
         for r in rows:
             if r["metric"].endswith(("average_accuracy", "_uar")) or not r["equal"]:
                 log(f"{v:12s} {r['task']:20s} {r['metric']:34s} kit {r['kit']!s:>20} lmms-eval {r['lmms']!s:>20}"
                     f"  {'ok' if r['equal'] else 'DIFFERENT'}")
-        log(f"{v}: {len(rows) - len(bad)} of {len(rows)} figures equal; answers {report['models'][v]['answers']}")
+        log(f"{v}: {len(rows) - len(bad)} of {len(rows)} figures equal; answers "
+            f"{'all equal' if answers_equal(answers) else 'DIFFERENT'} {answers}")
     report["equal"] = ok
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     log(f"{'PASS' if ok else 'FAIL'}: report {out / 'report.json'}")

@@ -429,5 +429,126 @@ def test_the_command_line_writes_the_folder_and_names_a_missing_manifest(tmp_pat
         cli.main(["export-lmms-eval", "--benchmarks", "emorealm,nope", str(tmp_path / "v")])
 
 
+# --- bench/lmms_check.py: what it hands lmms-eval and what it reads back -------------------------------------
+def load_check():
+    spec = importlib.util.spec_from_file_location("lmms_check", REPO_ROOT / "bench" / "lmms_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_export_names_its_data_root_for_a_folder_outside_the_data_tree(classification_folder, tmp_path):
+    _, run = classification_folder
+    # a task folder that shares no folder below / with the run (e.g. /work/... and /tmp/...) names no data root,
+    # so the caller needs the absolute one to pass as $AVERE_DATA_ROOT
+    written = lmms_export.export("tiny", tmp_path / "tasks", benchmarks=["dfew"], overrides={"run_dir": str(run)})
+    assert written["data_root_path"] == str((run / "world").resolve())
+    root = written["data_root"]
+    assert root is None or (tmp_path / "tasks" / root).resolve() == (run / "world").resolve()
+
+
+def test_the_check_reads_only_this_lmms_eval_runs_results(tmp_path, monkeypatch):
+    """An earlier run's results in the output folder are removed first; lmms-eval 0.7 exits 0 after an error
+    during evaluation, which fails the check; the data root reaches lmms-eval; the plugin's warnings about clips
+    it decoded itself are counted."""
+    import subprocess
+
+    from avere_utils.harness.lmms_core import MISS_MARK
+
+    check = load_check()
+    out = tmp_path / "lmms" / "reference"
+    out.mkdir(parents=True)
+    stale = out / "20261207_230951_results.json"
+    stale.write_text(json.dumps({"results": {"avere_dfew": {"paper_uar,none": 1.0}}}))
+    (out / "20261207_230951_samples_avere_dfew.jsonl").write_text("{}\n")
+    calls = []
+
+    def fake_run(cmd, cwd, env, capture_output, text):
+        calls.append((cmd, env))
+        return subprocess.CompletedProcess(cmd, 0, "ERROR | Error during evaluation: no data root.", "Traceback")
+
+    monkeypatch.setattr(check.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit, match="error during evaluation"):
+        check.run_lmms_eval(tmp_path / "tasks", ["avere_dfew"], "tiny", tmp_path / "run", "reference", out, None,
+                            "/data/world")
+    assert not stale.exists() and not list(out.glob("*samples*"))
+    assert calls[0][1]["AVERE_DATA_ROOT"] == "/data/world"
+
+    def fake_ok(cmd, cwd, env, capture_output, text):
+        (out / "20261207_240000_results.json").write_text(json.dumps({"results": {"avere_dfew": {"x": 1}}}))
+        return subprocess.CompletedProcess(cmd, 0, "done", f"{MISS_MARK} 3 clips decoded here, not read ...\n"
+                                                            f"{MISS_MARK} 2 clips decoded here, not read ...\n")
+
+    monkeypatch.setattr(check.subprocess, "run", fake_ok)
+    got = check.run_lmms_eval(tmp_path / "tasks", ["avere_dfew"], "tiny", tmp_path / "run", "reference", out,
+                              None, "/data/world")
+    assert got["results"] == {"avere_dfew": {"x": 1}} and got["clips_decoded_by_plugin"] == 5
+
+
+def test_the_plugin_reads_the_feature_cache_and_never_writes_it(tmp_path, monkeypatch):
+    """The run's decoded clips are read back (the notebooks' arrays, whatever this PyAV would decode); a clip not
+    in the cache is decoded, counted, and not stored."""
+    from avere_utils.cache import FeatureCache
+    from avere_utils.harness.lmms_core import MISS_MARK, KitModel
+    from avere_utils.media import MediaSettings
+    from avere_utils.records import Item, Media
+
+    settings = MediaSettings(n_frames=2, frame_size=8)
+    cache_dir = tmp_path / "cache"
+    clips = []
+    for name in ("a", "b"):
+        clip = tmp_path / f"{name}.mp4"
+        clip.write_bytes(b"not decoded: the cache answers")
+        clips.append(clip)
+    marker = np.full((2, 8, 8, 3), 7, dtype=np.uint8)
+    FeatureCache(cache_dir).get_or_compute(str(clips[0]), None, settings,
+                                           lambda: Media(frames=marker, sample_rate=16000))
+    before = sorted(p.name for p in cache_dir.rglob("*"))
+    decoded = []
+
+    def fake_decode(video, audio, s):
+        decoded.append(video)
+        return Media(frames=np.zeros((2, 8, 8, 3), dtype=np.uint8), sample_rate=16000)
+
+    monkeypatch.setattr("avere_utils.media.decode_media", fake_decode)
+    kit = SimpleNamespace(_media_fn=None, media_settings=settings, params=SimpleNamespace(cache_dir=str(cache_dir)))
+    misses: dict[str, int] = {}
+    load = KitModel.new_media_fn(kit, misses)
+    got = [load(Item(id=str(i), dataset="dfew", split="test", video=str(c))) for i, c in enumerate(clips)]
+    assert np.array_equal(got[0].frames, marker) and decoded == [str(clips[1])]
+    assert misses == {str(clips[1]): 1} and sorted(p.name for p in cache_dir.rglob("*")) == before
+    assert MISS_MARK.startswith("avere_omni")
+
+
+def test_the_check_refuses_a_run_evaluated_with_other_protocol_settings(tmp_path):
+    check = load_check()
+    run = tmp_path / "run"
+    (run / "notebooks").mkdir(parents=True)
+
+    def notebook(**injected):
+        cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "n_frames = 0\nbatch_size = 32\n"},
+                 {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+                  "source": ["# Parameters\n", *(f"{k} = {v!r}\n" for k, v in injected.items())]},
+                 {"cell_type": "code", "metadata": {}, "source": "n_frames = 99\n"}]
+        return json.dumps({"cells": cells})
+
+    nb = run / "notebooks" / "07_zero_shot_emorealm-reference.ipynb"
+    nb.write_text(notebook(run_dir=str(run), variant="reference"))
+    assert check.notebook_parameters(nb)["n_frames"] == 0  # a code cell's assignment is not a parameter
+    assert check.protocol_differences("tiny", run, "reference", ["emorealm"]) == []
+    nb.write_text(notebook(run_dir=str(run), n_frames=4, prompt_template="{question}"))
+    diffs = check.protocol_differences("tiny", run, "reference", ["emorealm", "dfew"])
+    assert len(diffs) == 2 and "n_frames = 4" in diffs[0] and "prompt_template" in diffs[1]
+    assert check.protocol_differences("tiny", run, "avem_dpo", ["emorealm"]) == []  # no notebook: not checked
+
+
+def test_the_check_fails_on_any_different_answer():
+    check = load_check()
+    same = {"kit_items": 3, "generated": 3, "same_text": 3, "scored": 3, "same_choice": 3}
+    assert check.answers_equal({"dfew": same})
+    assert not check.answers_equal({"dfew": same, "ravdess": {**same, "same_text": 2}})
+    assert not check.answers_equal({"dfew": {**same, "generated": 2, "same_text": 2}})  # items missing
+
+
 def test_nothing_here_imported_lmms_eval():
     assert not [m for m in sys.modules if m == "lmms_eval" or m.startswith("lmms_eval.")]

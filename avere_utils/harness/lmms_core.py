@@ -9,8 +9,9 @@ lmms-eval hands a model every request of one type at once (`Instance.args`):
 `KitModel` groups them per task and per document, turns each document into the kit's `Item` (its id, its
 video and audio paths from `doc_to_visual`) and runs them through the kit's own prediction runner
 (`evaluation.predict.run_predictions`): the same ordering of items (by clip, then id), the same batches
-(`batch_size` of the profile's params), the same media loader and feature cache, the same decoding and the
-same candidate scoring as notebooks 05 / 07.  So for the kit's exported tasks the answers, and therefore the
+(`batch_size` of the profile's params), the same decoded clips (read from the stage's feature cache, which the
+plugin never writes: `KitModel.new_media_fn`), the same decoding and the same candidate scoring as notebooks
+05 / 07.  So for the kit's exported tasks, on a run whose stages 05 / 07 ran, the answers, and therefore the
 figures, are the notebooks' answers.
 
 Likelihoods are returned as lmms-eval's models return them, a loss: the negative summed log-likelihood of
@@ -38,6 +39,47 @@ LL_CONVENTIONS = ("loss", "logprob")
 PARAM_ARGS = ("run_dir", "device", "n_frames", "frame_size", "sample_rate", "cache_dir", "torch_threads",
               "pack_candidates", "use_cache", "seed", "max_new_tokens", "temperature")
 PARAMS_STAGE = "07_zero_shot_emorealm"
+MISS_MARK = "avere_omni: feature cache:"  # starts the warning on clips decoded here (bench/lmms_check.py reads it)
+
+
+def read_only_media_loader(settings: Any, cache_dir: str | os.PathLike | None, misses: dict[str, int],
+                           keep: int = 64) -> Callable[[Item], Media]:
+    """`predict.media_loader` with the feature cache only read: a clip not in it is decoded by this process's
+    PyAV and not stored; `misses[video or audio path]` counts the clips decoded here."""
+    from collections import OrderedDict
+
+    from avere_utils.cache import FeatureCache
+    from avere_utils.media import load_media
+
+    class ReadOnlyCache(FeatureCache):
+        def __init__(self, folder: Path):
+            self.cache_dir, self.hits, self.misses = folder, 0, 0  # no mkdir: nothing is written
+
+        def get_or_compute(self, video_path: str | None, audio_path: str | None, settings: Any,
+                           compute: Callable[[], Media]) -> Media:
+            if self.path_for(self.key(video_path, audio_path, settings)).is_file():
+                return super().get_or_compute(video_path, audio_path, settings, compute)
+            self.misses += 1
+            misses[str(video_path or audio_path)] = misses.get(str(video_path or audio_path), 0) + 1
+            return compute()
+
+    cache = ReadOnlyCache(Path(cache_dir)) if cache_dir else None
+    recent: OrderedDict[tuple[str | None, str | None], Media] = OrderedDict()
+
+    def load(item: Item) -> Media:
+        key = (item.video, item.audio)
+        if key in recent:
+            recent.move_to_end(key)
+            return recent[key]
+        if cache is None:
+            misses[str(item.video or item.audio)] = misses.get(str(item.video or item.audio), 0) + 1
+        media = load_media(item.video, item.audio, settings, cache)
+        recent[key] = media
+        if len(recent) > keep:
+            recent.popitem(last=False)
+        return media
+
+    return load
 
 
 class PluginError(ValueError):
@@ -162,6 +204,7 @@ class KitModel:
         if hasattr(self.params, "pack_candidates"):
             self.backend.pack_candidates = self.params.pack_candidates
         self._media_fn = media_fn
+        self.cache_misses: dict[str, int] = {}
         self.media_settings = None
         if media_fn is None:
             from avere_utils.evaluation import common
@@ -169,17 +212,21 @@ class KitModel:
             self.media_settings = common.media_settings(self.params, backend)
 
     # --- media ------------------------------------------------------------------------------------------
-    def new_media_fn(self) -> Callable[[Item], Media]:
+    def new_media_fn(self, misses: dict[str, int] | None = None) -> Callable[[Item], Media]:
         """A fresh loader per task, as each evaluation stage makes one: the checkpoint's decoding settings with
-        the params' overrides, the params' feature cache (the notebooks' decoded clips are read back from it),
-        one Media object per clip while it is recent.  A request without media gets an empty Media (a text-only
-        prompt)."""
+        the params' overrides, the params' feature cache read (the notebooks' decoded clips), one Media object
+        per clip while it is recent (`predict.media_loader`'s reuse).  A request without media gets an empty
+        Media (a text-only prompt).
+
+        The cache is only read (`ReadOnlyCache`): lmms-eval 0.7.3 needs PyAV < 16, whose FFmpeg scales frames a
+        little differently from the kit's pinned PyAV (on the tiny run, every clip's frames: mean 0.6 / 255 per
+        pixel, at most 24), and the cache key names files and settings but not the decoder, so an entry written
+        here would be read by a later notebook run as its own.  Clips missing from the cache are decoded here
+        and counted in `misses` (clip -> times decoded)."""
         if self._media_fn is not None:
             load = self._media_fn
         else:
-            from avere_utils.evaluation.predict import media_loader
-
-            load = media_loader(self.media_settings, self.params.cache_dir)
+            load = read_only_media_loader(self.media_settings, self.params.cache_dir, {} if misses is None else misses)
 
         def media_fn(item: Item) -> Media:
             if item.video is None and item.audio is None:
@@ -244,10 +291,17 @@ class KitModel:
         from avere_utils.evaluation.predict import run_predictions
 
         settings = {"harness": "lmms-eval", "media": str(self.media_settings)}
+        misses: dict[str, int] = {}
         with tempfile.TemporaryDirectory(prefix="avere-lmms-") as tmp:
             run = run_predictions(self.backend, items, Path(tmp) / "predictions.jsonl", task, decoding,
-                                  settings=settings, media_fn=self.new_media_fn(), batch_size=self.params.batch_size,
+                                  settings=settings, media_fn=self.new_media_fn(misses), batch_size=self.params.batch_size,
                                   shard=(0, 1), desc=desc)
+        for clip, n in misses.items():
+            self.cache_misses[clip] = self.cache_misses.get(clip, 0) + n
+        if misses:
+            log.warning("%s %d clips decoded here, not read from the feature cache %s (%s): the kit's stages, with "
+                        "their own PyAV, may decode them a little differently", MISS_MARK, len(misses),
+                        self.params.cache_dir, desc)
         return run.records
 
     # --- the two request types ------------------------------------------------------------------------

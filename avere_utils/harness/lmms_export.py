@@ -194,7 +194,9 @@ def _write(path: Path, text: str) -> None:
 
 def export(profile: str, out: str | os.PathLike, *, benchmarks: Sequence[str] = DEFAULT_BENCHMARKS,
            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write the task folder `out` for `profile`; returns what was written (tasks, items per benchmark)."""
+    """Write the task folder `out` for `profile`; returns what was written (tasks, items per benchmark, the data
+    root as written into the folder - relative, or None - and as an absolute path of this machine, which a caller
+    passes as $AVERE_DATA_ROOT when the folder names none)."""
     from avere_utils.paths import check_output_path
 
     out = check_output_path(out, "lmms-eval task folder").absolute()
@@ -219,7 +221,8 @@ def export(profile: str, out: str | os.PathLike, *, benchmarks: Sequence[str] = 
     if len(data_roots) != 1:
         raise ValueError(f"the benchmarks' params name several data roots {sorted(map(str, data_roots))}; "
                          "export them into separate folders")
-    settings["data_root"] = relative_data_root(data_roots.pop(), out.resolve())
+    data_root = data_roots.pop()
+    settings["data_root"] = relative_data_root(data_root, out.resolve())
     if settings["data_root"] is None:
         log.warning("the data root and %s share no folder but /: the folder names none; set $%s to the data root "
                     "before running lmms-eval", out, T.DATA_ROOT_ENV)
@@ -239,7 +242,7 @@ def export(profile: str, out: str | os.PathLike, *, benchmarks: Sequence[str] = 
                                                data_root=settings["data_root"] or f"(none: set ${T.DATA_ROOT_ENV})"))
     log.info("wrote %d lmms-eval tasks into %s", len(tasks), out)
     return {"folder": str(out), "tasks": tasks, "n_items": {b: len(d) for b, d in docs_by_bench.items()},
-            "data_root": settings["data_root"]}
+            "data_root": settings["data_root"], "data_root_path": str(data_root)}
 
 
 # --- the command --------------------------------------------------------------------------------------------

@@ -160,13 +160,16 @@ def shard_file(out_file: Path, index: int, count: int) -> Path:
 
 
 # --- media ------------------------------------------------------------------------------------------
-def media_loader(settings: Any, cache_dir: str | os.PathLike | None = None, keep: int = 64) -> MediaFn:
-    """Item -> Media through `avere_utils.media.load_media` and its feature cache.  Recently used clips are
-    kept in memory as the *same* Media object, so questions about one clip share one encoding."""
+def media_loader(settings: Any, cache_dir: str | os.PathLike | None = None, keep: int = 64,
+                 cache: Any = None) -> MediaFn:
+    """Item -> Media through `avere_utils.media.load_media` and its feature cache (`cache`, a FeatureCache,
+    or one on `cache_dir`).  Recently used clips are kept in memory as the *same* Media object, so questions
+    about one clip share one encoding."""
     from avere_utils.cache import FeatureCache
     from avere_utils.media import load_media
 
-    cache = FeatureCache(cache_dir) if cache_dir else None
+    if cache is None and cache_dir:
+        cache = FeatureCache(cache_dir)
     recent: OrderedDict[tuple[str | None, str | None], Media] = OrderedDict()
 
     def load(item: Item) -> Media:

@@ -44,42 +44,25 @@ MISS_MARK = "avere_omni: feature cache:"  # starts the warning on clips decoded 
 
 def read_only_media_loader(settings: Any, cache_dir: str | os.PathLike | None, misses: dict[str, int],
                            keep: int = 64) -> Callable[[Item], Media]:
-    """`predict.media_loader` with the feature cache only read: a clip not in it is decoded by this process's
-    PyAV and not stored; `misses[video or audio path]` counts the clips decoded here."""
-    from collections import OrderedDict
-
+    """`predict.media_loader` with the feature cache only read: a clip not in it (or every clip, without a
+    cache) is decoded by this process's PyAV and not stored; `misses[video or audio path]` counts the clips
+    decoded here."""
     from avere_utils.cache import FeatureCache
-    from avere_utils.media import load_media
+    from avere_utils.evaluation.predict import media_loader
 
     class ReadOnlyCache(FeatureCache):
-        def __init__(self, folder: Path):
+        def __init__(self, folder: Path | None):
             self.cache_dir, self.hits, self.misses = folder, 0, 0  # no mkdir: nothing is written
 
         def get_or_compute(self, video_path: str | None, audio_path: str | None, settings: Any,
                            compute: Callable[[], Media]) -> Media:
-            if self.path_for(self.key(video_path, audio_path, settings)).is_file():
+            if self.cache_dir is not None and self.path_for(self.key(video_path, audio_path, settings)).is_file():
                 return super().get_or_compute(video_path, audio_path, settings, compute)
             self.misses += 1
             misses[str(video_path or audio_path)] = misses.get(str(video_path or audio_path), 0) + 1
             return compute()
 
-    cache = ReadOnlyCache(Path(cache_dir)) if cache_dir else None
-    recent: OrderedDict[tuple[str | None, str | None], Media] = OrderedDict()
-
-    def load(item: Item) -> Media:
-        key = (item.video, item.audio)
-        if key in recent:
-            recent.move_to_end(key)
-            return recent[key]
-        if cache is None:
-            misses[str(item.video or item.audio)] = misses.get(str(item.video or item.audio), 0) + 1
-        media = load_media(item.video, item.audio, settings, cache)
-        recent[key] = media
-        if len(recent) > keep:
-            recent.popitem(last=False)
-        return media
-
-    return load
+    return media_loader(settings, keep=keep, cache=ReadOnlyCache(Path(cache_dir) if cache_dir else None))
 
 
 class PluginError(ValueError):

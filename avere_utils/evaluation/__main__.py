@@ -29,10 +29,13 @@ STAGES = tuple(STAGE_BENCHMARKS)
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m avere_utils.evaluation", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    from avere_utils.cli import add_profile_args
+
     ap.add_argument("stage", choices=STAGES)
-    ap.add_argument("--profile", default="tiny")
-    config.add_set_argument(ap)
+    add_profile_args(ap)
     args = ap.parse_args(argv)
+    if args.params_dir:
+        config.set_params_dir(args.params_dir)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = config.load_stage(args.profile, args.stage, config.parse_overrides(args.set))
     backend = common.open_backend(params)

@@ -42,17 +42,6 @@ def rank_output(spec: dict[str, Any], rank: int) -> tuple[Path, dict[str, Any]]:
     return work / f"rank{rank}.ipynb", params
 
 
-def cpu_device(params: dict[str, Any]) -> None:
-    """device 'auto' on a machine without CUDA is given to the notebook as 'cpu': under a multi-process
-    launch accelerate names every process's CPU 'cpu:0', which safetensors refuses when a checkpoint's
-    adapter is loaded to resume.  The same device either way (the trainer asks accelerate for the CPU)."""
-    if params.get("device") == "auto":
-        import torch
-
-        if not torch.cuda.is_available():
-            params["device"] = "cpu"
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -79,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     rank = process_rank()
     output, params = rank_output(spec, rank)
-    cpu_device(params)
     e = runner.Execution(spec["stage"], spec.get("variant"), params, output)
     signal.signal(signal.SIGTERM, _interrupt)
     kernel = runner.StageKernel()

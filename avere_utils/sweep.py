@@ -219,7 +219,7 @@ def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str
     "<metric> sd" column each), then the base run's reference and `variant` rows; summary.csv/.md/.png."""
     from avere_utils.report.tables import markdown_table
 
-    rows, sds = [], []
+    rows = []
     metric_cols: list[str] = []
     for point in points:
         point_dir = sweep_dir / point_name(point)
@@ -227,7 +227,6 @@ def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str
         if seeds is None:
             m = _metrics_row(point_dir / "metrics", variant)
             rows.append({BASE_ROWS: point_name(point), **keys, **m})
-            sds.append({})
         else:
             per_seed = pd.DataFrame([_metrics_row(point_dir / f"seed-{k}" / "metrics", variant) for k in seeds],
                                     dtype=float)
@@ -235,7 +234,6 @@ def aggregate(sweep_dir: Path, points: Sequence[Mapping[str, Any]], variant: str
             sd = per_seed.std(ddof=1, skipna=True) if len(seeds) > 1 else per_seed.std(ddof=0)
             rows.append({BASE_ROWS: point_name(point), **keys, **mean.to_dict(), "n_seeds": int(len(seeds)),
                          **{f"{c} sd": sd[c] for c in per_seed.columns}})
-            sds.append(sd.to_dict())
         metric_cols = metric_cols or [c for c in rows[-1] if c not in keys and c != BASE_ROWS
                                       and c != "n_seeds" and not c.endswith(" sd")]
     grid_table = pd.DataFrame(rows)

@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from avere_utils.config import RENAMED_KEYS, ConfigError, StageParams, param
-from avere_utils.training.loss import TPD_FORMS, LossConfig
+from avere_utils.training.loss import SINGLE_REJECTION, TPD_FORMS, LossConfig
 from avere_utils.training.variants import SWITCHES, VARIANTS, loss_config_for
 
 REPORT_TO = ("none", "tensorboard")
 SCHEDULERS = ("linear", "constant_with_warmup", "cosine")
-SINGLE_REJECTIONS = ("vr", "er", "alternate")
 # choices: the config layer (config.build) refuses any other value, naming the key, the value and these
 ReportTo = Literal[REPORT_TO]
 Scheduler = Literal[SCHEDULERS]
-SingleRejection = Literal[SINGLE_REJECTIONS]
+SingleRejection = Literal[SINGLE_REJECTION]
 TpdForm = Literal[TPD_FORMS]
 VariantName = Literal[tuple(VARIANTS)]
 

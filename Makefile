@@ -19,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup reproduce test test-fast unit nbval lint lab bench reproduce-reference verify-reference clean setup-gpu lmms-check
+.PHONY: setup reproduce test test-fast unit nbval lint lab bench reproduce-golden verify-golden clean setup-gpu lmms-check
 
 setup: $(STAMP)
 
@@ -95,14 +95,14 @@ bench: setup
 		echo "== bench/multiprocess_check.py"; $(BIN)/python bench/multiprocess_check.py; \
 	else echo "== bench/multiprocess_check.py skipped: run 'make reproduce' first (needs outputs/tiny)"; fi
 
-# The committed run, outputs/reference, in one command: the tiny run, two more training seeds, two more
+# The committed golden run, outputs/golden, in one command: the tiny run, two more training seeds, two more
 # references (each with the variants the bars compare), the report over all of them, the weights' checksums
-# (per seed folder too), then avere_utils/publish.py copies what a reader needs into outputs/reference
-# without the machine's absolute paths (notebooks included).  verify-reference runs the same recipe into
+# (per seed folder too), then avere_utils/publish.py copies what a reader needs into outputs/golden
+# without the machine's absolute paths (notebooks included).  verify-golden runs the same recipe into
 # outputs/verify and compares every metrics folder (seeds included) within tolerance, checksums exactly.
 REFERENCE_SEEDS ?= 1 2
 REFERENCE_SEED_VARIANTS ?= reference avem_dpo naive_dpo no_pmp no_tpd
-define reference_recipe
+define golden_recipe
 	$(BIN)/avere-kit run --profile tiny --out $(1)
 	$(BIN)/avere-kit seeds --profile tiny --seeds $(REFERENCE_SEEDS) --out $(1)
 	$(BIN)/avere-kit reference-seeds --profile tiny --seeds $(REFERENCE_SEEDS) --variants $(REFERENCE_SEED_VARIANTS) --out $(1)
@@ -111,14 +111,14 @@ define reference_recipe
 		if [ -d "$$d/models" ]; then $(BIN)/python -m avere_utils.checksums write "$$d"; fi; done
 endef
 
-reproduce-reference: setup
-	$(call reference_recipe,outputs/tiny)
-	$(BIN)/python -m avere_utils.publish outputs/tiny outputs/reference
-	du -sh outputs/reference
+reproduce-golden: setup
+	$(call golden_recipe,outputs/tiny)
+	$(BIN)/python -m avere_utils.publish outputs/tiny outputs/golden
+	du -sh outputs/golden
 
-verify-reference: setup
-	$(call reference_recipe,outputs/verify)
-	$(BIN)/python -m avere_utils.verify --skip-run --out outputs/verify --reference outputs/reference
+verify-golden: setup
+	$(call golden_recipe,outputs/verify)
+	$(BIN)/python -m avere_utils.verify --skip-run --out outputs/verify --golden outputs/golden
 
 clean:
 	rm -rf outputs/tiny outputs/verify outputs/bench .jupyter_runtime

@@ -8,10 +8,10 @@
 A folder's sha256 is taken over the lines "relative/path<TAB>sha256-of-file" of its weight files
 (.safetensors, .bin, .pt, .pth; training checkpoints under `checkpoints/` left out), in sorted order, so it
 does not depend on the file system's listing order, on modification times or on where the run lies.
-`compare(run, reference_run)` lists the differences (an empty list: the same weights).
+`compare(run, other_run)` lists the differences (an empty list: the same weights).
 
     python -m avere_utils.checksums write RUN
-    python -m avere_utils.checksums compare RUN REFERENCE_RUN     # exit 1 on any difference
+    python -m avere_utils.checksums compare RUN OTHER_RUN         # exit 1 on any difference
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def write(run: str | Path) -> Path:
 
 def load(path: str | Path) -> dict[str, Any]:
     """A run's checksums: hashed from its weights when the folder has them (models/), else its
-    checksums.json (the committed reference run keeps no weights); a `path` to a .json file is read as is."""
+    checksums.json (the committed golden run, outputs/golden, keeps no weights); a `path` to a .json file is read as is."""
     p = Path(path)
     if p.suffix == ".json":
         return json.loads(p.read_text())
@@ -88,30 +88,30 @@ def load(path: str | Path) -> dict[str, Any]:
     raise FileNotFoundError(f"checksums: {p} has neither models/ nor {FILE_NAME}")
 
 
-def compare_data(new: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+def compare_data(new: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """The differences between two checksums records (weights only; the numerics are context)."""
     diffs = []
-    if new.get("reference") != ref.get("reference"):
-        diffs.append(f"reference: {_short(new.get('reference'))} != {_short(ref.get('reference'))}")
-    a, b = new.get("adapters") or {}, ref.get("adapters") or {}
+    if new.get("reference") != other.get("reference"):
+        diffs.append(f"reference: {_short(new.get('reference'))} != {_short(other.get('reference'))}")
+    a, b = new.get("adapters") or {}, other.get("adapters") or {}
     for variant in sorted(set(a) | set(b)):
         if variant not in a:
-            diffs.append(f"adapter {variant}: missing (reference run has {_short(b[variant])})")
+            diffs.append(f"adapter {variant}: missing (the other run has {_short(b[variant])})")
         elif variant not in b:
-            diffs.append(f"adapter {variant}: not in the reference run ({_short(a[variant])})")
+            diffs.append(f"adapter {variant}: not in the other run ({_short(a[variant])})")
         elif a[variant] != b[variant]:
             diffs.append(f"adapter {variant}: {_short(a[variant])} != {_short(b[variant])}")
     if diffs:
-        na, nb = new.get("numerics") or {}, ref.get("numerics") or {}
+        na, nb = new.get("numerics") or {}, other.get("numerics") or {}
         for key in ("capability", "pins", "cpu_model", "cpu_family"):
             if na.get(key) != nb.get(key):
-                diffs.append(f"note: numerics {key}: {na.get(key)!r} here, {nb.get(key)!r} in the reference run")
+                diffs.append(f"note: numerics {key}: {na.get(key)!r} here, {nb.get(key)!r} in the other run")
     return diffs
 
 
-def compare(run: str | Path, reference_run: str | Path) -> list[str]:
-    """Differences between a run's weights and a reference run's (either a folder or a checksums.json)."""
-    return compare_data(load(run), load(reference_run))
+def compare(run: str | Path, other_run: str | Path) -> list[str]:
+    """Differences between a run's weights and another run's, e.g. the golden run's (either a folder or a checksums.json)."""
+    return compare_data(load(run), load(other_run))
 
 
 def _short(sha: str | None) -> str:
@@ -124,15 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="write RUN/checksums.json")
     w.add_argument("run")
-    c = sub.add_parser("compare", help="compare RUN's weights with REFERENCE_RUN's (exit 1 on a difference)")
+    c = sub.add_parser("compare", help="compare RUN's weights with OTHER_RUN's, e.g. outputs/golden (exit 1 on a difference)")
     c.add_argument("run")
-    c.add_argument("reference_run")
+    c.add_argument("other_run")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "write":
             print(write(args.run))
             return 0
-        diffs = compare(args.run, args.reference_run)
+        diffs = compare(args.run, args.other_run)
     except (FileNotFoundError, ValueError) as e:
         print(e, file=sys.stderr)
         return 2

@@ -98,7 +98,7 @@ def apply(environ: MutableMapping[str, str] | None = None) -> dict[str, Any]:
     _state.update(applied=dict(p["set"]), user_set=dict(p["user_set"]), native=p["native"], skipped=p["skipped"])
     for var, value in p["user_set"].items():
         log.warning("numerics: %s=%s set by the user is kept (the kit pins %s): the bits may differ from the "
-                    "committed reference", var, value, PINS[var])
+                    "committed golden run", var, value, PINS[var])
     if p["skipped"]:
         log.info("numerics: no CPU pins: %s", p["skipped"])
     torch = sys.modules.get("torch")

@@ -1,4 +1,4 @@
-"""Publish a run folder as a committed one (outputs/reference): the files a reader needs, no machine paths.
+"""Publish a run folder as a committed one (outputs/golden): the files a reader needs, no machine paths.
 
     python -m avere_utils.publish RUN DEST [--max-image-kb 300] [--html]
 
@@ -244,7 +244,7 @@ def machine_paths(folder: str | Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="the run folder, e.g. outputs/tiny")
-    p.add_argument("dest", help="the committed folder, e.g. outputs/reference (replaced)")
+    p.add_argument("dest", help="the committed folder, e.g. outputs/golden (replaced)")
     p.add_argument("--max-image-kb", type=int, default=MAX_IMAGE_KB)
     p.add_argument("--html", action="store_true", help="an HTML copy of each notebook too (nbconvert)")
     args = p.parse_args(argv)

@@ -85,18 +85,19 @@ def test_cli_says_what_is_missing(tmp_path, capsys):
     assert "neither models/ nor checksums.json" in capsys.readouterr().err
 
 
-def test_verify_reference_compares_the_checksums_when_the_committed_run_has_them(tmp_path, monkeypatch):
+def test_verify_golden_compares_the_checksums_when_the_committed_run_has_them(tmp_path, monkeypatch):
     from avere_utils import verify
 
-    ref, rerun = tmp_path / "reference", _fake_run(tmp_path / "rerun")
-    (ref / "metrics").mkdir(parents=True)
-    row = {"benchmark": "dfew", "variant": "base", "metric": "uar", "reference": 50.0, "rerun": 50.0,
+    golden, rerun = tmp_path / "golden", _fake_run(tmp_path / "rerun")
+    (golden / "metrics").mkdir(parents=True)
+    row = {"benchmark": "dfew", "variant": "base", "metric": "uar", "golden": 50.0, "rerun": 50.0,
            "tolerance": 3.0, "ok": True}
     monkeypatch.setattr(verify, "compare", lambda a, b: [row])
-    args = ["--skip-run", "--reference", str(ref), "--out", str(rerun)]
+    args = ["--skip-run", "--golden", str(golden), "--out", str(rerun)]
     assert verify.main(args) == 0  # no checksums.json committed: metrics only
     checksums.write(rerun)
-    shutil.copy(rerun / "checksums.json", ref / "checksums.json")
+    shutil.copy(rerun / "checksums.json", golden / "checksums.json")
     assert verify.main(args) == 0
     (rerun / "models" / "reference" / "model.safetensors").write_bytes(b"another reference")
     assert verify.main(args) == 1
+    assert verify.main(["--skip-run", "--reference", str(golden), "--out", str(rerun)]) == 1  # the former spelling

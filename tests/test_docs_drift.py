@@ -2,7 +2,7 @@
 library (history lives in CHANGELOG.md), and the facts the prose states checked against their source: notebook
 02's families and weights against its params, docs/data.md's tiny sizes against stage 01's params, the
 variant list of docs/ARCHITECTURE.md against run.yaml, and the presence-probe figures docs/models.md quotes
-for the committed reference run against that run's metrics."""
+for the committed golden run (outputs/golden) against that run's metrics."""
 from __future__ import annotations
 
 import json
@@ -100,16 +100,16 @@ def test_architecture_lists_every_variant_of_run_yaml():
     assert [v for v in named if v in run["eval_variants"]] == run["eval_variants"]
 
 
-PROBE = REPO_ROOT / "outputs" / "reference" / "metrics" / "presence_probe-reference.json"
+PROBE = REPO_ROOT / "outputs" / "golden" / "metrics" / "presence_probe-reference.json"
 
 
-@pytest.mark.skipif(not PROBE.is_file(), reason="no committed reference run")
+@pytest.mark.skipif(not PROBE.is_file(), reason="no committed golden run")
 def test_models_md_quotes_the_committed_runs_presence_probe():
     m = json.loads(PROBE.read_text())
     text = " ".join((REPO_ROOT / "docs" / "models.md").read_text().split())
     yes_no = f"{m['yes_no']['visual']['balanced_accuracy']:.3f} / {m['yes_no']['audio']['balanced_accuracy']:.3f}"
     cue_list = f"{m['cue_list']['visual']['balanced_accuracy']:.3f} / {m['cue_list']['audio']['balanced_accuracy']:.3f}"
-    stated = re.search(r"committed reference run of today \(`outputs/reference/metrics/presence_probe-reference\.json`\) "
+    stated = re.search(r"committed golden run of today \(`outputs/golden/metrics/presence_probe-reference\.json`\) "
                        r"measures ([\d.]+ / [\d.]+) on the Yes/No probe and ([\d.]+ / [\d.]+) on the cue lists", text)
     assert stated, "docs/models.md no longer quotes the committed run's presence probe in the checked sentence"
     assert stated.groups() == (yes_no, cue_list), (

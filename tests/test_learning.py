@@ -45,7 +45,7 @@ def test_the_reference_recognises_emotions_on_held_out_clips():
 
 def test_the_presence_phase_teaches_the_yes_no_probe():
     """The reference perceives which typical cues a clip shows (notebook 03's probe, 140 held-out clips).
-    Measured on the committed reference run: 0.995 visual, 0.94 audio; before the presence phase both were
+    Measured on the committed golden run: 0.995 visual, 0.94 audio; before the presence phase both were
     0.5 ("always Yes").  The floor is issue 11's bar, 0.85; the margin above it leaves room for another CPU
     type's last-bit differences."""
     probe = json.loads((RUN / "metrics" / "presence_probe-reference.json").read_text())["yes_no"]

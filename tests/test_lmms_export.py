@@ -3,7 +3,7 @@
 * the exported folder: the TaskConfig keys lmms-eval reads, `!function` references that resolve in the folder's
   `utils` module (loaded from its file, as lmms-eval's YAML loader does), the signatures lmms-eval calls them
   with, relative data files, and no absolute path of this machine anywhere;
-* the figures: the committed run's EmoReAlM answers (outputs/reference/predictions) fed through
+* the figures: the committed run's EmoReAlM answers (outputs/golden/predictions) fed through
   `process_results` and the YAML's aggregations give the committed metrics files' paper, strict and scoring
   numbers exactly, and `avere-kit score`'s; crafted DFEW / RAVDESS answers give `avere-kit score`'s;
 * the plugin core (`lmms_core.KitModel`, with the kit's FakeBackend): lmms-eval's request tuples answered in
@@ -32,7 +32,7 @@ from avere_utils.harness import lmms_tasks as T
 from avere_utils.paths import REPO_ROOT
 from avere_utils.protocol import EMOREALM_TASKS, YES_NO_TASKS
 
-REFERENCE = REPO_ROOT / "outputs" / "reference"
+GOLDEN = REPO_ROOT / "outputs" / "golden"
 VARIANTS = ("reference", "avem_dpo")
 # the keys of lmms-eval's TaskConfig (lmms_eval.api.task.TaskConfig) the export writes
 TASK_CONFIG_KEYS = {"task", "tag", "dataset_path", "dataset_kwargs", "test_split", "output_type", "doc_to_visual",
@@ -116,7 +116,7 @@ def emorealm_folder(tmp_path_factory) -> Path:
     """The committed run's EmoReAlM manifest (clips named relative to its run folder) in a run folder of its own."""
     root = tmp_path_factory.mktemp("emorealm")
     (root / "run" / "manifests").mkdir(parents=True)
-    shutil.copy2(REFERENCE / "manifests" / "emorealm.jsonl", root / "run" / "manifests" / "emorealm.jsonl")
+    shutil.copy2(GOLDEN / "manifests" / "emorealm.jsonl", root / "run" / "manifests" / "emorealm.jsonl")
     lmms_export.export("tiny", root / "tasks", benchmarks=["emorealm"], overrides={"run_dir": str(root / "run")})
     return root / "tasks"
 
@@ -251,7 +251,7 @@ def test_prompts_and_candidates_are_the_ones_the_committed_run_used(emorealm_fol
     from avere_utils.protocol import emorealm_prompt
 
     utils = load_utils(emorealm_folder)
-    preds = read_jsonl(REFERENCE / "predictions" / "emorealm-reference.jsonl")
+    preds = read_jsonl(GOLDEN / "predictions" / "emorealm-reference.jsonl")
     for doc in read_docs(emorealm_folder, "emorealm"):
         assert utils.doc_to_choice(doc) == preds[doc["id"]]["candidates"]
         assert utils.doc_to_text(doc) == emorealm_prompt(doc["question"], doc["choices"], "{question} {choices}")
@@ -259,8 +259,8 @@ def test_prompts_and_candidates_are_the_ones_the_committed_run_used(emorealm_fol
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_emorealm_figures_equal_the_committed_metrics_in_every_mode(emorealm_folder, variant):
-    preds = read_jsonl(REFERENCE / "predictions" / f"emorealm-{variant}.jsonl")
-    kit = json.loads((REFERENCE / "metrics" / f"emorealm-{variant}.json").read_text())
+    preds = read_jsonl(GOLDEN / "predictions" / f"emorealm-{variant}.jsonl")
+    kit = json.loads((GOLDEN / "metrics" / f"emorealm-{variant}.json").read_text())
     docs = read_docs(emorealm_folder, "emorealm")
     gen = load_task(emorealm_folder / "avere_emorealm.yaml")
     got = figures(gen, docs, lambda d: [preds[d["id"]]["generation"].strip()])
@@ -282,7 +282,7 @@ def test_emorealm_figures_equal_avere_kit_score(emorealm_folder, tmp_path):
     docs = read_docs(emorealm_folder, "emorealm")
     native = [{k: d[k] for k in ("id", "task", "question", "choices", "answer", "kind")} for d in docs]
     (tmp_path / "emorealm_v1.json").write_text(json.dumps(native))
-    path = REFERENCE / "predictions" / "emorealm-naive_dpo.jsonl"
+    path = GOLDEN / "predictions" / "emorealm-naive_dpo.jsonl"
     kit = score("emorealm", tmp_path / "emorealm_v1.json", path)
     preds = read_jsonl(path)
     got = figures(load_task(emorealm_folder / "avere_emorealm.yaml"), docs, lambda d: [preds[d["id"]]["generation"].strip()])
@@ -419,7 +419,7 @@ def test_the_model_class_and_its_entry_point_fit_lmms_evals_registry():
 
 def test_the_command_line_writes_the_folder_and_names_a_missing_manifest(tmp_path, capsys):
     rc = cli.main(["export-lmms-eval", "--profile", "tiny", "--benchmarks", "emorealm", str(tmp_path / "t"),
-                   "--set", f"run_dir={REFERENCE}"])
+                   "--set", f"run_dir={GOLDEN}"])
     out = capsys.readouterr().out
     assert rc == 0 and "emorealm: 1200 items" in out and "avere_emorealm_ll" in out
     rc = cli.main(["export-lmms-eval", "--profile", "tiny", "--benchmarks", "dfew", str(tmp_path / "u"),

@@ -203,7 +203,7 @@ def test_stress_samples_ask_the_benchmark_question_and_answer_it_from_the_record
 
 def test_stress_kind_weights_set_what_is_asked_and_the_default_draw_is_unchanged():
     """`stress_kind_weights` draws the asked kind by weight; without it the draw is the uniform one of
-    `rng.integers`, so the default pairs (and the committed reference run) do not move."""
+    `rng.integers`, so the default pairs (and the committed golden run) do not move."""
     from avere_utils.pairs.templates import stress_ask
     from avere_utils.protocol import STRESS_KINDS
 

@@ -1,5 +1,5 @@
 """What git tracks stays a source repository: no model weights, no large files outside the committed
-reference run, no path that a shell would read as an option.
+golden run (outputs/golden), no path that a shell would read as an option.
 
 A checkpoint once came in under `--start/` (a command-line flag taken as an output folder, then
 `git add -A`): 4.9 MB of weights at the repository root that every clone downloads.  The checks are pure
@@ -15,8 +15,8 @@ import pytest
 from avere_utils.paths import REPO_ROOT
 
 MAX_BYTES = 1_000_000
-# the committed reference run: its figures and logs are the numbers the README quotes
-LARGE_FILES_ALLOWED_UNDER = "outputs/reference/"
+# the committed golden run: its figures and logs are the numbers the README quotes
+LARGE_FILES_ALLOWED_UNDER = "outputs/golden/"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -31,7 +31,7 @@ def option_like_paths(files: list[tuple[str, int]]) -> list[str]:
 
 
 def weight_files(files: list[tuple[str, int]]) -> list[str]:
-    # anywhere, outputs/reference included: a run folder's models are rebuilt by `make reproduce`
+    # anywhere, outputs/golden included: a run folder's models are rebuilt by `make reproduce`
     return [f"{p}: model weights" for p, _ in files if p.lower().endswith(WEIGHT_SUFFIXES)]
 
 
@@ -61,11 +61,13 @@ def test_a_checkpoint_under_an_option_named_folder_is_caught_three_ways():
                                  "--x/model.safetensors: model weights"]
 
 
-def test_a_large_file_is_allowed_only_in_the_reference_run():
-    planted = [("docs/big.png", 2_000_000), ("outputs/reference/figures/big.png", 2_000_000),
-               ("outputs/tiny/x.json", MAX_BYTES), ("outputs/referencex/y.png", 2_000_000)]
+def test_a_large_file_is_allowed_only_in_the_golden_run():
+    planted = [("docs/big.png", 2_000_000), ("outputs/golden/figures/big.png", 2_000_000),
+               ("outputs/tiny/x.json", MAX_BYTES), ("outputs/goldenx/y.png", 2_000_000),
+               ("outputs/reference/z.png", 2_000_000)]  # the golden run's former folder: no longer exempt
     assert problems(planted) == ["docs/big.png: 2000000 bytes > 1000000",
-                                 "outputs/referencex/y.png: 2000000 bytes > 1000000"]
+                                 "outputs/goldenx/y.png: 2000000 bytes > 1000000",
+                                 "outputs/reference/z.png: 2000000 bytes > 1000000"]
 
 
 @pytest.mark.parametrize("path", ["a/-b/c.txt", "a/b/-c.txt", "-top.txt"])
@@ -75,8 +77,8 @@ def test_a_component_starting_with_a_dash_is_caught_at_any_depth(path):
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin", "adapter.pt", "m.PTH", "last.ckpt"])
-def test_weights_are_caught_anywhere_even_small_and_in_the_reference_run(name):
-    assert weight_files([(f"outputs/reference/models/{name}", 10)]) != []
+def test_weights_are_caught_anywhere_even_small_and_in_the_golden_run(name):
+    assert weight_files([(f"outputs/golden/models/{name}", 10)]) != []
     assert weight_files([(f"docs/{name}.md", 10)]) == []
 
 

@@ -41,7 +41,7 @@ def _fake_run(run, built_at):
 
 
 def test_publish_removes_machine_paths_and_keeps_images_within_the_budget(tmp_path):
-    run, dest = tmp_path / "tiny", tmp_path / "reference"
+    run, dest = tmp_path / "tiny", tmp_path / "golden"
     built_at = "/tmp/elsewhere/outputs/tiny"  # the run was built in another folder, then moved
     _fake_run(run, built_at)
     s = publish.publish(run, dest, max_image_kb=60, echo=lambda m: None)
@@ -64,26 +64,26 @@ def test_publish_removes_machine_paths_and_keeps_images_within_the_budget(tmp_pa
 
 
 def test_verify_compares_every_metrics_folder_seeds_included(tmp_path):
-    ref, new = tmp_path / "ref", tmp_path / "new"
-    for root, seed_acc in ((ref, 71.0), (new, 75.0)):
+    golden, new = tmp_path / "golden", tmp_path / "new"
+    for root, seed_acc in ((golden, 71.0), (new, 75.0)):
         _fake_run(root, str(root))
         (root / "seeds" / "seed-1" / "metrics" / "emorealm-avem_dpo.json").write_text(
             json.dumps({"average_accuracy": seed_acc}))
-    assert verify.metric_folders(ref) == [".", "seeds/seed-1"]
-    rows = verify.compare_all(ref, new)
+    assert verify.metric_folders(golden) == [".", "seeds/seed-1"]
+    rows = verify.compare_all(golden, new)
     off = [(r["folder"], r["metric"]) for r in rows if not r["ok"]]
     assert off == [("seeds/seed-1", "average_accuracy")]  # 4 points off, tolerance 3
     assert any(r["metric"] == "scoring yes:relevant" and r["ok"] for r in rows)
     (new / "seeds" / "seed-1" / "metrics" / "emorealm-avem_dpo.json").unlink()
-    assert [r["rerun"] for r in verify.compare_all(ref, new) if r["folder"] != "."] == [None]
+    assert [r["rerun"] for r in verify.compare_all(golden, new) if r["folder"] != "."] == [None]
 
 
 def test_the_committed_run_holds_no_machine_path_once_published():
-    committed = REPO_ROOT / "outputs" / "reference"
+    committed = REPO_ROOT / "outputs" / "golden"
     if not (committed / "notebooks").is_dir():
         import pytest
 
-        pytest.skip("outputs/reference predates `make reproduce-reference` (no notebooks/): republish it")
+        pytest.skip("outputs/golden predates `make reproduce-golden` (no notebooks/): republish it")
     assert publish.machine_paths(committed) == []
     big = [p for p in committed.rglob("*") if p.is_file() and p.stat().st_size > publish.MAX_FILE_BYTES]
     assert big == []

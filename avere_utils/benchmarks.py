@@ -68,7 +68,7 @@ class Benchmark:
     table: str | None = None  # which of TABLES shows it; None: no paper-shaped table
     columns: tuple[tuple[str, str], ...] = ()  # (column header, metric key) in that table, in order
     # evaluated inside another benchmark's stage, never on its own (EmoReAlM's held-out wordings): left out
-    # of the command lines' choices and of notebook 01's defaults' derived lists
+    # of the command lines' choices (`names(standalone=True)`)
     part_of: str | None = None
     # `avere-kit score`: the native annotation file's reader, (path, **options) -> (items, skip counts),
     # with the command's options it takes (recorded in the output); None: not scored from text there

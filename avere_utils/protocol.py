@@ -47,7 +47,6 @@ def qa_prompt(qa: Mapping[str, Any], template: str = EMOREALM_PROMPT_TEMPLATE) -
 SCORING_MODES: tuple[str, ...] = ("paper", "strict", "scoring")
 
 # --- metric keys of the metrics files (metrics/<benchmark>-<variant>.json), which the report reads ---------
-CLASSIFICATION_BENCHMARKS: tuple[str, ...] = ("dfew", "ravdess", "mer2023")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "weighted_f1")
 # the EMER judge's four criteria (1-10; higher is better for every one of them)
 EMER_CRITERIA: tuple[str, ...] = ("clue", "label", "spurious", "hallucination")

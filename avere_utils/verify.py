@@ -18,7 +18,7 @@ from avere_utils import checksums, runner
 from avere_utils.paths import repo_path
 from avere_utils.protocol import EMER_CRITERIA
 from avere_utils.report.story import value_of
-from avere_utils.report.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, load_metrics, metric
+from avere_utils.report.tables import columns, load_metrics, metric
 
 TOL_PERCENT = 3.0
 TOL_SCORE = 0.3
@@ -62,7 +62,7 @@ def compare(golden_dir: Path, run_dir: Path) -> list[dict]:
                          "rerun": b_val, "tolerance": TOL_PERCENT, "ok": ok})
     for (bench, variant), m_gold in sorted(gold.items()):
         m_new = new.get((bench, variant))
-        for _, b, key in TABLE2_COLUMNS + TABLE3_COLUMNS:
+        for _, b, key in columns("table2") + columns("table3"):
             if b != bench:
                 continue
             a, b_val = metric(m_gold, key), metric(m_new, key)

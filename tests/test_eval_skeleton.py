@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from avere_utils import config
+from avere_utils import benchmarks, config
 from avere_utils.evaluation import classification, common, emer, emorealm, registry, score_cli, stage
 from avere_utils.evaluation.__main__ import STAGE_BENCHMARKS
 from avere_utils.evaluation.params import CLASSIFICATION_BENCHMARKS, ClassificationParams
@@ -136,18 +136,24 @@ def test_unknown_benchmark_lists_the_known_ones():
         registry.get_scorer("afew")
 
 
-def test_register_scorer(monkeypatch):
-    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
-    registry.register_scorer("fakebench", CountingScorer)
+def _fake_record(name="fakebench"):
+    return benchmarks.Benchmark(name, "label", loader=lambda P: None, scorer=CountingScorer, stage="none",
+                                prompt="which emotion?", classes=("anger", "fear"))
+
+
+def test_register_a_benchmark(monkeypatch):
+    monkeypatch.setattr(benchmarks, "BENCHMARKS", dict(benchmarks.BENCHMARKS))
+    benchmarks.register(_fake_record())
     scorer = registry.get_scorer("fakebench")
     assert isinstance(scorer, CountingScorer) and scorer.benchmark == "fakebench"
-    with pytest.raises(ValueError, match="already has a scorer"):
-        registry.register_scorer("dfew", CountingScorer)
+    assert registry.known_benchmarks()[-1] == "fakebench"
+    with pytest.raises(ValueError, match="already registered"):
+        benchmarks.register(_fake_record("dfew"))
 
 
 def test_fake_scorer_through_the_registry(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
-    registry.register_scorer("fakebench", CountingScorer)
+    monkeypatch.setattr(benchmarks, "BENCHMARKS", dict(benchmarks.BENCHMARKS))
+    benchmarks.register(_fake_record())
     m = _run(tmp_path, registry.get_scorer("fakebench"), _items())
     assert m["accuracy"] == 100.0 and m["extra_file"] == "x.jsonl"
 

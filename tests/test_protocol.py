@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from avere_utils import protocol
+from avere_utils import benchmarks, protocol
 from avere_utils.models import sft
 from avere_utils.pairs import templates
 from avere_utils.paths import REPO_ROOT
@@ -36,7 +36,7 @@ def test_the_emorealm_prompt_is_the_question_then_the_lettered_choices():
 def test_every_metric_key_the_report_reads_is_a_protocol_name():
     names = {*protocol.CLASSIFICATION_METRICS, *protocol.EMER_CRITERIA, *protocol.EMOREALM_TASKS,
              protocol.EMOREALM_AVERAGE, *(f"yes:{k}" for k in protocol.STRESS_KINDS), *protocol.EMER_CUE_RATES}
-    benches = {*protocol.CLASSIFICATION_BENCHMARKS, "emer", "emorealm", protocol.EMOREALM_HELDOUT}
+    benches = set(benchmarks.names())
     read = [(b, k) for _, b, k in tables.TABLE2_COLUMNS + tables.TABLE3_COLUMNS]
     read += [(b, k) for _, b, k, _ in story.QUANTITIES]
     assert not [r for r in read if r[0] not in benches or r[1] not in names]

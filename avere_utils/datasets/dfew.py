@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -18,6 +19,9 @@ from avere_utils.datasets.common import (
 )
 from avere_utils.emotions import DFEW_LABELS
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # annotations only
+    from avere_utils.datasets.params import DataPrepParams
 
 VIDEO_SUBDIR = "Clip/clip_224x224"
 WAV_SUBDIR = "Clip/clip_16k_wav"
@@ -80,3 +84,10 @@ def load_dfew(root: str | os.PathLike, fold: int = 1, split: str = "test", *, vi
         res.items.append(Item(id=stem, dataset="dfew", split=split, video=str(video),
                               audio=str(wav) if wav else None, label=label, text=text))
     return res
+
+
+def from_params(P: DataPrepParams) -> LoadResult:
+    """The benchmark's loader with notebook 01's parameters (benchmarks.BENCHMARKS)."""
+    return load_dfew(P.dfew_root, P.dfew_fold, P.dfew_split, video_subdir=P.dfew_video_subdir,
+                     wav_subdir=P.dfew_wav_subdir, annotation_subdir=P.dfew_annotation_subdir,
+                     require_audio=P.require_audio)

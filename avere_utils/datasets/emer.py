@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avere_utils.datasets.common import (
     LoadResult,
@@ -17,6 +18,9 @@ from avere_utils.datasets.common import (
 )
 from avere_utils.datasets.mer2023 import find_clip
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # annotations only
+    from avere_utils.datasets.params import DataPrepParams
 
 
 def load_emer(reason_file: str | os.PathLike, clip_dir: str | os.PathLike) -> LoadResult:
@@ -49,3 +53,8 @@ def load_emer(reason_file: str | os.PathLike, clip_dir: str | os.PathLike) -> Lo
         res.items.append(Item(id=name, dataset="emer", split="test", video=str(clip), audio=None, label=label,
                               text=text))
     return res
+
+
+def from_params(P: DataPrepParams) -> LoadResult:
+    """The benchmark's loader with notebook 01's parameters (benchmarks.BENCHMARKS)."""
+    return load_emer(P.emer_reason_file, P.emer_clip_dir)

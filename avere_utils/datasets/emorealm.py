@@ -14,7 +14,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avere_utils.datasets.common import (
     DatasetError,
@@ -27,6 +27,9 @@ from avere_utils.datasets.common import (
 from avere_utils.datasets.dfew import VIDEO_SUBDIR, WAV_SUBDIR
 from avere_utils.protocol import EMOREALM_TASKS, STRESS_KINDS, YES_NO_TASKS
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # annotations only
+    from avere_utils.datasets.params import DataPrepParams
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +137,18 @@ def load_emorealm(emorealm_file: str | os.PathLike, dfew_root: str | os.PathLike
 
 def task_counts(items: list[Item]) -> Counter[str]:
     return Counter(it.text["task"] for it in items)
+
+
+def _from_params(questions: str, P: DataPrepParams) -> LoadResult:
+    return load_emorealm(questions, P.dfew_root, video_subdir=P.dfew_video_subdir, wav_subdir=P.dfew_wav_subdir,
+                         require_audio=P.require_audio, strict=P.strict)
+
+
+def from_params(P: DataPrepParams) -> LoadResult:
+    """The benchmark's loader with notebook 01's parameters (benchmarks.BENCHMARKS)."""
+    return _from_params(P.emorealm_file, P)
+
+
+def heldout_from_params(P: DataPrepParams) -> LoadResult:
+    """The stress questions in held-out wordings: EmoReAlM's schema, over the same DFEW clips."""
+    return _from_params(P.emorealm_heldout_file, P)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avere_utils.datasets.common import (
     LoadResult,
@@ -15,6 +16,9 @@ from avere_utils.datasets.common import (
 )
 from avere_utils.emotions import MER2023_LABELS
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # annotations only
+    from avere_utils.datasets.params import DataPrepParams
 
 CLIP_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 
@@ -54,3 +58,8 @@ def load_mer2023(label_file: str | os.PathLike, clip_dir: str | os.PathLike, *,
         res.items.append(Item(id=name, dataset="mer2023", split="test", video=str(clip), audio=None, label=label,
                               text={"cues": cues[name]} if name in cues else {}))
     return res
+
+
+def from_params(P: DataPrepParams) -> LoadResult:
+    """The benchmark's loader with notebook 01's parameters (benchmarks.BENCHMARKS)."""
+    return load_mer2023(P.mer2023_label_file, P.mer2023_clip_dir)

@@ -3,9 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avere_utils import benchmarks
 from avere_utils.config import StageParams, param
 
-ALL_DATASETS = ["dfew", "ravdess", "mer2023", "emer", "emorealm", "emorealm_heldout", "train_source"]
+TRAIN_SOURCE = "train_source"  # what SFT and the pairs are built from: a dataset, no benchmark
+
+
+def all_datasets() -> list[str]:
+    """What notebook 01 can index: every registered benchmark, then the training source."""
+    return [*benchmarks.names(), TRAIN_SOURCE]
+
+
+ALL_DATASETS = all_datasets()  # the `datasets` default: the benchmarks registered when the kit is imported
 
 
 @dataclass

@@ -7,15 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from avere_utils import benchmarks
 from avere_utils.datasets.clipcheck import apply_probe, probe_items
 from avere_utils.datasets.common import LoadResult, write_manifest
-from avere_utils.datasets.dfew import load_dfew
-from avere_utils.datasets.emer import load_emer
-from avere_utils.datasets.emorealm import load_emorealm
 from avere_utils.datasets.mafw import load_mafw_labels
-from avere_utils.datasets.mer2023 import load_mer2023
-from avere_utils.datasets.params import ALL_DATASETS, DataPrepParams
-from avere_utils.datasets.ravdess import load_ravdess
+from avere_utils.datasets.params import TRAIN_SOURCE, DataPrepParams, all_datasets
 from avere_utils.datasets.train_source import load_train_source
 from avere_utils.emotions import EMOTIONS, MER2023_LABELS
 from avere_utils.media import MediaSettings
@@ -58,30 +54,21 @@ def expected_counts(P: DataPrepParams) -> dict[str, int]:
             "train_source": P.n_train_source}
 
 
+def load_training_source(P: DataPrepParams) -> LoadResult:
+    if P.train_source_format == "mafw":
+        return load_mafw_labels(P.train_source_file, P.mafw_clip_dir, P.mafw_wav_dir)
+    if P.train_source_format != "jsonl":
+        raise ValueError(f"train_source_format must be 'jsonl' or 'mafw', got {P.train_source_format!r}")
+    return load_train_source(P.train_source_file, require_audio=P.require_audio)
+
+
 def load_dataset(name: str, P: DataPrepParams) -> LoadResult:
-    """Index one dataset with the stage's parameters (no decoding)."""
-    if name == "dfew":
-        return load_dfew(P.dfew_root, P.dfew_fold, P.dfew_split, video_subdir=P.dfew_video_subdir,
-                         wav_subdir=P.dfew_wav_subdir, annotation_subdir=P.dfew_annotation_subdir,
-                         require_audio=P.require_audio)
-    if name == "ravdess":
-        return load_ravdess(P.ravdess_root, modality=P.ravdess_modality, vocal_channel=P.ravdess_vocal_channel,
-                            calm_policy=P.ravdess_calm_policy, selection=P.ravdess_selection)
-    if name == "mer2023":
-        return load_mer2023(P.mer2023_label_file, P.mer2023_clip_dir)
-    if name == "emer":
-        return load_emer(P.emer_reason_file, P.emer_clip_dir)
-    if name in ("emorealm", "emorealm_heldout"):
-        questions = P.emorealm_file if name == "emorealm" else P.emorealm_heldout_file
-        return load_emorealm(questions, P.dfew_root, video_subdir=P.dfew_video_subdir,
-                             wav_subdir=P.dfew_wav_subdir, require_audio=P.require_audio, strict=P.strict)
-    if name == "train_source":
-        if P.train_source_format == "mafw":
-            return load_mafw_labels(P.train_source_file, P.mafw_clip_dir, P.mafw_wav_dir)
-        if P.train_source_format != "jsonl":
-            raise ValueError(f"train_source_format must be 'jsonl' or 'mafw', got {P.train_source_format!r}")
-        return load_train_source(P.train_source_file, require_audio=P.require_audio)
-    raise ValueError(f"unknown dataset {name!r}; datasets are {ALL_DATASETS}")
+    """Index one dataset with the stage's parameters (no decoding): a benchmark by its record's loader."""
+    if name == TRAIN_SOURCE:
+        return load_training_source(P)
+    if name not in benchmarks.BENCHMARKS:
+        raise ValueError(f"unknown dataset {name!r}; datasets are {all_datasets()}")
+    return benchmarks.get(name).load(P)
 
 
 def ensure_world(P: DataPrepParams):

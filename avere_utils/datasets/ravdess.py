@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avere_utils.datasets.common import SIDE_CUES, LoadResult, load_side_cues, require_dir
 from avere_utils.emotions import RAVDESS_LABELS
 from avere_utils.records import Item
+
+if TYPE_CHECKING:  # annotations only
+    from avere_utils.datasets.params import DataPrepParams
 
 NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 FULL_SPEECH_SET = 1248  # 24 actors x 52 speech AV clips without calm
@@ -113,3 +117,9 @@ def load_ravdess(root: str | os.PathLike, *, modality: str = "01", vocal_channel
         res.notes.append(f"{len(actors)} actor folders, selection {selection!r}; the full audio-video speech set "
                          f"(24 actors) has {FULL_SPEECH_SET} clips without calm")
     return res
+
+
+def from_params(P: DataPrepParams) -> LoadResult:
+    """The benchmark's loader with notebook 01's parameters (benchmarks.BENCHMARKS)."""
+    return load_ravdess(P.ravdess_root, modality=P.ravdess_modality, vocal_channel=P.ravdess_vocal_channel,
+                        calm_policy=P.ravdess_calm_policy, selection=P.ravdess_selection)

@@ -2,9 +2,11 @@
 
     from avere_utils.evaluation import classification, emer, emorealm
     backend = common.open_backend(P)
-    classification.evaluate_benchmark(P, "dfew", backend)   # -> metrics dict, also written to disk
+    registry.evaluate(P, "dfew", backend)   # -> metrics dict, also written to disk
 
-Every benchmark runs through one loop, `stage.run_stage`, with its scorer from `registry.get_scorer(name)`.
+Every benchmark runs through one loop, `stage.run_stage`, with the scorer its record names
+(`avere_utils.benchmarks`, made by `registry.get_scorer(name)`); notebooks 05-07 call it under the names
+`classification.evaluate_benchmark`, `emer.evaluate` and `emorealm.evaluate`.
 """
 import importlib
 from typing import Any

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from avere_utils.emotions import EMOTIONS, MER2023_CLASSES
-from avere_utils.evaluation import common
+from avere_utils import benchmarks
+from avere_utils.evaluation import common, registry
 from avere_utils.evaluation.metrics import classification_metrics, disagreement
 from avere_utils.evaluation.params import ClassificationParams
 from avere_utils.evaluation.parsing import strict_label
 from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
 from avere_utils.evaluation.released import Outcome, paper_classify, record_text, released_classification_metrics
-from avere_utils.evaluation.stage import Scored, Scorer, run_stage
+from avere_utils.evaluation.stage import Scored, Scorer
 from avere_utils.records import Item
 
 if TYPE_CHECKING:  # pandas is imported where a table is built; torch comes with the backend
@@ -41,8 +41,8 @@ MODE_NOTES = {
 
 
 def classes_for(benchmark: str) -> tuple[str, ...]:
-    """DFEW and RAVDESS (calm dropped) use the seven DFEW classes; MER2023 its five."""
-    return MER2023_CLASSES if benchmark == "mer2023" else EMOTIONS
+    """The class set of a label benchmark (its record in benchmarks.BENCHMARKS)."""
+    return benchmarks.get(benchmark).classes
 
 
 def paper_outcomes(items: Sequence[Item], records: Mapping[str, dict[str, Any]],
@@ -187,7 +187,7 @@ class ClassificationScorer(Scorer):
         })
 
     def headline_keys(self, params: ClassificationParams) -> tuple[str, ...]:
-        return ("uar", "war", "weighted_f1", "coverage")
+        return (*benchmarks.get(self.benchmark).headline, "coverage")
 
     def score_text(self, items: Sequence[Item], records: Records, modes: Sequence[str]) -> dict[str, Any]:
         """`avere-kit score`: the modes of text answers made anywhere (no model run)."""
@@ -199,9 +199,9 @@ class ClassificationScorer(Scorer):
 def evaluate_benchmark(params: ClassificationParams, benchmark: str, backend: Backend, *,
                        items: Sequence[Item] | None = None, media_fn: MediaFn | None = None,
                        media_settings: Any = None) -> dict[str, Any]:
-    """Predict (resumably), score in every mode, write `metrics/<benchmark>-<variant>.json`, return it."""
-    return run_stage(params, benchmark, backend, ClassificationScorer(benchmark), items=items,
-                     media_fn=media_fn, media_settings=media_settings)
+    """Notebook 05's name for `registry.evaluate` (a notebook's code is part of its stage's reuse key)."""
+    return registry.evaluate(params, benchmark, backend, items=items, media_fn=media_fn,
+                             media_settings=media_settings)
 
 
 def summary_frame(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from avere_utils.evaluation import common
+from avere_utils import benchmarks
+from avere_utils.evaluation import common, registry
 from avere_utils.evaluation.judges import (
     CueJudge,
     HFJudge,
@@ -29,7 +30,7 @@ from avere_utils.evaluation.judges import (
 )
 from avere_utils.evaluation.params import EmerParams
 from avere_utils.evaluation.predict import MediaFn, PredictionRun, PredictionTask
-from avere_utils.evaluation.stage import Scored, Scorer, run_stage
+from avere_utils.evaluation.stage import Scored, Scorer
 from avere_utils.evaluation.text_quality import description_checks, quality_summary
 from avere_utils.paths import atomic_write_text
 from avere_utils.records import Item
@@ -130,7 +131,7 @@ class EmerScorer(Scorer):
         return {"prompt": params.prompt}
 
     def headline_keys(self, params: EmerParams) -> tuple[str, ...]:
-        return ("clue", "label", "spurious", "hallucination", "coverage")
+        return (*benchmarks.get(self.benchmark).headline, "coverage")
 
     def score(self, params: EmerParams, items: Sequence[Item], run: PredictionRun) -> Scored:
         judge = self.judge or make_judge(params)
@@ -167,9 +168,10 @@ def description_quality(items: Sequence[Item], answers: Mapping[str, str | None]
 def evaluate(params: EmerParams, backend: Backend, *, items: Sequence[Item] | None = None,
              media_fn: MediaFn | None = None, media_settings: Any = None, judge: Judge | None = None
              ) -> dict[str, Any]:
-    """Describe every clip, judge every description, write `metrics/emer-<variant>.json`, return it."""
-    return run_stage(params, "emer", backend, EmerScorer(judge=judge), items=items, media_fn=media_fn,
-                     media_settings=media_settings)
+    """Notebook 06's name for `registry.evaluate` (a notebook's code is part of its stage's reuse key);
+    `judge`: one built by the caller instead of the one `params.judge` names."""
+    return registry.evaluate(params, "emer", backend, items=items, media_fn=media_fn, media_settings=media_settings,
+                             scorer=EmerScorer(judge=judge) if judge else None)
 
 
 def example_frame(metrics: dict[str, Any], n: int = 6) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from avere_utils.evaluation import common, mcq_reading
+from avere_utils.evaluation import common, mcq_reading, registry
 from avere_utils.evaluation.metrics import accuracy, disagreement, mean_or_nan, yes_no_metrics
 from avere_utils.evaluation.params import EmoRealmParams
 from avere_utils.evaluation.parsing import choice_letters, split_choice, strict_letter, yes_no_choice
@@ -251,9 +251,9 @@ class EmoRealmScorer(Scorer):
 
 def evaluate(params: EmoRealmParams, backend: Backend, *, items: Sequence[Item] | None = None,
              media_fn: MediaFn | None = None, media_settings: Any = None) -> dict[str, Any]:
-    """Predict (resumably), score in every mode, write `metrics/emorealm-<variant>.json`, return it."""
-    return run_stage(params, "emorealm", backend, EmoRealmScorer(), items=items, media_fn=media_fn,
-                     media_settings=media_settings)
+    """Notebook 07's name for `registry.evaluate` (a notebook's code is part of its stage's reuse key)."""
+    return registry.evaluate(params, "emorealm", backend, items=items, media_fn=media_fn,
+                             media_settings=media_settings)
 
 
 def evaluate_heldout(params: EmoRealmParams, backend: Backend) -> dict[str, Any] | None:

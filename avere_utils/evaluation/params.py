@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from avere_utils import benchmarks
 from avere_utils.config import ConfigError, StageParams, param
 from avere_utils.protocol import (
-    CLASSIFICATION_BENCHMARKS,
     CLASSIFICATION_PROMPT,
     EMER_PROMPT,
     EMOREALM_PROMPT_TEMPLATE,
@@ -17,6 +17,8 @@ from avere_utils.protocol import (
 JUDGES = ("cue", "openai", "hf")
 JUDGE_PROTOCOLS = ("strict", "paper")
 STALE_PREDICTIONS = ("restart", "error")
+# notebook 05's benchmarks: those whose items ask for one label (benchmarks.BENCHMARKS)
+CLASSIFICATION_BENCHMARKS: tuple[str, ...] = benchmarks.names("label", standalone=True)
 # choices: the config layer (config.build) refuses any other value, naming the key, the value and these
 Benchmark = Literal[CLASSIFICATION_BENCHMARKS]
 Judge = Literal[JUDGES]

@@ -1,48 +1,42 @@
-"""Benchmark name -> its scorer, the one place that knows which code evaluates which benchmark.
+"""Benchmark name -> its scorer, and the one entry notebooks 05-07 evaluate through.
 
+    metrics = evaluate(P, "dfew", backend)          # predict, score, write metrics/dfew-<variant>.json
     scorer = get_scorer("dfew")                     # a fresh ClassificationScorer for DFEW
-    stage.run_stage(params, "dfew", backend, scorer)
 
-A new benchmark registers a factory (called with the benchmark's name) returning its `Scorer`:
-`register_scorer("mybench", MyScorer)`.
+Which scorer evaluates which benchmark is a field of its record in `avere_utils.benchmarks`; a new benchmark
+registers a record there (`benchmarks.register`), never here.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Sequence
 
-from avere_utils.evaluation.classification import ClassificationScorer
-from avere_utils.evaluation.emer import EmerScorer
-from avere_utils.evaluation.emorealm import EmoRealmScorer
-from avere_utils.evaluation.params import CLASSIFICATION_BENCHMARKS
-from avere_utils.evaluation.stage import Scorer
+from avere_utils import benchmarks
+from avere_utils.benchmarks import UnknownBenchmarkError
+from avere_utils.evaluation.params import EvalParams
+from avere_utils.evaluation.predict import MediaFn
+from avere_utils.evaluation.stage import Scorer, run_stage
+from avere_utils.records import Item
 
-ScorerFactory = Callable[[str], Scorer]
+if TYPE_CHECKING:  # the backend module imports torch: only for annotations here
+    from avere_utils.models.backend import Backend
 
-# In the order of the paper's tables (classification, then EMER, then EmoReAlM): command-line choices
-# and error messages list them so.
-SCORERS: dict[str, ScorerFactory] = {
-    **{name: ClassificationScorer for name in CLASSIFICATION_BENCHMARKS},
-    "emer": EmerScorer,
-    "emorealm": EmoRealmScorer,
-}
-
-class UnknownBenchmarkError(ValueError):
-    """A benchmark name no scorer is registered for."""
-
-
-def register_scorer(name: str, factory: ScorerFactory) -> None:
-    """Make `name` evaluable; registering a name twice is an error (one benchmark, one scorer)."""
-    if name in SCORERS:
-        raise ValueError(f"benchmark {name!r} already has a scorer ({SCORERS[name]!r})")
-    SCORERS[name] = factory
+__all__ = ["UnknownBenchmarkError", "evaluate", "get_scorer", "known_benchmarks"]
 
 
 def known_benchmarks() -> tuple[str, ...]:
-    return tuple(SCORERS)
+    """The benchmarks evaluated on their own, in the order of the paper's tables."""
+    return benchmarks.names(standalone=True)
 
 
 def get_scorer(name: str) -> Scorer:
     """A new scorer for benchmark `name` (one per run: a scorer may keep state between its steps)."""
-    if name not in SCORERS:
-        raise UnknownBenchmarkError(f"unknown benchmark {name!r}; known: {list(SCORERS)}")
-    return SCORERS[name](name)
+    return benchmarks.get(name).make_scorer()
+
+
+def evaluate(params: EvalParams, benchmark: str, backend: Backend, *, items: Sequence[Item] | None = None,
+             media_fn: MediaFn | None = None, media_settings: Any = None, scorer: Scorer | None = None
+             ) -> dict[str, Any]:
+    """Predict (resumably), score in every mode, write `metrics/<benchmark>-<variant>.json`, return it.
+    `scorer`: one made by the caller (e.g. EMER's with a judge already built); else the registry's."""
+    return run_stage(params, benchmark, backend, scorer or get_scorer(benchmark), items=items, media_fn=media_fn,
+                     media_settings=media_settings)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from avere_utils import benchmarks
 from avere_utils.datasets.common import DatasetError, read_csv_rows
 from avere_utils.emotions import DFEW_LABELS, RAVDESS_LABELS
 from avere_utils.evaluation import emorealm, registry
@@ -28,7 +29,7 @@ from avere_utils.evaluation.released import (
     released_parse_reply,
 )
 from avere_utils.paths import atomic_write_text
-from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE, EMOREALM_TASKS
+from avere_utils.protocol import EMOREALM_TASKS
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ class ScoreError(ValueError):
 
 
 # --- predictions ------------------------------------------------------------------------------------------
-def dfew_key(name: str) -> str:
-    """DFEW names clips by number, zero-padded or not ("00001" = "1"): compare them as numbers."""
+def numeric_key(name: str) -> str:
+    """Clips named by number (DFEW), zero-padded or not ("00001" = "1"): compare them as numbers."""
     return str(int(name)) if name.isdigit() else name
 
 
@@ -90,7 +91,7 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
 def match_predictions(items: Sequence[Item], preds: Mapping[str, dict[str, Any]], benchmark: str
                       ) -> tuple[dict[str, dict[str, Any]], int]:
     """Records keyed by item id, and how many predictions name no annotated item."""
-    key = dfew_key if benchmark == "dfew" else str
+    key = numeric_key if benchmarks.get(benchmark).numeric_ids else str
     by_key: dict[str, str] = {}
     for pid in preds:
         k = key(pid)
@@ -145,22 +146,22 @@ def _ravdess_item(stem: str, selection: str, skipped: Counter[str]) -> Item | No
     return Item(id=stem, dataset="ravdess", split="test", label=label)
 
 
-def load_ravdess_names(path: Path, selection: str) -> tuple[list[Item], Counter[str]]:
+def load_ravdess_names(path: Path, ravdess_selection: str = "released") -> tuple[list[Item], Counter[str]]:
     """A RAVDESS folder (the kit's loader, with its `selection`) or a text file listing one clip path or
     name per line.  `released` keeps every audio-video `01-*` file, song included; `speech` only `01-01-*`."""
-    if selection not in RAVDESS_SELECTIONS:
-        raise ScoreError(f"ravdess selection must be one of {list(RAVDESS_SELECTIONS)}, got {selection!r}")
+    if ravdess_selection not in RAVDESS_SELECTIONS:
+        raise ScoreError(f"ravdess selection must be one of {list(RAVDESS_SELECTIONS)}, got {ravdess_selection!r}")
     if path.is_dir():
         from avere_utils.datasets.ravdess import load_ravdess
 
-        res = load_ravdess(path, selection=selection)
+        res = load_ravdess(path, selection=ravdess_selection)
         items = [Item(id=it.id, dataset="ravdess", split="test", label=it.label) for it in res.items]
         return items, Counter(res.skipped)
     skipped: Counter[str] = Counter()
     items = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
-            it = _ravdess_item(Path(line.strip()).stem, selection, skipped)
+            it = _ravdess_item(Path(line.strip()).stem, ravdess_selection, skipped)
             if it is not None:
                 items.append(it)
     return _dedupe(items, skipped), skipped
@@ -178,7 +179,7 @@ def load_mer2023_csv(path: Path) -> tuple[list[Item], Counter[str]]:
     return _dedupe(items, skipped), skipped
 
 
-def load_emorealm_json(path: Path) -> list[Item]:
+def load_emorealm_json(path: Path) -> tuple[list[Item], Counter[str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -206,29 +207,32 @@ def load_emorealm_json(path: Path) -> list[Item]:
         items.append(it)
     if not items:
         raise ScoreError(f"{path}: no question items")
-    return items
+    return items, Counter()
+
+
+def load_emer_csv(path: Path) -> tuple[list[Item], Counter[str]]:
+    rows = read_csv_rows(path, ("name", "reason"), "MER2025 OV-MERD reason csv")
+    return [Item(id=r["name"], dataset="emer", split="test", text={"reason": r["reason"]}) for r in rows], Counter()
+
+
+def annotation_options(benchmark: str, ravdess_selection: str) -> dict[str, Any]:
+    """This command's options that the benchmark's annotation reader takes (and the output records)."""
+    given = {"ravdess_selection": ravdess_selection}
+    return {k: given[k] for k in benchmarks.get(benchmark).annotation_options}
 
 
 def load_annotations(benchmark: str, path: str | Path, ravdess_selection: str = "released"
                      ) -> tuple[list[Item], Counter[str]]:
+    """The items of a benchmark's native annotation file, read by the reader its record names, with the
+    options of this command that reader takes."""
     path = Path(path)
     if not path.exists():
         raise ScoreError(f"{path}: annotation file not found")
+    if benchmark not in BENCHMARKS or benchmarks.get(benchmark).annotations is None:
+        raise ScoreError(f"unknown benchmark {benchmark!r}; one of {list(BENCHMARKS)}")
+    reader = benchmarks.imported(benchmarks.get(benchmark).annotations)
     try:
-        if benchmark == "dfew":
-            items, skipped = load_dfew_csv(path)
-        elif benchmark == "ravdess":
-            items, skipped = load_ravdess_names(path, ravdess_selection)
-        elif benchmark == "mer2023":
-            items, skipped = load_mer2023_csv(path)
-        elif benchmark == "emorealm":
-            items, skipped = load_emorealm_json(path), Counter()
-        elif benchmark == "emer":
-            rows = read_csv_rows(path, ("name", "reason"), "MER2025 OV-MERD reason csv")
-            items = [Item(id=r["name"], dataset="emer", split="test", text={"reason": r["reason"]}) for r in rows]
-            skipped = Counter()
-        else:
-            raise ScoreError(f"unknown benchmark {benchmark!r}; one of {list(BENCHMARKS)}")
+        items, skipped = reader(path, **annotation_options(benchmark, ravdess_selection))
     except DatasetError as e:
         raise ScoreError(str(e)) from e
     if not items:
@@ -318,11 +322,10 @@ def score(benchmark: str, annotations: str | Path, predictions: str | Path, *,
                             "source": "avere-kit score", "annotations": str(annotations),
                             "predictions": str(predictions), "annotation_skips": dict(skipped),
                             "n_predictions_unmatched": unmatched}
-    if benchmark == "ravdess":
-        head["ravdess_selection"] = ravdess_selection
+    head.update(annotation_options(benchmark, ravdess_selection))
     if unmatched:
         log.warning("%d predictions name no annotated %s item", unmatched, benchmark)
-    if benchmark == "emer":  # scored from a judge's replies, which the records do not hold
+    if benchmarks.get(benchmark).item_kind == "description":  # scored from a judge's replies, not the records
         body = score_emer(items, records, modes, judged)
     else:
         body = registry.get_scorer(benchmark).score_text(items, records, modes)
@@ -351,7 +354,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    modes = args.modes or (["paper"] if args.benchmark == "emer" else list(TEXT_MODES))
+    judged = benchmarks.get(args.benchmark).item_kind == "description"
+    modes = args.modes or (["paper"] if judged else list(TEXT_MODES))
     try:
         metrics = score(args.benchmark, args.annotations, args.predictions, modes=modes, judged=args.judged,
                         ravdess_selection=args.ravdess_selection)
@@ -362,7 +366,7 @@ def run_command(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(_clean(metrics), indent=1) + "\n")
     for mode, m in metrics["modes"].items():
-        keys = ("uar", "war", "weighted_f1", EMOREALM_AVERAGE, *EMER_CRITERIA)
+        keys = benchmarks.get(args.benchmark).headline
         shown = ", ".join(f"{k} {m[k]:.2f}" for k in keys if isinstance(m.get(k), (int, float)))
         print(f"{args.benchmark} {mode}: {shown} (n_scored {m['n_scored']} of {m['n_items']}, dropped missing "
               f"{m['n_dropped_missing']}, dropped error {m['n_dropped_error']})")

@@ -30,15 +30,17 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from avere_utils import benchmarks
 from avere_utils.harness import lmms_tasks as T
 from avere_utils.records import Item
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BENCHMARKS: tuple[str, ...] = ("emorealm", "dfew", "ravdess")
-KNOWN_BENCHMARKS: tuple[str, ...] = ("emorealm", "dfew", "ravdess", "mer2023")
-STAGE_OF = {"emorealm": "07_zero_shot_emorealm", "dfew": "05_zero_shot_classification",
-            "ravdess": "05_zero_shot_classification", "mer2023": "05_zero_shot_classification"}
+# every benchmark answered with a label or a letter (EMER's descriptions need a judge, which lmms-eval lacks)
+KNOWN_BENCHMARKS: tuple[str, ...] = (*benchmarks.names("label", standalone=True),
+                                     *benchmarks.names("question", standalone=True))
+STAGE_OF = {name: benchmarks.get(name).stage for name in KNOWN_BENCHMARKS}  # the stage whose params it is exported with
 TASK_PREFIX = "avere"
 TAGS = {"generate": [TASK_PREFIX, f"{TASK_PREFIX}_generate"], "likelihood": [TASK_PREFIX, f"{TASK_PREFIX}_likelihood"]}
 

@@ -59,9 +59,9 @@ class TaskFolderError(ValueError):
 
 def family(benchmark: str) -> str:
     """"emorealm" for EmoReAlM and its held-out wordings, "classification" for DFEW / RAVDESS / MER2023."""
-    from avere_utils.protocol import CLASSIFICATION_BENCHMARKS
+    from avere_utils import benchmarks
 
-    if benchmark in CLASSIFICATION_BENCHMARKS:
+    if benchmark in benchmarks.names("label"):
         return "classification"
     if benchmark.startswith("emorealm"):
         return "emorealm"

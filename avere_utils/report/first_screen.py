@@ -11,13 +11,13 @@ import yaml
 
 from avere_utils.report import bars, story
 from avere_utils.report.story import stat
-from avere_utils.report.tables import EMOREALM_COLUMNS, PAPER_FILE, TABLE2_COLUMNS
+from avere_utils.report.tables import PAPER_FILE, columns
 
 
 def paper_column_names() -> dict[str, str]:
     """The paper tables' keys (paper_reported.yaml) -> the kit's column names (tables.py)."""
-    names = {f"{bench}_{key}": col for col, bench, key in TABLE2_COLUMNS}
-    names.update({key: col for col, key in EMOREALM_COLUMNS})
+    names = {f"{bench}_{key}": col for col, bench, key in columns("table2")}
+    names.update({key: col for col, _, key in columns("table3")})
     return names
 
 

@@ -12,19 +12,35 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import yaml
 
-from avere_utils.protocol import EMER_CRITERIA, EMOREALM_AVERAGE, EMOREALM_TASKS
+from avere_utils import benchmarks
 
-# The paper's column headers; the metric keys are the protocol's (tests/test_protocol.py checks every key
-# read here is one the evaluation writes).  EMER's criteria and EmoReAlM's tasks are in the paper's order.
-TABLE2_COLUMNS: list[tuple[str, str, str]] = [  # (column, benchmark, metric key)
-    ("DFEW UAR", "dfew", "uar"), ("DFEW WAR", "dfew", "war"),
-    ("RAV UAR", "ravdess", "uar"), ("RAV WAR", "ravdess", "war"),
-    ("MER23 F1", "mer2023", "weighted_f1"),
-    *[(col, "emer", key) for col, key in zip(("Clue", "Label", "Spurious", "Halluc"), EMER_CRITERIA, strict=True)],
-]
-EMOREALM_COLUMNS: list[tuple[str, str]] = [
-    *zip(("B-A", "B-V", "MA", "S-A", "S-V"), EMOREALM_TASKS, strict=True), ("Avg", EMOREALM_AVERAGE)]
-TABLE3_COLUMNS = [(col, "emorealm", key) for col, key in EMOREALM_COLUMNS]
+
+# The paper's column headers and the metric keys under them are fields of each benchmark's record
+# (benchmarks.BENCHMARKS; tests/test_protocol.py checks every key read here is one the evaluation writes).
+# Read when a table is built, so that a benchmark registered after import has its columns too.
+def columns(table: str) -> list[tuple[str, str, str]]:
+    """(column, benchmark, metric key) of "table2" (recognition and EMER) or "table3" (EmoReAlM)."""
+    return benchmarks.table_columns(table)
+
+
+def emer_columns() -> list[str]:
+    return [col for col, bench, _ in columns("table2") if bench == "emer"]
+
+
+_DERIVED = {  # the names these lists had as constants, read through the functions above
+    "TABLE2_COLUMNS": lambda: columns("table2"),
+    "TABLE3_COLUMNS": lambda: columns("table3"),
+    "EMOREALM_COLUMNS": lambda: list(benchmarks.get("emorealm").columns),
+    "EMER_COLUMNS": emer_columns,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 PAPER_FILE = Path(__file__).with_name("paper_reported.yaml")
 # The paper's numbers were scored by the released evaluation code, i.e. this kit's `paper` mode: only
 # that mode's numbers may be set next to them (docs/evaluation.md lists how the modes differ).
@@ -63,14 +79,13 @@ def _table(metrics: dict, variants: Sequence[str], columns, mode: str | None) ->
 
 
 def table2(metrics: dict, variants: Sequence[str], mode: str | None = None) -> pd.DataFrame:
-    return _table(metrics, variants, TABLE2_COLUMNS, mode)
+    return _table(metrics, variants, columns("table2"), mode)
 
 
 def table3(metrics: dict, variants: Sequence[str], mode: str | None = None) -> pd.DataFrame:
-    return _table(metrics, variants, TABLE3_COLUMNS, mode)
+    return _table(metrics, variants, columns("table3"), mode)
 
 
-EMER_COLUMNS = [col for col, bench, _ in TABLE2_COLUMNS if bench == "emer"]
 PARTIAL_MARK = "†"
 
 
@@ -81,7 +96,7 @@ def with_emer_coverage(table: pd.DataFrame, metrics: dict, floatfmt: str = "{:.2
     cov = pd.Series({v: metric(metrics.get(("emer", v)), "coverage") for v in table.index}, dtype=object)
     for v in table.index:
         partial = cov[v] is not None and cov[v] < 100.0
-        for col in EMER_COLUMNS:
+        for col in emer_columns():
             x = table.at[v, col] if col in table.columns else None
             if x is not None and not pd.isna(x):
                 out.at[v, col] = floatfmt.format(x) + (PARTIAL_MARK if partial else "")
@@ -100,14 +115,15 @@ def relative_gain(table: pd.DataFrame, baseline: str = "reference") -> pd.DataFr
 def ablation_table(metrics: dict, mode: str | None = None,
                    rows: Iterable[tuple[str, str]] = (("AVEm-DPO (full)", "avem_dpo"), ("- PMP", "no_pmp"),
                                                       ("- ERP", "no_erp"), ("- TPD", "no_tpd"))) -> pd.DataFrame:
-    cols = TABLE3_COLUMNS + [c for c in TABLE2_COLUMNS if c[1] == "emer"]
+    cols = columns("table3") + [c for c in columns("table2") if c[1] == "emer"]
     data = {name: {col: metric(metrics.get((bench, v)), key, mode) for col, bench, key in cols} for name, v in rows}
     return pd.DataFrame.from_dict(data, orient="index")
 
 
 def headline_row(metrics_dir: str | Path, variant: str, mode: str | None = None) -> dict[str, float | None]:
     metrics = load_metrics(metrics_dir)
-    return {col: metric(metrics.get((bench, variant)), key, mode) for col, bench, key in TABLE2_COLUMNS + TABLE3_COLUMNS}
+    return {col: metric(metrics.get((bench, variant)), key, mode)
+            for col, bench, key in columns("table2") + columns("table3")}
 
 
 def paper_reported(table: str) -> pd.DataFrame:

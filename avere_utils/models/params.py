@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from avere_utils.config import StageParams, param
 
 # the SFT tasks models/sft.py knows (see its docstring); all but the opt-in `letters` are taught by default
-SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq", "letters")
-DEFAULT_SFT_TASKS: tuple[str, ...] = tuple(t for t in SFT_TASKS if t != "letters")
+SFT_TASKS: tuple[str, ...] = ("label", "description", "qa", "presence", "grounded", "mcq", "letters", "counterfactual")
+DEFAULT_SFT_TASKS: tuple[str, ...] = tuple(t for t in SFT_TASKS if t not in ("letters", "counterfactual"))
 
 
 @dataclass
@@ -53,6 +53,11 @@ class ReferenceParams(StageParams):
     sft_presence_per_clip: int = param(2, "cue-presence questions per clip per epoch, rotating (0: all of them)")
     sft_letters_per_clip: int = param(2, "text-only letter-lookup questions per clip per epoch (the `letters` task: "
                                          "a choice's text -> its letter, sft.sft_records)")
+    sft_counterfactual_per_clip: int = param(1, "stress contrasts per clip per epoch, when 'counterfactual' is among "
+                                                "the tasks: a training stress question on the clip and on the clip "
+                                                "re-rendered with the asked cue toggled, both answered by the "
+                                                "source's annotator (synth/contrasts.py; synthetic world only); "
+                                                "0: all of them")
     sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
     sft_presence_phase_steps: int = param(1400, "steps of the presence phase after the main SFT "
                                                 "(models/reference.presence_phase): every cue-presence question of "

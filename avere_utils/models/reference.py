@@ -32,13 +32,15 @@ def load_clip_media(items: Sequence[Item], media_settings: Any, cache_dir: str |
     """Decoded Media per item id (one object per clip, so that the backend encodes each clip once)."""
     from avere_utils.media import load_media
 
-    cache = None
-    if cache_dir:
-        from avere_utils.cache import FeatureCache
-
-        cache = FeatureCache(cache_dir)
+    cache = _feature_cache(cache_dir)
     return {it.id: load_media(it.video, it.audio, media_settings, cache)
             for it in tqdm(items, desc="decoding clips", unit="clip", disable=not show)}
+
+
+def _feature_cache(cache_dir: str | Path | None) -> Any:
+    from avere_utils.cache import FeatureCache
+
+    return FeatureCache(cache_dir) if cache_dir else None
 
 
 def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item], dict[str, Media]]:
@@ -53,6 +55,11 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     size["media"].update(n_frames=p.n_frames, frame_size=p.frame_size)
     build_tiny_checkpoint(init_dir, corpus, size=size, seed=p.seed)
     _write_processor_settings(init_dir, p)
+    if _uses_contrasts(p):  # rendered here, once, before the SFT workers read them
+        from avere_utils.synth.contrasts import stress_contrasts
+
+        _, skipped = stress_contrasts(_training_items(p), p.data_root, render=True)
+        log.info("SFT stress contrasts: questions without one, by reason: %s", skipped)
     with sft_workers(p.sft_workers, _sft_from_init, (p, str(init_dir)), device=p.device,
                      threads=p.torch_threads) as shard:
         backend, history, items, media = _sft_from_init(shard, p, str(init_dir))
@@ -75,11 +82,15 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
 
 def _sft_from_init(shard: Shard, p: Any, init_dir: str) -> tuple[Any, list[dict[str, Any]], list[Item], dict[str, Media]]:
     """Both SFT phases from the initial checkpoint, as SFT worker `shard` (every worker runs this)."""
-    items = read_items(Path(p.manifests_dir) / "train_source.jsonl")
-    if p.sft_max_items:
-        items = items[: p.sft_max_items]
+    items = _training_items(p)
     backend = load_backend(init_dir, device=p.device, dtype=p.dtype)
     media = load_clip_media(items, backend.media_settings, p.cache_dir, show=shard.is_main)
+    contrasts = None
+    if _uses_contrasts(p):
+        from avere_utils.synth.contrasts import stress_contrasts
+
+        contrasts, _ = stress_contrasts(items, p.data_root, render=False)
+        media.update(load_contrast_media(contrasts, backend.media_settings, p.cache_dir, show=shard.is_main))
     cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
                     warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,
                     perception_weight=p.sft_perception_weight, length_groups=p.sft_length_groups)
@@ -87,15 +98,40 @@ def _sft_from_init(shard: Shard, p: Any, init_dir: str) -> tuple[Any, list[dict[
     history = run_sft(backend, items, media.__getitem__, cfg, log_file, tasks=p.sft_tasks,
                       qa_per_clip=p.sft_qa_per_clip, label_repeats=p.sft_label_repeats,
                       presence_per_clip=p.sft_presence_per_clip, letters_per_clip=p.sft_letters_per_clip,
-                      shard=shard)
+                      shard=shard, contrasts=contrasts, counterfactual_per_clip=p.sft_counterfactual_per_clip)
     if p.sft_presence_phase_steps:
-        history += presence_phase(backend, items, media.__getitem__, p, history, log_file=log_file, shard=shard)
+        history += presence_phase(backend, items, media.__getitem__, p, history, log_file=log_file, shard=shard,
+                                  contrasts=contrasts)
+    for c in (contrasts or {}).values():  # the notebook's later cells look at the training clips only
+        for x in c:
+            media.pop(x.cf_id, None)
     return backend, history, items, media
 
 
+def _training_items(p: Any) -> list[Item]:
+    items = read_items(Path(p.manifests_dir) / "train_source.jsonl")
+    return items[: p.sft_max_items] if p.sft_max_items else items
+
+
+def _uses_contrasts(p: Any) -> bool:
+    return "counterfactual" in p.sft_tasks or (p.sft_presence_phase_steps > 0
+                                               and "counterfactual" in p.sft_presence_phase_tasks)
+
+
+def load_contrast_media(contrasts: dict[str, list[Any]], media_settings: Any, cache_dir: str | Path | None, *,
+                        show: bool = True) -> dict[str, Media]:
+    """Decoded Media of the counterfactual clips of the SFT's stress contrasts, by counterfactual clip id."""
+    from avere_utils.media import load_media
+
+    cache = _feature_cache(cache_dir)
+    todo = {c.cf_id: c for cs in contrasts.values() for c in cs}
+    return {cid: load_media(c.cf_video or None, c.cf_audio, media_settings, cache)
+            for cid, c in tqdm(todo.items(), desc="decoding counterfactual clips", unit="clip", disable=not show)}
+
+
 def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
-                   history: Sequence[dict[str, Any]], *, log_file: str | Path | None, shard: Shard | None = None
-                   ) -> list[dict[str, Any]]:
+                   history: Sequence[dict[str, Any]], *, log_file: str | Path | None, shard: Shard | None = None,
+                   contrasts: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """The second SFT phase: every cue-presence question of each clip, with label and QA replay, for
     `sft_presence_phase_steps` steps at `sft_presence_phase_lr` (its own warmup and decay).
 
@@ -110,7 +146,8 @@ def presence_phase(backend: Any, items: Sequence[Item], media_of: Any, p: Any,
     return run_sft(backend, items, media_of, cfg, log_file,
                    tasks=p.sft_presence_phase_tasks, qa_per_clip=p.sft_qa_per_clip, label_repeats=1,
                    presence_per_clip=0, letters_per_clip=p.sft_letters_per_clip, phase="presence", after=history,
-                   shard=shard, presence_balance=p.sft_presence_balance)
+                   shard=shard, presence_balance=p.sft_presence_balance, contrasts=contrasts,
+                   counterfactual_per_clip=p.sft_counterfactual_per_clip)
 
 
 def link_paper_reference(p: Any) -> Path:

@@ -34,7 +34,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -106,7 +106,9 @@ def rotate(pool: Sequence[Any], pos: int, epoch: int, per_clip: int) -> list[Any
 
 def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoch: int = 0,
                 qa_per_clip: int = 0, label_repeats: int = 1, presence_per_clip: int = 0,
-                letters_per_clip: int = 0, presence_balance: bool = False) -> list[SFTRecord]:
+                letters_per_clip: int = 0, presence_balance: bool = False,
+                contrasts: Mapping[str, Sequence[Any]] | None = None, counterfactual_per_clip: int = 0
+                ) -> list[SFTRecord]:
     """The SFT examples of the training items for one epoch, in item order.
 
     qa_per_clip > 0 takes that many of a clip's qa items per epoch, rotating through them across epochs
@@ -119,7 +121,10 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
     before it learns the faces and voices.  presence_per_clip (0: all of them) cue-presence questions per
     clip and epoch rotate like the qa items, over the clip's typical cues of both modalities
     (`synth.text.presence_questions`).  letters_per_clip text-only letter lookups ride in each clip's
-    batch group.  Items lacking a field a task needs are counted and skipped."""
+    batch group.  counterfactual_per_clip (0: all) of a clip's stress contrasts (`synth.contrasts`, given as
+    `contrasts` {item id: [StressContrast]}) rotate like the qa items; each gives two records in the clip's
+    batch group, the question on the clip and on its counterfactual, each with the annotator's answer.  Items
+    lacking a field a task needs are counted and skipped."""
     unknown = [t for t in tasks if t not in SFT_TASKS]
     if unknown:
         raise ValueError(f"unknown SFT task(s) {unknown}; tasks are {SFT_TASKS}")
@@ -161,6 +166,15 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
                 skipped["mcq"] += 1
             qs = fresh_mcqs(it.id, record, epoch) if record else []
             out.extend(SFTRecord(it.id, "mcq", qa_prompt(q), qa_answer(q)) for q in qs)
+        if "counterfactual" in tasks:
+            pool = (contrasts or {}).get(it.id) or []
+            if not pool:
+                skipped["counterfactual"] += 1
+            for c in rotate(pool, pos, epoch, counterfactual_per_clip):
+                prompt = qa_prompt(c.qa)
+                out += [SFTRecord(it.id, "counterfactual", prompt, qa_answer(c.qa), group=it.id),
+                        SFTRecord(c.cf_id, "counterfactual", prompt, qa_answer({**c.qa, "answer": c.cf_answer}),
+                                  group=it.id)]
         if "letters" in tasks:
             out.extend(SFTRecord(it.id, "letters", qa_prompt(q), qa_answer(q), text_only=True)
                        for q in fresh_letter_items(it.id, epoch, letters_per_clip))
@@ -375,7 +389,8 @@ def planned_epochs(items: Sequence[Item], tasks: Sequence[str], cfg: SFTConfig, 
 def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig,
             log_file: str | Path | None, *, tasks: Sequence[str] = SFT_TASKS, qa_per_clip: int = 0,
             label_repeats: int = 1, presence_per_clip: int = 0, letters_per_clip: int = 0, phase: str = "sft",
-            after: Sequence[dict[str, Any]] = (), shard: Any = None, presence_balance: bool = False
+            after: Sequence[dict[str, Any]] = (), shard: Any = None, presence_balance: bool = False,
+            contrasts: Mapping[str, Sequence[Any]] | None = None, counterfactual_per_clip: int = 0
             ) -> list[dict[str, Any]]:
     """Train all of `backend.trainable_parameters()` on the items' SFT records; one JSON line per step.
 
@@ -385,36 +400,22 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     runs its length groups, and the losses and gradients are summed over the workers.  Only worker 0
     writes the log (log_file None: no log) and shows the bar."""
     from avere_utils.models.sft_workers import Shard
+    from avere_utils.numerics import adamw  # without MKL VML's sqrt (rsqrtps-based, CPU-dependent low bits)
 
     shard = shard or Shard()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    epochs = planned_epochs(items, tasks, cfg, rng, qa_per_clip=qa_per_clip, label_repeats=label_repeats,
-                            presence_per_clip=presence_per_clip, letters_per_clip=letters_per_clip,
-                            **({"presence_balance": True} if presence_balance else {}))
-    total = sum(len(b) for b in epochs)
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    if total == 0:
-        raise ValueError("run_sft: no SFT records")
-    if cfg.loss_normalization not in ("token", "example"):
-        raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
+    record_kw = {"qa_per_clip": qa_per_clip, "label_repeats": label_repeats, "presence_per_clip": presence_per_clip,
+                 "letters_per_clip": letters_per_clip, **({"presence_balance": True} if presence_balance else {}),
+                 **({"contrasts": contrasts, "counterfactual_per_clip": counterfactual_per_clip}
+                    if "counterfactual" in tasks else {})}
+    epochs = planned_epochs(items, tasks, cfg, rng, **record_kw)
+    total = _step_total(epochs, cfg)
     groups = max(cfg.length_groups, shard.world)  # every worker needs a group of each batch
     params = [p for p in backend.trainable_parameters()]
-    head, targets = None, {}
-    if cfg.perception_weight > 0:
-        from avere_utils.models.perception import PerceptionHead, perception_targets, video_positions
-
-        targets = {it.id: perception_targets(it.text["cues"]) for it in items if (it.text or {}).get("cues")}
-        if not targets:
-            raise ValueError("run_sft: perception_weight > 0 but no item has a cue record")
-        first = next(iter(targets))
-        hidden = backend.thinker.config.get_text_config().hidden_size
-        head = PerceptionHead(hidden, video_positions(backend, media_of(first))).to(backend.device)
+    head, targets = _perception_head(backend, items, media_of, cfg)  # after the seed: its init draws from it
+    if head is not None:
         params = params + list(head.parameters())
-    # AdamW without MKL VML's sqrt (rsqrtps-based, CPU-dependent low bits): numerics.adamw (fused on CPU)
-    from avere_utils.numerics import adamw
-
     opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total)
     writes = shard.is_main and log_file is not None
@@ -426,7 +427,6 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     backend.model.train()
     step = 0
     step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
-    n_tasks = len(SFT_TASKS)
     # A bar redraw is one Jupyter output message, and nbval reads a cell's messages only after the cell
     # ends: with a redraw per step (1,720 SFT steps) notebook 03 once failed under nbval waiting for its
     # output after the cell had finished.  So: at most one redraw every 5 s.
@@ -434,58 +434,23 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
             tqdm(total=total, desc=phase, unit="step", mininterval=5, disable=not shard.is_main) as bar:
         if writes:
             flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks),
-                                   "qa_per_clip": qa_per_clip, "label_repeats": label_repeats,
-                                   "presence_per_clip": presence_per_clip, "letters_per_clip": letters_per_clip,
-                                   "n_items": len(items),
-                                   "steps_planned": total, "sft_workers": shard.world}) + "\n")
+                                   **{k: v for k, v in record_kw.items() if k not in ("presence_balance", "contrasts")},
+                                   "n_items": len(items), "steps_planned": total, "sft_workers": shard.world}) + "\n")
         for epoch, batches in enumerate(epochs):
             for batch in batches:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
-                examples = [Example(r.prompt, None if r.text_only else media_of(r.item_id), r.response) for r in batch]
-                encoded: list | None = [] if head is not None else None
-                if cfg.clip_prefix:
-                    parts = clip_parts(examples, [("", i) if r.text_only else (r.item_id,) for i, r in enumerate(batch)],
-                                       groups)
-                else:
-                    parts = length_parts(examples, groups)
-                mine, logp, n = grouped_logprobs(backend, examples, shard.mine(parts), encoded,
-                                                 clip_prefix=cfg.clip_prefix)
-                aux, n_clips = (None, 0) if head is None else perception_step_loss(
-                    backend, head, batch, media_of, targets, encoded, mine=mine)
-                # the batch's normalisers come from every worker: tokens, examples, clips with targets
-                counts = shard.sum_(torch.tensor([float(n.sum()), float(len(mine))], dtype=torch.float64))
-                nll = -logp / n.clamp(min=1)
-                if cfg.loss_normalization == "token":
-                    loss = -logp.sum() / counts[0].clamp(min=1).to(logp.dtype)
-                else:
-                    loss = nll.sum() / counts[1].clamp(min=1).to(logp.dtype)
-                if aux is not None:
-                    loss = loss + cfg.perception_weight * aux / max(n_clips, 1)
+                loss, nll, mine, aux, n_clips = _batch_loss(backend, batch, media_of, cfg, groups, shard, head, targets)
                 opt.zero_grad(set_to_none=True)
                 if loss.requires_grad:  # else this worker's share was empty: it adds zero gradients
                     loss.backward()
                 shard.sum_grads_(params)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
-                # what the log records, summed over the workers: the loss, the perception sum, and per task
-                # the sum and count of example NLLs
-                stats = torch.zeros(2 + 2 * n_tasks, dtype=torch.float64)
-                stats[0] = float(loss.detach())
-                stats[1] = float(aux.detach()) if aux is not None else 0.0
-                nll = nll.detach()
-                for t, task in enumerate(SFT_TASKS):
-                    sel = [j for j, i in enumerate(mine) if batch[i].task == task]
-                    stats[2 + t], stats[2 + n_tasks + t] = float(nll[sel].sum()) if sel else 0.0, len(sel)
-                shard.sum_(stats)
-                rec: dict[str, Any] = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": float(stats[0]),
-                                       "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
-                                       "seconds": seconds_offset + time.perf_counter() - start}
-                if head is not None and n_clips:
-                    rec["loss_perception"] = float(stats[1]) / n_clips
-                for t, task in enumerate(SFT_TASKS):
-                    if stats[2 + n_tasks + t] > 0:
-                        rec[f"loss_{task}"] = float(stats[2 + t] / stats[2 + n_tasks + t])
+                summed, per_task = _step_stats(loss, aux, head is not None and n_clips, nll, mine, batch, shard)
+                rec = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": summed,
+                       "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
+                       "seconds": seconds_offset + time.perf_counter() - start, **per_task}
                 history.append(rec)
                 if writes:
                     flog.write(json.dumps(rec) + "\n")
@@ -501,3 +466,78 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     shard.check_same(params, f"SFT phase {phase!r}")
     log.info("SFT: %d steps in %.1f s, final loss %.3f", step, time.perf_counter() - start, history[-1]["loss"])
     return history
+
+
+def _step_total(epochs: Sequence[Sequence[Any]], cfg: SFTConfig) -> int:
+    """The steps to run: every planned batch, at most max_steps."""
+    total = sum(len(b) for b in epochs)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    if total == 0:
+        raise ValueError("run_sft: no SFT records")
+    if cfg.loss_normalization not in ("token", "example"):
+        raise ValueError(f"loss_normalization must be 'token' or 'example', got {cfg.loss_normalization!r}")
+    return total
+
+
+def _perception_head(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media], cfg: SFTConfig
+                     ) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+    """The auxiliary perception head and each item's targets (None, {} when perception_weight is 0)."""
+    if cfg.perception_weight <= 0:
+        return None, {}
+    from avere_utils.models.perception import PerceptionHead, perception_targets, video_positions
+
+    targets = {it.id: perception_targets(it.text["cues"]) for it in items if (it.text or {}).get("cues")}
+    if not targets:
+        raise ValueError("run_sft: perception_weight > 0 but no item has a cue record")
+    first = next(iter(targets))
+    hidden = backend.thinker.config.get_text_config().hidden_size
+    head = PerceptionHead(hidden, video_positions(backend, media_of(first))).to(backend.device)
+    return head, targets
+
+
+def _batch_loss(backend: Any, batch: Sequence[SFTRecord], media_of: Callable[[str], Media], cfg: SFTConfig,
+                groups: int, shard: Any, head: torch.nn.Module | None, targets: dict[str, Any]) -> tuple[Any, ...]:
+    """This worker's share of a batch's loss (normalised by the whole batch's tokens or examples, over every
+    worker), with its examples' NLLs, their batch indexes, the perception sum and its clip count."""
+    examples = [Example(r.prompt, None if r.text_only else media_of(r.item_id), r.response) for r in batch]
+    encoded: list | None = [] if head is not None else None
+    if cfg.clip_prefix:
+        parts = clip_parts(examples, [("", i) if r.text_only else (r.item_id,) for i, r in enumerate(batch)], groups)
+    else:
+        parts = length_parts(examples, groups)
+    mine, logp, n = grouped_logprobs(backend, examples, shard.mine(parts), encoded, clip_prefix=cfg.clip_prefix)
+    aux, n_clips = (None, 0) if head is None else perception_step_loss(
+        backend, head, batch, media_of, targets, encoded, mine=mine)
+    # the batch's normalisers come from every worker: tokens, examples, clips with targets
+    counts = shard.sum_(torch.tensor([float(n.sum()), float(len(mine))], dtype=torch.float64))
+    nll = -logp / n.clamp(min=1)
+    if cfg.loss_normalization == "token":
+        loss = -logp.sum() / counts[0].clamp(min=1).to(logp.dtype)
+    else:
+        loss = nll.sum() / counts[1].clamp(min=1).to(logp.dtype)
+    if aux is not None:
+        loss = loss + cfg.perception_weight * aux / max(n_clips, 1)
+    return loss, nll, mine, aux, n_clips
+
+
+def _step_stats(loss: torch.Tensor, aux: torch.Tensor | None, n_clips: int, nll: torch.Tensor, mine: Sequence[int],
+                batch: Sequence[SFTRecord], shard: Any) -> tuple[float, dict[str, float]]:
+    """What the log records of a step, summed over the workers: the loss, and the perception loss per clip
+    (when n_clips, the batch's clips with targets, is not 0) and per task the mean example NLL."""
+    n_tasks = len(SFT_TASKS)
+    stats = torch.zeros(2 + 2 * n_tasks, dtype=torch.float64)
+    stats[0] = float(loss.detach())
+    stats[1] = float(aux.detach()) if aux is not None else 0.0
+    nll = nll.detach()
+    for t, task in enumerate(SFT_TASKS):
+        sel = [j for j, i in enumerate(mine) if batch[i].task == task]
+        stats[2 + t], stats[2 + n_tasks + t] = float(nll[sel].sum()) if sel else 0.0, len(sel)
+    shard.sum_(stats)
+    rec = {}
+    if n_clips:
+        rec["loss_perception"] = float(stats[1]) / n_clips
+    for t, task in enumerate(SFT_TASKS):
+        if stats[2 + n_tasks + t] > 0:
+            rec[f"loss_{task}"] = float(stats[2 + t] / stats[2 + n_tasks + t])
+    return float(stats[0]), rec

@@ -127,7 +127,14 @@ def _cmd_export_lmms_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avere-kit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    # one function per command, in the order `avere-kit --help` lists them
+    for add_command in (_add_run, _add_sweep, _add_seeds, _add_reference_seeds, _add_check_data, _add_preflight,
+                        _add_show, _add_params, _add_export_lmms_eval, _add_score):
+        add_command(sub)
+    return p
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="execute the notebooks of a profile in order (papermill)")
     add_profile_args(r)
     r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (others' outputs untouched)")
@@ -145,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every stage asked even when stage_done/ says an identical one finished")
     r.set_defaults(func=_cmd_run)
 
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="train + evaluate one variant over a grid of parameters")
     add_profile_args(s)
     s.add_argument("--grid", nargs="+", action="extend", required=True, metavar="KEY=V1,V2",
@@ -158,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     s.set_defaults(func=_cmd_sweep)
 
+
+def _add_seeds(sub: argparse._SubParsersAction) -> None:
     sd = sub.add_parser("seeds", help="repeat training + evaluation of every variant over several seeds")
     add_profile_args(sd)
     sd.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -165,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--out", help="base run folder holding data, pairs and the reference model")
     sd.set_defaults(func=_cmd_seeds)
 
+
+def _add_reference_seeds(sub: argparse._SubParsersAction) -> None:
     rs = sub.add_parser("reference-seeds", help="rebuild the reference with other seeds and rerun every variant on each")
     add_profile_args(rs)
     rs.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
@@ -172,27 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--out", help="base run folder holding data and pairs")
     rs.set_defaults(func=_cmd_reference_seeds)
 
+
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("check-data", help="validate the configured datasets (every clip) before any model is loaded")
     add_profile_args(c)
     c.add_argument("--quick", type=int, metavar="N", help="check a sample of N clips per dataset instead of all")
     c.set_defaults(func=_cmd_check_data)
 
+
+def _add_preflight(sub: argparse._SubParsersAction) -> None:
     from avere_utils import preflight  # `preflight`: everything a run needs, checked before it starts
 
     pf = sub.add_parser("preflight", help="check data, base model, keys, judge prompt, GPU, disk; print the cost")
     preflight.add_args(pf)
     pf.set_defaults(func=preflight.run_cli)
 
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
     sh = sub.add_parser("show", help="print the effective parameters of a profile's stages")
     add_profile_args(sh)
     sh.add_argument("stages", nargs="*")
     sh.set_defaults(func=_cmd_show)
 
+
+def _add_params(sub: argparse._SubParsersAction) -> None:
     pa = sub.add_parser("params", help="every key of one stage: type, value in the profile, where it comes from, help")
     pa.add_argument("--stage", required=True, metavar="STAGE", help=f"one of {', '.join(config.STAGES)}")
     add_profile_args(pa)
     pa.set_defaults(func=_cmd_params)
 
+
+def _add_export_lmms_eval(sub: argparse._SubParsersAction) -> None:
     le = sub.add_parser("export-lmms-eval", help="write an lmms-eval task folder (EmoReAlM, DFEW, RAVDESS) scored by "
                                                   "the kit's own scorers")
     add_profile_args(le)
@@ -201,10 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     lmms_export.add_arguments(le)
     le.set_defaults(func=_cmd_export_lmms_eval)
 
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
     from avere_utils.evaluation import score_cli  # `score`: text predictions -> metrics, no model
 
     score_cli.add_parser(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -469,6 +469,20 @@ def _worker_kernel() -> StageKernel:
     return _WORKER_KERNEL
 
 
+def _attempt(run: Callable[[], None]) -> tuple[float, StageFailed | str | None]:
+    """Run one execution: (seconds, failure), the failure being the StageFailed, _INTERRUPTED after Ctrl-C, or
+    None.  The one place where a notebook's failure and Ctrl-C are caught, here and in a worker alike."""
+    t0 = time.perf_counter()
+    try:
+        run()
+    except StageFailed as err:
+        return time.perf_counter() - t0, err
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the workers too; the parent reports it
+        _quiet_after_interrupt()
+        return time.perf_counter() - t0, _INTERRUPTED
+    return time.perf_counter() - t0, None
+
+
 def _run_in_worker(e: Execution, header: str, notebooks_dir: Path, reuse_kernels: bool
                    ) -> tuple[float, StageFailed | str | None]:
     """Run one execution in a worker process (in its kernel when reuse_kernels): (seconds, failure)."""
@@ -476,15 +490,7 @@ def _run_in_worker(e: Execution, header: str, notebooks_dir: Path, reuse_kernels
 
     sys.stdout.write(f"{header} (started)\n")  # one write: the workers' lines do not interleave
     sys.stdout.flush()
-    t0 = time.perf_counter()
-    try:
-        execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None)
-    except StageFailed as err:
-        return time.perf_counter() - t0, err
-    except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the workers too; the parent reports it
-        _quiet_after_interrupt()
-        return time.perf_counter() - t0, _INTERRUPTED
-    return time.perf_counter() - t0, None
+    return _attempt(lambda: execute(e, notebooks_dir, _worker_kernel() if reuse_kernels else None))
 
 
 def _quiet_after_interrupt() -> None:
@@ -804,109 +810,176 @@ def run(profile: str, *, only: Sequence[str] | None = None, variants: Sequence[s
 def _run_locked(run_dir: Path, execs: list[Execution], profile: str, run_config: Any, jobs: int,
                 notebooks_dir: Path, echo: Callable[[str], None], reuse_kernels: bool,
                 full: Sequence[Execution] = (), reused: Sequence[tuple[Execution, str]] = ()) -> RunResult:
-    result = RunResult(run_dir)
+    """Each stage's executions, in plan order: here one after the other, or the rest of a stage in the
+    workers (`_split_group`); each recorded as it ends (`_RunBook`), the first failure or Ctrl-C ending the run."""
+    start = time.perf_counter()
+    with open(run_dir / "run.log", "a") as logf, _Executors(jobs, reuse_kernels, notebooks_dir) as executors:
+        book = _RunBook(run_dir, execs, full or execs, notebooks_dir, logf, echo,
+                        _kept_times(run_dir, execs, reused))
+        book.opening(profile, jobs, reused)
+        for group in stage_groups(execs):
+            here, parallel = _split_group(group, jobs, run_config)
+            for e in here:
+                book.starting(e)
+                secs, err = executors.run_here(run_dir, e, new_stage=e is group[0])
+                book.record(e, secs, err)
+            if parallel:
+                executors.run_in_workers(run_dir, parallel, book)
+        total = time.perf_counter() - start
+        logf.write(f"total\t{total:.1f}s\n")
+    echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")
+    return book.result
+
+
+def _kept_times(run_dir: Path, execs: Sequence[Execution], reused: Sequence[tuple[Execution, str]]
+                ) -> list[dict[str, Any]]:
+    """The entries of run_times.json this run keeps: --only reruns some stages, so the other stages' timings
+    stay; a reused execution keeps the time it took where it ran, marked reused."""
     times_file = run_dir / "run_times.json"
     previous = json.loads(times_file.read_text()) if times_file.is_file() else []
-    # --only reruns some stages: keep the other stages' timings, replace those rerun
     rerun = {(e.stage, e.variant) for e in execs}
     kept = [t for t in previous if (t["stage"], t.get("variant")) not in rerun]
-    for e, how in reused:  # a reused execution keeps the time it took where it ran, marked reused
+    for e, how in reused:
         if how != "reused":
             src_times = Path(how) / "run_times.json"
             was = [t for t in (json.loads(src_times.read_text()) if src_times.is_file() else [])
                    if (t["stage"], t.get("variant")) == (e.stage, e.variant)]
             kept = [t for t in kept if (t["stage"], t.get("variant")) != (e.stage, e.variant)]
             kept += [{**t, "reused": True} for t in was[-1:]]
-    width = max((len(e.label) for e in execs), default=0)
-    header = {id(e): f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ..." for i, e in enumerate(execs, 1)}
-    start = time.perf_counter()
-    kernel: StageKernel | None = None
-    pool: ProcessPoolExecutor | None = None
-    with open(run_dir / "run.log", "a") as logf, contextlib.ExitStack() as stack:
-        stack.callback(lambda: kernel and kernel.close())
-        stack.callback(lambda: pool and pool.shutdown())
-        launched = max((e.num_processes for e in execs), default=1)
-        logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({len(execs)} notebooks, "
-                   f"variant_jobs {jobs}" + (f", training on {launched} processes" if launched > 1 else "")
-                   + (f", {len(reused)} reused" if reused else "") + ")\n")
+    return kept
+
+
+def _split_group(group: list[Execution], jobs: int, run_config: Any) -> tuple[list[Execution], list[Execution]]:
+    """(run here one after the other, run in the workers).  Here: single stages, every stage when variant_jobs
+    is 1, the first variant of a training stage (it fills the log-prob cache the others read), and executions
+    under accelerate launch (each takes every GPU)."""
+    parallel: list[Execution] = []
+    if jobs > 1 and len(group) > 1 and group[0].num_processes == 1:
+        parallel = group[1:] if group[0].stage in run_config.per_train_variant else group
+    return group[:len(group) - len(parallel)], parallel
+
+
+class _RunBook:
+    """What a run records as it goes: one line per execution in run.log, run_times.json (the kept timings,
+    then this run's), each finished execution's stage_done/ record, and the progress lines (`echo`)."""
+
+    def __init__(self, run_dir: Path, execs: Sequence[Execution], full: Sequence[Execution], notebooks_dir: Path,
+                 logf: Any, echo: Callable[[str], None], kept: list[dict[str, Any]]):
+        self.run_dir, self.execs, self.full, self.notebooks_dir = run_dir, execs, full, notebooks_dir
+        self.logf, self.echo, self.kept = logf, echo, kept
+        self.result = RunResult(run_dir)
+        self.times_file = run_dir / "run_times.json"
+        width = max((len(e.label) for e in execs), default=0)
+        self.header = {id(e): f"[{i:>2}/{len(execs)}] {e.label.ljust(width)} ..." for i, e in enumerate(execs, 1)}
+
+    def opening(self, profile: str, jobs: int, reused: Sequence[tuple[Execution, str]]) -> None:
+        """run.log's line for this run, then one per reused execution."""
+        n = len(self.execs)
+        launched = max((e.num_processes for e in self.execs), default=1)
+        self.logf.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} run --profile {profile} ({n} notebooks, "
+                        f"variant_jobs {jobs}" + (f", training on {launched} processes" if launched > 1 else "")
+                        + (f", {len(reused)} reused" if reused else "") + ")\n")
         for e, how in reused:
             where = "" if how == "reused" else f" from {how}"
-            logf.write(f"{e.label}\treused\t0.0s\tsame params, notebook code and inputs{where}\n")
-            echo(f"[ -/{len(execs)}] {e.label}: reused (same params, notebook code and inputs{where})")
+            self.logf.write(f"{e.label}\treused\t0.0s\tsame params, notebook code and inputs{where}\n")
+            self.echo(f"[ -/{n}] {e.label}: reused (same params, notebook code and inputs{where})")
         if reused:
-            logf.flush()
-            atomic_write_text(times_file, json.dumps(kept, indent=1))
+            self.logf.flush()
+            atomic_write_text(self.times_file, json.dumps(self.kept, indent=1))
 
-        def record(e: Execution, secs: float, err: StageFailed | str | None, from_worker: bool = False) -> None:
-            if err == _INTERRUPTED:
-                hint = resume_hint(e)
-                logf.write(f"{e.label}\tinterrupted\t{secs:.1f}s\t{hint}\n")
-                logf.flush()
-                raise RunInterrupted(f"interrupted: {e.label} after {secs:.1f}s; {hint}")
-            if err is not None:
-                logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
-                echo(f"      {e.label} FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
-                     f"      cell:     {err.cell}\n      error:    {err.error}")
-                raise err
-            result.times.append({"stage": e.stage, "variant": e.variant, "seconds": round(secs, 2)})
-            write_record(run_dir, e, full or execs, notebooks_dir)
-            logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
-            logf.flush()
-            atomic_write_text(times_file, json.dumps(kept + result.times, indent=1))
-            echo(f"      done in {secs:.1f}s" + (f" ({e.label})" if from_worker else ""))
+    def starting(self, e: Execution) -> None:
+        self.echo(self.header[id(e)])
+        if e.num_processes > 1:
+            self.echo(f"      accelerate launch: {e.num_processes} processes; log in {launch_dir(e) / 'launch.log'}")
 
-        for group in stage_groups(execs):
-            # here, one after the other: single stages, every stage when variant_jobs is 1, and the first
-            # variant of a training stage; the rest go to the workers
-            # executions under accelerate launch run one at a time: each takes every GPU
-            parallel: list[Execution] = []
-            if jobs > 1 and len(group) > 1 and group[0].num_processes == 1:
-                parallel = group[1:] if group[0].stage in run_config.per_train_variant else group
-            for e in group[:len(group) - len(parallel)]:
-                echo(header[id(e)])
-                if e.num_processes > 1:
-                    echo(f"      accelerate launch: {e.num_processes} processes; log in {launch_dir(e) / 'launch.log'}")
-                    if kernel is not None:  # an earlier stage's kernel would keep its memory (a model on GPU 0)
-                        kernel.close()
-                        kernel = None
-                elif reuse_kernels and (kernel is None or e is group[0]):
-                    if kernel is not None:
-                        kernel.close()
-                    kernel = StageKernel()
-                t0 = time.perf_counter()
-                err: StageFailed | str | None = None
-                try:
-                    prepare_execution(run_dir, e)
-                    if e.num_processes > 1:
-                        execute_launched(e, notebooks_dir)
-                    else:
-                        execute(e, notebooks_dir, kernel if reuse_kernels else None)
-                except StageFailed as failure:
-                    err = failure
-                except KeyboardInterrupt:
-                    _quiet_after_interrupt()
-                    err = _INTERRUPTED
-                record(e, time.perf_counter() - t0, err)
-            if parallel:
-                if pool is None:
-                    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-                # one task per execution: a worker takes the next when it is free (its kernel stays)
-                n = len(parallel)
-                for e in parallel:
-                    prepare_execution(run_dir, e)
-                ran = pool.map(_run_in_worker, parallel, [header[id(e)] for e in parallel], [notebooks_dir] * n,
-                               [reuse_kernels] * n)
-                t0 = time.perf_counter()
-                done = 0
-                try:
-                    for e, (secs, err) in zip(parallel, ran):  # in plan order
-                        done += 1
-                        record(e, secs, err, from_worker=True)
-                except KeyboardInterrupt:
-                    _quiet_after_interrupt()
-                    pool.shutdown(wait=True, cancel_futures=True)  # the workers stop their own notebooks
-                    record(parallel[min(done, n - 1)], time.perf_counter() - t0, _INTERRUPTED)
-        total = time.perf_counter() - start
-        logf.write(f"total\t{total:.1f}s\n")
-    echo(f"all {len(execs)} notebooks ran in {total:.1f}s; executed copies in {run_dir / 'notebooks'}")
-    return result
+    def record(self, e: Execution, secs: float, err: StageFailed | str | None, from_worker: bool = False) -> None:
+        """Log how `e` ended; a failure is raised again (StageFailed), Ctrl-C as RunInterrupted."""
+        if err == _INTERRUPTED:
+            hint = resume_hint(e)
+            self.logf.write(f"{e.label}\tinterrupted\t{secs:.1f}s\t{hint}\n")
+            self.logf.flush()
+            raise RunInterrupted(f"interrupted: {e.label} after {secs:.1f}s; {hint}")
+        if err is not None:
+            self.logf.write(f"{e.label}\tFAILED\t{secs:.1f}s\t{err}\n")
+            self.echo(f"      {e.label} FAILED after {secs:.1f}s\n      notebook: {err.notebook}\n"
+                      f"      cell:     {err.cell}\n      error:    {err.error}")
+            raise err
+        self.result.times.append({"stage": e.stage, "variant": e.variant, "seconds": round(secs, 2)})
+        write_record(self.run_dir, e, self.full, self.notebooks_dir)
+        self.logf.write(f"{e.label}\tok\t{secs:.1f}s\n")
+        self.logf.flush()
+        atomic_write_text(self.times_file, json.dumps(self.kept + self.result.times, indent=1))
+        self.echo(f"      done in {secs:.1f}s" + (f" ({e.label})" if from_worker else ""))
+
+
+class _Executors:
+    """Where the executions run: here (in the stage's kernel, or in a fresh one per notebook, or under
+    accelerate launch), or in a pool of `jobs` worker processes.  The kernel and the pool are made when first
+    needed and closed when the run ends, however it ends."""
+
+    def __init__(self, jobs: int, reuse_kernels: bool, notebooks_dir: Path):
+        self.jobs, self.reuse_kernels, self.notebooks_dir = jobs, reuse_kernels, notebooks_dir
+        self.kernel: StageKernel | None = None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "_Executors":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._pool is not None:
+                self._pool.shutdown()
+        finally:
+            self._close_kernel()
+
+    def _close_kernel(self) -> None:
+        if self.kernel is not None:
+            self.kernel.close()
+            self.kernel = None
+
+    def _kernel_for(self, e: Execution, new_stage: bool) -> StageKernel | None:
+        """One kernel per stage when kernels are reused; none under accelerate launch, where an earlier
+        stage's kernel would keep its memory (a model on GPU 0)."""
+        if e.num_processes > 1:
+            self._close_kernel()
+        elif self.reuse_kernels and (self.kernel is None or new_stage):
+            self._close_kernel()
+            self.kernel = StageKernel()
+        return self.kernel if self.reuse_kernels else None
+
+    def run_here(self, run_dir: Path, e: Execution, new_stage: bool) -> tuple[float, StageFailed | str | None]:
+        kernel = self._kernel_for(e, new_stage)
+
+        def run() -> None:
+            prepare_execution(run_dir, e)
+            if e.num_processes > 1:
+                execute_launched(e, self.notebooks_dir)
+            else:
+                execute(e, self.notebooks_dir, kernel)
+        return _attempt(run)
+
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def run_in_workers(self, run_dir: Path, parallel: list[Execution], book: _RunBook) -> None:
+        """One task per execution: a worker takes the next when it is free (its kernel stays).  Recorded in
+        plan order; Ctrl-C while waiting stops the workers (each stops its own notebook) and is recorded for the
+        first execution not yet recorded."""
+        pool = self.pool()
+        n = len(parallel)
+        for e in parallel:
+            prepare_execution(run_dir, e)
+        ran = pool.map(_run_in_worker, parallel, [book.header[id(e)] for e in parallel], [self.notebooks_dir] * n,
+                       [self.reuse_kernels] * n)
+        t0 = time.perf_counter()
+        done = 0
+        try:
+            for e, (secs, err) in zip(parallel, ran):  # in plan order
+                done += 1
+                book.record(e, secs, err, from_worker=True)
+        except KeyboardInterrupt:
+            _quiet_after_interrupt()
+            pool.shutdown(wait=True, cancel_futures=True)  # the workers stop their own notebooks
+            book.record(parallel[min(done, n - 1)], time.perf_counter() - t0, _INTERRUPTED)

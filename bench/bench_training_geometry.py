@@ -32,7 +32,9 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -195,7 +197,7 @@ def profile_steps(folder: Path, trainers: dict, step, dev: torch.device) -> None
         atomic_write_text(folder / f"{name}.txt", table + "\n\nby input shape\n" + shapes)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_size_arguments(ap)
     ap.add_argument("--frames", type=int, default=8)
@@ -219,20 +221,49 @@ def main() -> None:
                     "configuration under torch.profiler, written there as <config>.txt (operators by device time)")
     args = ap.parse_args()
     resolve_size_arguments(args)
+    return args
 
-    from accelerate import Accelerator
 
-    from avere_utils.config import build
-    from avere_utils.models import LoraSettings, load_backend
-    from avere_utils.models.loading import resolve_device, resolve_dtype
-    from avere_utils.training.memory import SavedTensorMeter, estimate_step_memory, shape_from_config
-    from avere_utils.training.params import TrainParams
-    from avere_utils.training.trainer import Trainer
+def main() -> None:
+    from avere_utils.models.loading import resolve_device
 
+    args = parse_args()
     t_start = time.perf_counter()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_geometry_"))
+    backend, model_dir = load_bench_backend(args, work)
+    dev = resolve_device(args.device)
+    trainers = build_trainers(args, backend, make_pairs(args, backend.tokenizer), model_dir, work, dev)
+    indices = list(range(args.batch))
+    backend.model.train()
+
+    def step(trainer) -> None:
+        backend.encoder_store = trainer.encoder_store  # checked once, when the trainer set it; not timed again
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.micro_batch_loss(indices).per_sample.sum().backward()
+        trainer.optimizer.step()
+
+    geometry = measure_geometry(backend, trainers, indices)
+    memory = measure_memory(backend, trainers, indices, geometry, args.batch)
+    flops = count_flops(trainers, step)
+    timing = Timing(trainers, step, dev)
+    timing.run(args.repeats)
+    if args.profile:
+        profile_steps(Path(args.profile), trainers, step, dev)
+    result = result_of(args, backend, dev, geometry, memory, flops, timing, time.perf_counter() - t_start)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=1))
+    brief = {k: v for k, v in result.items() if k not in ("step_s_all", "step_cpu_s_all", "memory_check")}
+    print(json.dumps(brief, indent=1))
+
+
+def load_bench_backend(args: argparse.Namespace, work: Path) -> tuple[Any, str]:
+    """The thinker (built, or reused from --model-dir) with LoRA adapters whose B is non-zero."""
+    from avere_utils.models import LoraSettings, load_backend
+    from avere_utils.models.loading import resolve_device, resolve_dtype
+
     model_dir = checkpoint_for(args, work, resolve_dtype(args.dtype, resolve_device(args.device)))
     torch.manual_seed(0)
     backend = load_backend(model_dir, lora=LoraSettings(r=8, alpha=32), device=args.device, dtype=args.dtype)
@@ -240,8 +271,19 @@ def main() -> None:
         for name, p in backend.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    pairs = make_pairs(args, backend.tokenizer)
-    dev = resolve_device(args.device)
+    return backend, model_dir
+
+
+def build_trainers(args: argparse.Namespace, backend: Any, pairs: Any, model_dir: str, work: Path,
+                   dev: torch.device) -> dict[str, Any]:
+    """One Trainer per configuration on the one backend, each with its reference and text-only log-probs
+    precomputed (as before training)."""
+    from accelerate import Accelerator
+
+    from avere_utils.config import build
+    from avere_utils.training.params import TrainParams
+    from avere_utils.training.trainer import Trainer
+
     accelerator = Accelerator(cpu=dev.type == "cpu")
     trainers = {}
     for name, (variant, shared, store) in CONFIGS.items():
@@ -255,16 +297,19 @@ def main() -> None:
         backend.encoder_store = trainers[name].encoder_store  # one backend: each trainer's own store (or none)
         trainers[name].precompute(list(range(args.batch)))  # reference and text-only, as before training
     backend.use_encoder_store(None)  # the checks below run the encoders (step() sets each trainer's store)
-    indices = list(range(args.batch))
-    backend.model.train()
+    return trainers
 
-    def step(trainer) -> None:
-        backend.encoder_store = trainer.encoder_store  # checked once, when the trainer set it; not timed again
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.micro_batch_loss(indices).per_sample.sum().backward()
-        trainer.optimizer.step()
 
-    # geometry, and the shared pass checked on the benched batch itself
+@dataclass
+class Geometry:
+    prompt_tokens: int
+    text_prompt_tokens: int
+    response_tokens: list[int]
+    logp_diffs: dict[str, float]  # max |unshared - shared| log-prob, per kind of sequence
+
+
+def measure_geometry(backend: Any, trainers: dict[str, Any], indices: list[int]) -> Geometry:
+    """The token counts of the benched batch, and the shared pass checked on it against the unshared one."""
     plan = trainers["avem_shared"].plan(0)
     examples = [ex for _, ex in plan.policy]
     built = backend._build([examples[0]], with_response=False)
@@ -280,7 +325,13 @@ def main() -> None:
             lp_u = backend.sequence_logprobs(exs)[0]
             lp_s = backend.sequence_logprobs(exs, share_prefix=True)[0]
             diffs[what] = float((lp_u - lp_s).abs().max())
-    max_logp_diff = max(diffs.values())
+    return Geometry(prompt_tokens, text_prompt_tokens, response_tokens, diffs)
+
+
+def measure_memory(backend: Any, trainers: dict[str, Any], indices: list[int], geometry: Geometry,
+                   batch: int) -> dict[str, dict[str, float]]:
+    """Bytes autograd saves for backward per configuration, against the estimate where it applies."""
+    from avere_utils.training.memory import SavedTensorMeter, estimate_step_memory, shape_from_config
 
     memory = {}
     act_bytes = torch.finfo(backend.dtype).bits // 8
@@ -288,31 +339,31 @@ def main() -> None:
     lengths = {int(backend._build([ex], with_response=True).attention_mask.sum())
                for i in indices for _, ex in trainers["avem_unshared"].plan(i).policy}
     shape = shape_from_config(backend.thinker.config)
-    for name in MEMORY_CHECKED:
+    for name in (*MEMORY_CHECKED, "avem_shared_policy"):
         trainer = trainers[name]
-        method = "dpo" if name == "dpo" else "avem"
         with SavedTensorMeter(backend.model.parameters()) as meter:
             out = trainer.micro_batch_loss(indices)
         out.per_sample.sum().backward()
         trainer.optimizer.zero_grad(set_to_none=True)
-        est = estimate_step_memory(shape, prompt_tokens=prompt_tokens, response_tokens=max(response_tokens),
-                                   batch=args.batch, method=method, shared=name == "avem_shared",
-                                   padded=len(lengths) > 1,
-                                   weight_bytes=act_bytes, act_bytes=act_bytes)
+        memory[name] = {"saved_activations_mb": round(meter.bytes / 2**20, 2)}
+        if name not in MEMORY_CHECKED:
+            continue
+        est = estimate_step_memory(shape, prompt_tokens=geometry.prompt_tokens,
+                                   response_tokens=max(geometry.response_tokens), batch=batch,
+                                   method="dpo" if name == "dpo" else "avem", shared=name == "avem_shared",
+                                   padded=len(lengths) > 1, weight_bytes=act_bytes, act_bytes=act_bytes)
         # the estimate does not model nesting (an audio-targeted PMP input continuing the real prompt's
         # cache): for the shared pass over such pairs it is an upper bound
-        memory[name] = {"saved_activations_mb": round(meter.bytes / 2**20, 2),
-                        "estimated_activations_mb": round(est["activations"] / 2**20, 2),
-                        "estimate_over_measured": round(est["activations"] / meter.bytes, 4)}
-    with SavedTensorMeter(backend.model.parameters()) as meter:
-        out = trainers["avem_shared_policy"].micro_batch_loss(indices)
-    out.per_sample.sum().backward()
-    trainers["avem_shared_policy"].optimizer.zero_grad(set_to_none=True)
-    memory["avem_shared_policy"] = {"saved_activations_mb": round(meter.bytes / 2**20, 2)}
+        memory[name].update({"estimated_activations_mb": round(est["activations"] / 2**20, 2),
+                             "estimate_over_measured": round(est["activations"] / meter.bytes, 4)})
+    return memory
 
-    # the work of a step, independent of other load on the machine: matmul and convolution FLOPs of
-    # forward + backward + optimizer (torch's counter has no formula for the CPU attention kernel, so
-    # attention is left out; it is about equal in the configurations compared here)
+
+def count_flops(trainers: dict[str, Any], step: Callable[[Any], None]) -> dict[str, int]:
+    """The work of a step, independent of other load on the machine: matmul and convolution FLOPs of
+    forward + backward + optimizer (torch's counter has no formula for the CPU attention kernel, so
+    attention is left out; it is about equal in the configurations compared here).  {} when torch cannot
+    count them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     flops = {}
@@ -323,77 +374,97 @@ def main() -> None:
             flops[name] = counter.get_total_flops()
         except AssertionError as err:  # torch's sdpa formula rejects grouped-query shapes (CUDA kernels)
             print(f"FLOP count skipped for {name}: {err}", file=sys.stderr)
-            flops = {}
-            break
+            return {}
+    return flops
 
-    times: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    cpu_times: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    cuda_peak: dict[str, float] = {k: 0.0 for k in CONFIGS}
-    names = list(CONFIGS)
-    for name in names:  # warm-up: allocator, caches, first-call dispatch
-        step(trainers[name])
 
-    def timed(name: str) -> tuple[float, float]:
-        if dev.type == "cuda":
+class Timing:
+    """Step times (wall and CPU seconds) of every configuration, each paired with a DPO step right next to
+    it (DPO first in even repetitions, second in odd ones), so that load that comes and goes on a shared
+    machine within a repetition changes both sides of a ratio alike."""
+
+    def __init__(self, trainers: dict[str, Any], step: Callable[[Any], None], dev: torch.device):
+        self.trainers, self.step, self.cuda = trainers, step, dev.type == "cuda"
+        self.times: dict[str, list[float]] = {k: [] for k in CONFIGS}
+        self.cpu_times: dict[str, list[float]] = {k: [] for k in CONFIGS}
+        self.cuda_peak: dict[str, float] = {k: 0.0 for k in CONFIGS}
+        self.others = [n for n in CONFIGS if n not in ("dpo", "dpo_enc")]
+        self.pairs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in self.others}
+
+    def run(self, repeats: int) -> None:
+        for name in CONFIGS:  # warm-up: allocator, caches, first-call dispatch
+            self.step(self.trainers[name])
+        for rep in range(repeats):
+            for name in self.others[rep % len(self.others):] + self.others[:rep % len(self.others)]:
+                if rep % 2 == 0:
+                    d, x = self.timed(baseline(name)), self.timed(name)
+                else:
+                    x, d = self.timed(name), self.timed(baseline(name))
+                self.pairs[name].append((x[0], d[0], x[1], d[1]))
+
+    def timed(self, name: str) -> tuple[float, float]:
+        if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0, c0 = time.perf_counter(), time.process_time()
-        step(trainers[name])
-        if dev.type == "cuda":
+        self.step(self.trainers[name])
+        if self.cuda:
             torch.cuda.synchronize()
-            cuda_peak[name] = max(cuda_peak[name], torch.cuda.max_memory_allocated() / 2**20)
+            self.cuda_peak[name] = max(self.cuda_peak[name], torch.cuda.max_memory_allocated() / 2**20)
         wall, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-        times[name].append(wall)
-        cpu_times[name].append(cpu_s)
+        self.times[name].append(wall)
+        self.cpu_times[name].append(cpu_s)
         return wall, cpu_s
 
-    # every configuration's step is paired with a DPO step right next to it (DPO first in even
-    # repetitions, second in odd ones), so that load that comes and goes on a shared machine within a
-    # repetition changes both sides of a ratio alike
-    others = [n for n in names if n not in ("dpo", "dpo_enc")]
-    pairs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in others}
-    for rep in range(args.repeats):
-        for name in others[rep % len(others):] + others[:rep % len(others)]:
-            if rep % 2 == 0:
-                d, x = timed(baseline(name)), timed(name)
-            else:
-                x, d = timed(name), timed(baseline(name))
-            pairs[name].append((x[0], d[0], x[1], d[1]))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
-    if args.profile:
-        profile_steps(Path(args.profile), {name: trainers[name] for name in names}, step, dev)
+    def median(self, cpu: bool = False) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in (self.cpu_times if cpu else self.times).items()}
 
-    def paired(series: dict[str, list[float]], name: str) -> float:
-        # the median over the repetitions of the step time over its neighbouring DPO step's
-        col = 0 if series is times else 2
-        return statistics.median(p[col] / p[col + 1] for p in pairs[name])
-    per_form = {}
-    for form, name in FORMS.items():
-        per_form[f"ratio_shared_vs_dpo_{form}"] = round(paired(times, name), 3)
-    for form, name in FORMS.items():
-        per_form[f"ratio_shared_vs_dpo_{form}_cpu"] = round(paired(cpu_times, name), 3)
-    for form, name in FORMS.items():
-        per_form[f"avem_shared_{form}_step_s"] = round(med[name], 4)
-    for form, name in FORMS.items():
-        per_form[f"flop_ratio_vs_dpo_{form}"] = round(flops[name] / flops["dpo"], 3) if flops else None
-    # with the encoder store (encoder_cache_dir), against DPO with it too: what AVEm-DPO adds to a step once
-    # the frozen encoders' outputs come from the reference pass
-    for form, name in FORMS_ENC.items():
-        per_form[f"ratio_shared_vs_dpo_{form}_encoder_cache"] = round(paired(times, name), 3)
-        per_form[f"ratio_shared_vs_dpo_{form}_encoder_cache_cpu"] = round(paired(cpu_times, name), 3)
-        per_form[f"flop_ratio_vs_dpo_{form}_encoder_cache"] = (round(flops[name] / flops["dpo_enc"], 3)
-                                                               if flops else None)
-    per_form["dpo_step_s_encoder_cache"] = round(med["dpo_enc"], 4)
-    per_form["ratio_dpo_encoder_cache_vs_dpo"] = round(med["dpo_enc"] / med["dpo"], 3)
-    result = {
-        "prompt_tokens": prompt_tokens,
+    def paired(self, name: str, cpu: bool = False) -> float:
+        """The median over the repetitions of the step time over its neighbouring DPO step's."""
+        col = 2 if cpu else 0
+        return statistics.median(p[col] / p[col + 1] for p in self.pairs[name])
+
+    def per_form(self, flops: dict[str, int]) -> dict[str, float | None]:
+        """The ratios and step times of each TPD form, without and with the encoder store."""
+        med = self.median()
+        out: dict[str, float | None] = {}
+        for form, name in FORMS.items():
+            out[f"ratio_shared_vs_dpo_{form}"] = round(self.paired(name), 3)
+        for form, name in FORMS.items():
+            out[f"ratio_shared_vs_dpo_{form}_cpu"] = round(self.paired(name, cpu=True), 3)
+        for form, name in FORMS.items():
+            out[f"avem_shared_{form}_step_s"] = round(med[name], 4)
+        for form, name in FORMS.items():
+            out[f"flop_ratio_vs_dpo_{form}"] = round(flops[name] / flops["dpo"], 3) if flops else None
+        # with the encoder store (encoder_cache_dir), against DPO with it too: what AVEm-DPO adds to a step once
+        # the frozen encoders' outputs come from the reference pass
+        for form, name in FORMS_ENC.items():
+            out[f"ratio_shared_vs_dpo_{form}_encoder_cache"] = round(self.paired(name), 3)
+            out[f"ratio_shared_vs_dpo_{form}_encoder_cache_cpu"] = round(self.paired(name, cpu=True), 3)
+            out[f"flop_ratio_vs_dpo_{form}_encoder_cache"] = (round(flops[name] / flops["dpo_enc"], 3)
+                                                              if flops else None)
+        out["dpo_step_s_encoder_cache"] = round(med["dpo_enc"], 4)
+        out["ratio_dpo_encoder_cache_vs_dpo"] = round(med["dpo_enc"] / med["dpo"], 3)
+        return out
+
+
+def result_of(args: argparse.Namespace, backend: Any, dev: torch.device, geometry: Geometry,
+              memory: dict[str, dict[str, float]], flops: dict[str, int], timing: Timing,
+              bench_seconds: float) -> dict[str, Any]:
+    """training_geometry.json's content."""
+    from avere_utils.training.memory import shape_from_config
+
+    med, cpu = timing.median(), timing.median(cpu=True)
+    shape = shape_from_config(backend.thinker.config)
+    response_tokens = geometry.response_tokens
+    return {
+        "prompt_tokens": geometry.prompt_tokens,
         "response_tokens": round(sum(response_tokens) / len(response_tokens), 1),
         "response_tokens_each": response_tokens,
         "dpo_step_s": round(med["dpo"], 4),
         "avem_unshared_step_s": round(med["avem_unshared"], 4),
         "avem_shared_step_s": round(med["avem_shared"], 4),
-        **per_form,
+        **timing.per_form(flops),
         "ratio_shared_vs_dpo": round(med["avem_shared"] / med["dpo"], 3),
         "ratio_shared_vs_unshared": round(med["avem_shared"] / med["avem_unshared"], 3),
         "ratio_unshared_vs_dpo": round(med["avem_unshared"] / med["dpo"], 3),
@@ -404,17 +475,15 @@ def main() -> None:
         "ratio_shared_vs_unshared_cpu": round(cpu["avem_shared"] / cpu["avem_unshared"], 3),
         "targets": {"ratio_shared_vs_dpo_literal": 1.05, "ratio_shared_vs_dpo_reversed": 1.05,
                     "ratio_shared_vs_dpo_policy": 1.15, "ratio_shared_vs_unshared": 0.6},
-        "dpo_peak_saved_activations_mb": memory["dpo"]["saved_activations_mb"],
-        "avem_unshared_peak_saved_activations_mb": memory["avem_unshared"]["saved_activations_mb"],
-        "avem_shared_peak_saved_activations_mb": memory["avem_shared"]["saved_activations_mb"],
-        "peak_allocated_mb": ({k: round(v, 1) for k, v in cuda_peak.items()} if dev.type == "cuda" else None),
+        **{f"{k}_peak_saved_activations_mb": memory[k]["saved_activations_mb"] for k in MEMORY_CHECKED},
+        "peak_allocated_mb": ({k: round(v, 1) for k, v in timing.cuda_peak.items()} if dev.type == "cuda" else None),
         "memory_check": memory,
         "step_gflop": {k: round(v / 1e9, 2) for k, v in flops.items()},
-        "max_logp_diff": max_logp_diff,
-        "max_logp_diff_by_kind": diffs,
-        "text_prompt_tokens": text_prompt_tokens,
-        "step_s_all": {k: [round(t, 4) for t in v] for k, v in times.items()},
-        "step_cpu_s_all": {k: [round(t, 4) for t in v] for k, v in cpu_times.items()},
+        "max_logp_diff": max(geometry.logp_diffs.values()),
+        "max_logp_diff_by_kind": geometry.logp_diffs,
+        "text_prompt_tokens": geometry.text_prompt_tokens,
+        "step_s_all": {k: [round(t, 4) for t in v] for k, v in timing.times.items()},
+        "step_cpu_s_all": {k: [round(t, 4) for t in v] for k, v in timing.cpu_times.items()},
         "policy_sequences": {"dpo": 2 * args.batch, "avem_unshared": 4 * args.batch,
                              "avem_shared": f"{2 * args.batch} prompts + {4 * args.batch} responses",
                              "avem_shared_policy": f"{2 * args.batch} prompts + {4 * args.batch} responses, then "
@@ -429,13 +498,8 @@ def main() -> None:
                   "modality": args.modality},
         "batch": args.batch, "repeats": args.repeats, "device": str(dev), "dtype": str(backend.dtype),
         "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-        "bench_seconds": round(time.perf_counter() - t_start, 1),
+        "bench_seconds": round(bench_seconds, 1),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=1))
-    brief = {k: v for k, v in result.items() if k not in ("step_s_all", "step_cpu_s_all", "memory_check")}
-    print(json.dumps(brief, indent=1))
 
 
 if __name__ == "__main__":

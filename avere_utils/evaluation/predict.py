@@ -218,10 +218,7 @@ def run_predictions(backend: Backend, items: Sequence[Item], out_file: str | os.
     """
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    ids = [it.id for it in items]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"item id {dup!r} appears twice in the items for {out_file.name}")
+    ids = _unique_ids(items, out_file)
     fp = fingerprint({**settings, "decoding": decoding.to_dict(), "generate": task.generate,
                       "scoring": task.candidates_for is not None})
     index, count, barrier = _process_layout(shard)
@@ -231,63 +228,99 @@ def run_predictions(backend: Backend, items: Sequence[Item], out_file: str | os.
     barrier()
     if target != out_file:
         _check_fresh(target, fp, stale_policy)
+    todo = _items_to_do(items, out_file, target, index, count)
+    run = PredictionRun(records={})
+    with open(target, "a") as f:
+        for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=not todo):
+            for rec in _predict_batch(backend, todo[start:start + batch_size], task, decoding, fp, media_fn, run,
+                                      desc):
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                run.n_computed += 1
+    barrier()
+    if count > 1 and index == 0:
+        _merge_shards(out_file, count)
+    barrier()
+    _collect(run, out_file, ids)
+    return run
+
+
+def _unique_ids(items: Sequence[Item], out_file: Path) -> list[str]:
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"item id {dup!r} appears twice in the items for {out_file.name}")
+    return ids
+
+
+def _items_to_do(items: Sequence[Item], out_file: Path, target: Path, index: int, count: int) -> list[Item]:
+    """Process `index` of `count`'s items that neither `out_file` nor its shard `target` holds yet, grouped
+    by clip."""
     done = set(_by_id(read_records(out_file))) | set(_by_id(read_records(target)))
     todo = [it for j, it in enumerate(items) if j % count == index and it.id not in done]
     # Consecutive items of one clip share one Media object: encoded once per batch by the backend, and
     # (backend.reuse_prefix) its media block's KV computed once for all the clip's questions in the batch.
     todo.sort(key=lambda it: (it.video or "", it.audio or "", it.id))
-    run = PredictionRun(records={})
     if done:
-        log.info("%s: %d items already predicted, %d to go", out_file.name, len(done & set(ids)), len(todo))
+        log.info("%s: %d items already predicted, %d to go", out_file.name, len(done & {it.id for it in items}),
+                 len(todo))
+    return todo
 
-    with open(target, "a") as f:
-        for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch", disable=not todo):
-            batch = todo[start:start + batch_size]
-            t0 = time.perf_counter()
-            records: list[dict[str, Any]] = []
-            ok: list[tuple[Item, Example, dict[str, Any]]] = []
-            for it in batch:
-                rec: dict[str, Any] = {"id": it.id, "fingerprint": fp}
-                try:
-                    media = media_fn(it)
-                except (OSError, ValueError) as e:  # MediaError is a ValueError: counted, not fatal
-                    log.warning("%s: media of item %s unreadable, answer counted as missing: %s", desc, it.id, e)
-                    rec.update(error=f"media: {e}", generation=None, scores=None)
-                    records.append(rec)
-                    continue
-                ok.append((it, Example(prompt=task.prompt_for(it), media=media), rec))
-                records.append(rec)
-            run.media_s += time.perf_counter() - t0
-            if ok and task.generate:
-                t0 = time.perf_counter()
-                texts = backend.generate([ex for _, ex, _ in ok], max_new_tokens=decoding.max_new_tokens,
-                                         temperature=decoding.temperature,
-                                         seed=stable_seed(decoding.seed, ok[0][0].id),
-                                         use_cache=decoding.use_cache)
-                run.generate_s += time.perf_counter() - t0
-                if len(texts) != len(ok):
-                    raise RuntimeError(f"backend.generate returned {len(texts)} answers for {len(ok)} prompts")
-                for (_, _, rec), text in zip(ok, texts):
-                    rec["generation"] = text
-            if ok and task.candidates_for is not None:
-                t0 = time.perf_counter()
-                cands = [task.candidates_for(it) for it, _, _ in ok]
-                # one call per batch: each prompt (and, with prefix reuse, each clip's media block) is run
-                # once for all its candidates
-                scores = backend.score_choices_batch([ex for _, ex, _ in ok], cands)
-                for (_, _, rec), c, sc in zip(ok, cands, scores):
-                    rec["candidates"] = c
-                    rec["scores"] = [float(x) for x in sc]
-                run.scoring_s += time.perf_counter() - t0
-            for rec in records:
-                f.write(json.dumps(rec) + "\n")
-                f.flush()
-                run.n_computed += 1
 
-    barrier()
-    if count > 1 and index == 0:
-        _merge_shards(out_file, count)
-    barrier()
+def _predict_batch(backend: Backend, batch: Sequence[Item], task: PredictionTask, decoding: Decoding, fp: str,
+                   media_fn: MediaFn, run: PredictionRun, desc: str) -> list[dict[str, Any]]:
+    """The records of one batch, in batch order (an item whose media is unreadable gets an error record)."""
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    ok: list[tuple[Item, Example, dict[str, Any]]] = []
+    for it in batch:
+        rec: dict[str, Any] = {"id": it.id, "fingerprint": fp}
+        records.append(rec)
+        try:
+            media = media_fn(it)
+        except (OSError, ValueError) as e:  # MediaError is a ValueError: counted, not fatal
+            log.warning("%s: media of item %s unreadable, answer counted as missing: %s", desc, it.id, e)
+            rec.update(error=f"media: {e}", generation=None, scores=None)
+            continue
+        ok.append((it, Example(prompt=task.prompt_for(it), media=media), rec))
+    run.media_s += time.perf_counter() - t0
+    if ok and task.generate:
+        _generate(backend, ok, decoding, run)
+    if ok and task.candidates_for is not None:
+        _score(backend, ok, task, run)
+    return records
+
+
+def _generate(backend: Backend, ok: Sequence[tuple[Item, Example, dict[str, Any]]], decoding: Decoding,
+              run: PredictionRun) -> None:
+    """Each record's free-text answer, `generation`."""
+    t0 = time.perf_counter()
+    texts = backend.generate([ex for _, ex, _ in ok], max_new_tokens=decoding.max_new_tokens,
+                             temperature=decoding.temperature, seed=stable_seed(decoding.seed, ok[0][0].id),
+                             use_cache=decoding.use_cache)
+    run.generate_s += time.perf_counter() - t0
+    if len(texts) != len(ok):
+        raise RuntimeError(f"backend.generate returned {len(texts)} answers for {len(ok)} prompts")
+    for (_, _, rec), text in zip(ok, texts):
+        rec["generation"] = text
+
+
+def _score(backend: Backend, ok: Sequence[tuple[Item, Example, dict[str, Any]]], task: PredictionTask,
+           run: PredictionRun) -> None:
+    """Each record's `candidates` and their log-likelihoods, `scores`."""
+    t0 = time.perf_counter()
+    cands = [task.candidates_for(it) for it, _, _ in ok]
+    # one call per batch: each prompt (and, with prefix reuse, each clip's media block) is run once for all
+    # its candidates
+    scores = backend.score_choices_batch([ex for _, ex, _ in ok], cands)
+    for (_, _, rec), c, sc in zip(ok, cands, scores):
+        rec["candidates"] = c
+        rec["scores"] = [float(x) for x in sc]
+    run.scoring_s += time.perf_counter() - t0
+
+
+def _collect(run: PredictionRun, out_file: Path, ids: Sequence[str]) -> None:
+    """The records of `ids` from the (merged) file into `run`; repeated ids are counted, the first kept."""
     on_disk = read_records(out_file)
     everything = _by_id(on_disk)
     run.n_duplicate_records = duplicate_count(on_disk)
@@ -296,7 +329,6 @@ def run_predictions(backend: Backend, items: Sequence[Item], out_file: str | os.
                     "writer was at work, or the file was merged by hand", out_file, run.n_duplicate_records)
     run.records = {i: everything[i] for i in ids if i in everything}
     run.files = [str(out_file)]
-    return run
 
 
 def _merge_shards(out_file: Path, count: int) -> None:

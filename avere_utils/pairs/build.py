@@ -41,7 +41,14 @@ from avere_utils.pairs.cues import (
     cited_cues,
     targeted_modalities,
 )
-from avere_utils.pairs.inputs import ClipRef, CounterfactualInputs, RejectedInputPicker, media_ok, noise_seed
+from avere_utils.pairs.inputs import (
+    ClipRef,
+    CounterfactualInputs,
+    RejectedInput,
+    RejectedInputPicker,
+    media_ok,
+    noise_seed,
+)
 from avere_utils.pairs.interop import export_released_json
 from avere_utils.pairs.llm import LLMGenerator
 from avere_utils.pairs.params import FAMILIES, FAMILY_MODALITY, PairParams
@@ -239,90 +246,148 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
     """All preference rows for the profile (not yet saved); `items` default to the manifest's."""
     t0 = time.perf_counter()
     counts: Counter[str] = Counter()
-    invalid_reasons: Counter[str] = Counter()
-    invalid_examples: list[dict[str, Any]] = []
     if items is None:
         items = read_items(params.manifest_file)
     clips = prepare_clips(items, params.generator, counts)
     split_by_clip(clips, params.val_fraction, params.seed)
-    pickers = {s: RejectedInputPicker([c.ref for c in clips if c.split == s], params.pmp_video_source,
-                                      params.pmp_audio_source) for s in ("train", "validation")}
+    rejected_inputs = _RejectedInputs(clips, params)
     plans = plan_samples(clips, params, counts)
-    counterfactual = (CounterfactualInputs(params.data_root, params.pmp_video_source, params.pmp_audio_source)
-                      if "counterfactual" in (params.pmp_video_source, params.pmp_audio_source) else None)
     llm = None
-    llm_drafts: list[Draft | None] = []
+    llm_drafts: list[Draft | None] = [None] * len(plans)
     if params.generator == "llm":
         llm = LLMGenerator(client or _make_client(params), temperature=params.llm_temperature)
         llm_drafts = _ask_llm(llm, plans, params.llm_workers, progress)
+    kept_out = _KeptOut(counts)
     rows: list[dict[str, str]] = []
-    seen: set[tuple[str, ...]] = set()
-
-    for i, plan in enumerate(tqdm(plans, desc="pairs", unit="sample", disable=not progress)):
-        clip, family, record, rng = plan.clip, plan.family, plan.clip.record, plan.rng
-        if llm is None or (plan.stress is not None and plan.stress.form != "cue_swap"):
-            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
-        elif llm_drafts[i] is not None:
-            draft = llm_drafts[i]
-        elif params.llm_fallback_to_template and record is not None:
-            counts["llm_fallback_to_template"] += 1
-            draft = template_sample(record, family, rng, params.max_cues_per_response, plan.prompt_index, plan.stress)
-        else:
-            counts["skipped_llm_failed"] += 1
+    # one sample at a time: its draft and then its rejected input take their draws from the clip's stream in turn
+    for plan, llm_draft in zip(tqdm(plans, desc="pairs", unit="sample", disable=not progress), llm_drafts):
+        draft = _draft(plan, llm_draft, llm is not None, params, counts)
+        if draft is None:
             continue
         texts = draft.texts()
-        problems = (check_sample(texts, record, family, draft.prompt, params.stress_responses) if record
-                    else check_sample_without_record(texts))
-        if problems:
-            counts["invalid"] += 1
-            for p in problems:  # group by reason, whatever the cue
-                invalid_reasons[re.sub(r"'[^']*'", "<cue>", p)] += 1
-            if len(invalid_examples) < MAX_INVALID_EXAMPLES:
-                invalid_examples.append({"clip_id": clip.ref.clip_id, "family": family, "problems": problems,
-                                         **texts})
+        if kept_out.invalid(plan, draft, texts, params.stress_responses) or kept_out.duplicate(plan, draft, texts):
             continue
-        key = (clip.ref.clip_id, draft.prompt, *(texts[k] for k in RESPONSE_KINDS))
-        if key in seen:
-            counts["duplicates_dropped"] += 1
-            continue
-        seen.add(key)
-        sample_id = f"{clip.ref.clip_id}__{plan.index}"
-        modality = FAMILY_MODALITY[family]
-        rej = pickers[clip.split].pick(clip.ref, modality, rng, noise_seed(params.seed, sample_id))
-        if counterfactual is not None and record is not None:
-            rej = counterfactual.rejected(clip.ref.clip_id, counterfactual_cues(record, family, texts, plan.stress), rej)
-        rows.append({
-            "id": sample_id, "clip_id": clip.ref.clip_id, "family": family, "modality": modality,
-            "prompt": draft.prompt, **texts,
-            "video": clip.ref.video, "audio": clip.ref.audio, "video_l": rej.video_l, "audio_l": rej.audio_l,
-            "label": _claimed_label(clip, family), "split": clip.split,
-            "video_emotion": record.video_emotion if record else "",
-            "audio_emotion": record.audio_emotion if record else "",
-            "cues": json.dumps(cited_cues(texts)),
-            "cue_record": json.dumps(record.to_dict()) if record else "",
-            "generator": "llm" if draft.template.endswith("/llm") else "template",
-            "template": draft.template,
-            "rejected_clip_id": rej.rejected_clip_id, "rejected_clip_video": rej.rejected_clip_video,
-            "rejected_clip_audio": rej.rejected_clip_audio,
-        })
+        rows.append(_pair_row(plan, draft, texts, rejected_inputs.draw(plan, texts)))
     before_cap = len(rows)
     rows = balanced_cap(rows, params.max_pairs, params.family_weights)
     counts["dropped_by_max_pairs"] = before_cap - len(rows)
-    counts["pmp_fallback_to_noise"] = sum(p.fallbacks_to_noise for p in pickers.values())
-    if counterfactual is not None:
-        kept = {r["rejected_clip_id"] for r in rows}
-        counterfactual.pending = {k: v for k, v in counterfactual.pending.items() if k in kept}
-        counts["counterfactual_clips_rendered"] = counterfactual.render()
-        counts.update({f"pmp_{k}": v for k, v in counterfactual.counts.items()})
+    rejected_inputs.finish(rows, counts)
     stats = pair_stats(rows, counts, clips)
-    stats["invalid_reasons"] = dict(invalid_reasons)
-    stats["invalid_examples"] = invalid_examples
+    stats["invalid_reasons"] = dict(kept_out.invalid_reasons)
+    stats["invalid_examples"] = kept_out.invalid_examples
     if llm is not None:
         stats["llm"] = llm.stats()
     stats["build_seconds"] = round(time.perf_counter() - t0, 3)
     log.info("built %d pairs from %d clips (%d invalid, %d duplicates) in %.1f s", len(rows), len(clips),
              counts["invalid"], counts["duplicates_dropped"], stats["build_seconds"])
     return BuildResult(rows, stats)
+
+
+def _draft(plan: PlannedSample, llm_draft: Draft | None, use_llm: bool, params: PairParams,
+           counts: Counter[str]) -> Draft | None:
+    """The sample's three responses: the template's, or the LLM's (its failure falls back to the template
+    when params allow, else the sample is a counted skip, None)."""
+    record = plan.clip.record
+    if not use_llm or (plan.stress is not None and plan.stress.form != "cue_swap"):
+        return _template_draft(plan, params)
+    if llm_draft is not None:
+        return llm_draft
+    if params.llm_fallback_to_template and record is not None:
+        counts["llm_fallback_to_template"] += 1
+        return _template_draft(plan, params)
+    counts["skipped_llm_failed"] += 1
+    return None
+
+
+def _template_draft(plan: PlannedSample, params: PairParams) -> Draft:
+    return template_sample(plan.clip.record, plan.family, plan.rng, params.max_cues_per_response, plan.prompt_index,
+                           plan.stress)
+
+
+@dataclass
+class _KeptOut:
+    """The samples kept out of the pairs, counted in `counts`: invalid ones (by reason, whatever the cue, and
+    the first MAX_INVALID_EXAMPLES whole) and exact duplicates (same clip, prompt, chosen and rejections)."""
+
+    counts: Counter[str]
+    invalid_reasons: Counter[str] = field(default_factory=Counter)
+    invalid_examples: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[tuple[str, ...]] = field(default_factory=set)
+
+    def invalid(self, plan: PlannedSample, draft: Draft, texts: dict[str, str], stress_responses: str) -> bool:
+        record, family = plan.clip.record, plan.family
+        problems = (check_sample(texts, record, family, draft.prompt, stress_responses) if record
+                    else check_sample_without_record(texts))
+        if not problems:
+            return False
+        self.counts["invalid"] += 1
+        for p in problems:
+            self.invalid_reasons[re.sub(r"'[^']*'", "<cue>", p)] += 1
+        if len(self.invalid_examples) < MAX_INVALID_EXAMPLES:
+            self.invalid_examples.append({"clip_id": plan.clip.ref.clip_id, "family": family, "problems": problems,
+                                          **texts})
+        return True
+
+    def duplicate(self, plan: PlannedSample, draft: Draft, texts: dict[str, str]) -> bool:
+        key = (plan.clip.ref.clip_id, draft.prompt, *(texts[k] for k in RESPONSE_KINDS))
+        if key in self.seen:
+            self.counts["duplicates_dropped"] += 1
+            return True
+        self.seen.add(key)
+        return False
+
+
+class _RejectedInputs:
+    """Where a sample's PMP rejected input comes from: a donor clip of the same split (or noise), replaced by
+    the clip itself re-rendered with the cited cues toggled when a source is `counterfactual`."""
+
+    def __init__(self, clips: list[Clip], params: PairParams):
+        self.seed = params.seed
+        self.pickers = {s: RejectedInputPicker([c.ref for c in clips if c.split == s], params.pmp_video_source,
+                                               params.pmp_audio_source) for s in ("train", "validation")}
+        self.counterfactual = (CounterfactualInputs(params.data_root, params.pmp_video_source, params.pmp_audio_source)
+                               if "counterfactual" in (params.pmp_video_source, params.pmp_audio_source) else None)
+
+    def draw(self, plan: PlannedSample, texts: dict[str, str]) -> RejectedInput:
+        clip, record = plan.clip, plan.clip.record
+        rej = self.pickers[clip.split].pick(clip.ref, FAMILY_MODALITY[plan.family], plan.rng,
+                                            noise_seed(self.seed, _sample_id(plan)))
+        if self.counterfactual is not None and record is not None:
+            rej = self.counterfactual.rejected(clip.ref.clip_id,
+                                               counterfactual_cues(record, plan.family, texts, plan.stress), rej)
+        return rej
+
+    def finish(self, rows: list[dict[str, str]], counts: Counter[str]) -> None:
+        """Count the fallbacks to noise and render the counterfactual clips the kept `rows` use."""
+        counts["pmp_fallback_to_noise"] = sum(p.fallbacks_to_noise for p in self.pickers.values())
+        if self.counterfactual is not None:
+            kept = {r["rejected_clip_id"] for r in rows}
+            self.counterfactual.pending = {k: v for k, v in self.counterfactual.pending.items() if k in kept}
+            counts["counterfactual_clips_rendered"] = self.counterfactual.render()
+            counts.update({f"pmp_{k}": v for k, v in self.counterfactual.counts.items()})
+
+
+def _sample_id(plan: PlannedSample) -> str:
+    return f"{plan.clip.ref.clip_id}__{plan.index}"
+
+
+def _pair_row(plan: PlannedSample, draft: Draft, texts: dict[str, str], rej: RejectedInput) -> dict[str, str]:
+    """One row of the pairs table (pairs/store.py COLUMNS)."""
+    clip, family, record = plan.clip, plan.family, plan.clip.record
+    return {
+        "id": _sample_id(plan), "clip_id": clip.ref.clip_id, "family": family, "modality": FAMILY_MODALITY[family],
+        "prompt": draft.prompt, **texts,
+        "video": clip.ref.video, "audio": clip.ref.audio, "video_l": rej.video_l, "audio_l": rej.audio_l,
+        "label": _claimed_label(clip, family), "split": clip.split,
+        "video_emotion": record.video_emotion if record else "",
+        "audio_emotion": record.audio_emotion if record else "",
+        "cues": json.dumps(cited_cues(texts)),
+        "cue_record": json.dumps(record.to_dict()) if record else "",
+        "generator": "llm" if draft.template.endswith("/llm") else "template",
+        "template": draft.template,
+        "rejected_clip_id": rej.rejected_clip_id, "rejected_clip_video": rej.rejected_clip_video,
+        "rejected_clip_audio": rej.rejected_clip_audio,
+    }
 
 
 def pair_stats(rows: list[dict[str, str]], counts: Counter[str], clips: list[Clip]) -> dict[str, Any]:

@@ -320,6 +320,9 @@ def settings_lines(metrics: dict, run_dir: Path) -> list[str]:
 
 
 def build_report(P: ResultsParams) -> Report:
+    """report.md, section by section: the first screen (summary, story figure, claims), the bars per TPD form,
+    the story and its detail, the descriptions, training, then the appendix (paper-shaped tables per mode,
+    ablation, error rates, MCQ reading, seeds, figures, the paper's numbers, settings, wall times)."""
     run_dir = Path(P.run_dir)
     metrics = load_metrics(run_dir / "metrics")
     fig_dir = run_dir / "figures"
@@ -328,8 +331,32 @@ def build_report(P: ResultsParams) -> Report:
     present = {v for (_, v) in metrics}
     rep.missing = [v for v in P.variants if v not in present]
     variants = [v for v in P.variants if v in present]
+    md = first_screen_section(P, rep, fig_dir)
+    md += bars_per_form_section(rep.tables["bars"])
+    md += story_section(P, rep, fig_dir)
+    md += descriptions_section(P, rep, [v for v in variants if v != P.baseline])
+    md += training_section(P, rep, fig_dir)
+    md += mode_tables_section(P, rep, metrics, variants)
+    md += ablation_section(P, rep, metrics)
+    md += error_rates_section(rep, metrics, variants)
+    reading_md, reading = mcq_reading_section(metrics, variants, P.baseline)
+    if reading is not None:
+        rep.tables["mcq_reading"] = reading
+        md += reading_md
+    md += seeds_section(P, rep)
+    md += figures_section(P, rep, fig_dir, variants)
+    md += paper_section()
+    md += settings_lines(metrics, run_dir)
+    md += wall_times_section(rep, run_dir)
+    rep.markdown = strip_machine_paths("\n".join(md), run_dir)
+    atomic_write_text(P.report_file, rep.markdown)
+    return rep
 
-    # the first screen: summary, story figure, claims table
+
+def first_screen_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
+    """The title, the summary, the story figure and the claims table; the bars' checks go to
+    rep.tables["bars"]."""
+    run_dir = Path(P.run_dir)
     values = bars.all_values(run_dir, P.seeds_dir, P.variants, P.story_mode, P.baseline)
     bar_table = bars.bars_table(values, P.variants)
     checks = bars.evaluate(run_dir, P.seeds_dir, P.variants, P.story_mode, P.baseline)
@@ -358,42 +385,45 @@ def build_report(P: ResultsParams) -> Report:
                "The bars for every TPD form and every reference seed follow below.", ""]
     if rep.missing:
         md += [f"Variants without metrics (not shown): {', '.join(rep.missing)}.", ""]
+    return md
 
-    # the detail: per form, story, discrimination, media, reference seeds, descriptions
-    if not checks.empty:
-        md += ["## The bars per TPD form", ""]
-        for (form, v), part in checks.groupby(["form", "variant"], sort=False):
-            md += [f"**`{v}`**" + (f" (`tpd_form: {form}`)" if form else ""), ""]
-            seed_cols = [c for c in part.columns if c.startswith("holds seed")]
-            for _, r in part.iterrows():
-                extra = ""
-                if seed_cols:
-                    per = ", ".join(f"{c[len('holds '):]}: {bars.verdict(r[c])}" for c in seed_cols)
-                    extra = f"; every reference seed: **{bars.verdict(r['holds every reference seed'])}** ({per})"
-                md.append(f"- {r.claim}: {r.measured} -> **{bars.verdict(r.holds)}**{extra}")
-            md.append("")
-    md += story_section(P, rep, fig_dir)
-    md += descriptions_section(P, rep, [v for v in variants if v != P.baseline])
 
-    logs = figures.read_train_logs(run_dir / "train_logs", [v for v in P.variants if v != "reference"])
-    train_md = []
-    for name, fn in (("training_curves", lambda p: figures.training_curves(logs, p)),
-                     ("margins", lambda p: figures.margin_curves(logs, p, [v for v in P.variants if v != "reference"]))):
-        f = fn(fig_dir / f"{name}.png")
-        if f:
-            rep.figures[name] = f
-            train_md.append(f"![{name}](figures/{name}.png)")
+def bars_per_form_section(checks: pd.DataFrame) -> list[str]:
+    """Each bar's verdict per TPD form, and per reference seed where the run has them."""
+    if checks.empty:
+        return []
+    md = ["## The bars per TPD form", ""]
+    for (form, v), part in checks.groupby(["form", "variant"], sort=False):
+        md += [f"**`{v}`**" + (f" (`tpd_form: {form}`)" if form else ""), ""]
+        seed_cols = [c for c in part.columns if c.startswith("holds seed")]
+        for _, r in part.iterrows():
+            extra = ""
+            if seed_cols:
+                per = ", ".join(f"{c[len('holds '):]}: {bars.verdict(r[c])}" for c in seed_cols)
+                extra = f"; every reference seed: **{bars.verdict(r['holds every reference seed'])}** ({per})"
+            md.append(f"- {r.claim}: {r.measured} -> **{bars.verdict(r.holds)}**{extra}")
+        md.append("")
+    return md
+
+
+def training_section(P: ResultsParams, rep: Report, fig_dir: Path) -> list[str]:
+    """The per-term losses and reward margins over optimizer steps, from train_logs/."""
+    trained = [v for v in P.variants if v != "reference"]
+    logs = figures.read_train_logs(Path(P.run_dir) / "train_logs", trained)
+    train_md = _drawn(rep, "training_curves", figures.training_curves(logs, fig_dir / "training_curves.png"))
+    train_md += _drawn(rep, "margins", figures.margin_curves(logs, fig_dir / "margins.png", trained))
     forms = [v for _, v in story.FORMS if v in P.variants]
-    f = figures.margin_curves(logs, fig_dir / "margins_tpd_forms.png", forms) if len(forms) > 1 else None
-    if f:
-        rep.figures["margins_tpd_forms"] = f
-        train_md.append("![margins_tpd_forms](figures/margins_tpd_forms.png)")
-    if train_md:
-        md += ["## Training", "", "Per-term losses and reward margins over optimizer steps (train_logs/).", "",
-               *train_md, ""]
+    if len(forms) > 1:
+        train_md += _drawn(rep, "margins_tpd_forms", figures.margin_curves(logs, fig_dir / "margins_tpd_forms.png", forms))
+    if not train_md:
+        return []
+    return ["## Training", "", "Per-term losses and reward margins over optimizer steps (train_logs/).", "",
+            *train_md, ""]
 
-    # the appendix: per scoring mode, the paper-shaped tables
-    md += ["## Appendix: the paper-shaped tables per scoring mode", ""]
+
+def mode_tables_section(P: ResultsParams, rep: Report, metrics: dict, variants: list[str]) -> list[str]:
+    """The appendix's paper-shaped tables (Tables 2 and 3) per scoring mode, and the change over the baseline."""
+    md = ["## Appendix: the paper-shaped tables per scoring mode", ""]
     for mode in P.modes:
         t2, t3 = table2(metrics, variants, mode), table3(metrics, variants, mode)
         rep.tables[f"table2_{mode}"], rep.tables[f"table3_{mode}"] = t2, t3
@@ -407,68 +437,82 @@ def build_report(P: ResultsParams) -> Report:
             rep.tables[f"gain_{mode}"] = gains
             md += [f"Relative change over `{P.baseline}` (percent of the baseline value):", "",
                    markdown_table(gains, "{:+.1f}", index=True), ""]
+    return md
 
+
+def ablation_section(P: ResultsParams, rep: Report, metrics: dict) -> list[str]:
     abl = ablation_table(metrics, P.headline_mode)
     rep.tables["ablation"] = abl
-    md += [f"## Ablation (this run, mode `{P.headline_mode}`)", "", markdown_table(abl, index=True), ""]
+    return [f"## Ablation (this run, mode `{P.headline_mode}`)", "", markdown_table(abl, index=True), ""]
 
+
+def error_rates_section(rep: Report, metrics: dict, variants: list[str]) -> list[str]:
     rates = error_rate_table(metrics, variants)
     rep.tables["error_rates"] = rates
-    if not rates.empty and rates.notna().any().any():
-        md += ["## Hallucination and spurious-association rates (this run; lower is better)", "",
-               markdown_table(rates, "{:.3f}", index=True), ""]
+    if rates.empty or not rates.notna().any().any():
+        return []
+    return ["## Hallucination and spurious-association rates (this run; lower is better)", "",
+            markdown_table(rates, "{:.3f}", index=True), ""]
 
-    reading_md, reading = mcq_reading_section(metrics, variants, P.baseline)
-    if reading is not None:
-        rep.tables["mcq_reading"] = reading
-        md += reading_md
 
+def seeds_section(P: ResultsParams, rep: Report) -> list[str]:
+    """Mean ± sd of the headline numbers over this run and its seeds/ reruns (`seed_summary`)."""
+    run_dir = Path(P.run_dir)
     seeds = seed_summary(Path(P.seeds_dir), P.variants, P.headline_mode, base_metrics=run_dir / "metrics")
-    if seeds is not None:
-        rep.tables["seeds"] = seeds
-        md += [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
-               f"This run (seed {P.seed}) and the reruns in `{shown_path(P.seeds_dir, run_dir)}`: the same data, "
-               f"pairs and reference model; DPO training (LoRA init, data order) and evaluation repeated per seed. "
-               f"The reference model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
+    if seeds is None:
+        return []
+    rep.tables["seeds"] = seeds
+    return [f"## Mean ± standard deviation over training seeds (mode `{P.headline_mode}`)", "",
+            f"This run (seed {P.seed}) and the reruns in `{shown_path(P.seeds_dir, run_dir)}`: the same data, "
+            f"pairs and reference model; DPO training (LoRA init, data order) and evaluation repeated per seed. "
+            f"The reference model is not retrained, so it appears once.", "", markdown_table(seeds, index=True), ""]
 
+
+def figures_section(P: ResultsParams, rep: Report, fig_dir: Path, variants: list[str]) -> list[str]:
+    """Bars of the headline mode's tables and of the error rates (read from rep.tables), then the
+    evaluation notebooks' figures."""
     head2, head3 = rep.tables.get(f"table2_{P.headline_mode}"), rep.tables.get(f"table3_{P.headline_mode}")
     fig_md = []
     if head2 is not None:
-        f = figures.table2_bars(head2, fig_dir / "bars_table2.png", f"Zero-shot benchmarks (mode {P.headline_mode})",
-                                EMER_COLUMNS)
-        if f:
-            rep.figures["bars_table2"] = f
-            fig_md.append("![bars_table2](figures/bars_table2.png)")
+        fig_md += _drawn(rep, "bars_table2", figures.table2_bars(
+            head2, fig_dir / "bars_table2.png", f"Zero-shot benchmarks (mode {P.headline_mode})", EMER_COLUMNS))
     if head3 is not None:
-        f = figures.grouped_bars(head3, fig_dir / "bars_table3.png", f"EmoReAlM (mode {P.headline_mode}, percent)")
-        if f:
-            rep.figures["bars_table3"] = f
-            fig_md.append("![bars_table3](figures/bars_table3.png)")
-    f = figures.error_rates(rates, fig_dir / "error_rates.png")
-    if f:
-        rep.figures["error_rates"] = f
-        fig_md.append("![error_rates](figures/error_rates.png)")
-    md += ["## Figures", "", *fig_md, "", *appendix_figures(run_dir, fig_dir, variants, rep)]
+        fig_md += _drawn(rep, "bars_table3", figures.grouped_bars(
+            head3, fig_dir / "bars_table3.png", f"EmoReAlM (mode {P.headline_mode}, percent)"))
+    fig_md += _drawn(rep, "error_rates", figures.error_rates(rep.tables["error_rates"], fig_dir / "error_rates.png"))
+    return ["## Figures", "", *fig_md, "", *appendix_figures(Path(P.run_dir), fig_dir, variants, rep)]
 
+
+def _drawn(rep: Report, name: str, f: Path | None) -> list[str]:
+    """The image line of figures/<name>.png when it was drawn (`f`), which rep.figures then lists."""
+    if not f:
+        return []
+    rep.figures[name] = f
+    return [f"![{name}](figures/{name}.png)"]
+
+
+def paper_section() -> list[str]:
+    """The paper's own Tables 2, 3 and ablation, labelled as such."""
     names = paper_column_names()
-    md += ["## Reported by the paper (not produced by this kit)", "",
-           "Copied from the paper (Tables 2, 3 and the ablation text) for comparison; real models and data, "
-           "not the synthetic world. Columns under the kit's names. Scored by the released evaluation code: the "
-           f"comparable numbers of this kit are those of scoring mode {mode_label(PAPER_SCORING_MODE)}.", ""]
+    md = ["## Reported by the paper (not produced by this kit)", "",
+          "Copied from the paper (Tables 2, 3 and the ablation text) for comparison; real models and data, "
+          "not the synthetic world. Columns under the kit's names. Scored by the released evaluation code: the "
+          f"comparable numbers of this kit are those of scoring mode {mode_label(PAPER_SCORING_MODE)}.", ""]
     for key in ("table2", "table3", "ablation"):
         md += [f"Paper {key}:", "", markdown_table(paper_reported(key).rename(columns=names), index=True), ""]
+    return md
 
-    md += settings_lines(metrics, run_dir)
+
+def wall_times_section(rep: Report, run_dir: Path) -> list[str]:
+    """Wall time per stage from run_times.json (the runner's)."""
     times_file = run_dir / "run_times.json"
-    if times_file.is_file():
-        times = pd.DataFrame(json.loads(times_file.read_text()))
-        per_stage = times.groupby("stage", sort=False)["seconds"].agg(["count", "sum"]).rename(
-            columns={"count": "notebooks", "sum": "seconds"})
-        rep.tables["wall_times"] = per_stage
-        md += ["## Wall times", "", markdown_table(per_stage, "{:.1f}", index=True), "",
-               f"Total: {times['seconds'].sum():.1f} s summed over {len(times)} notebook executions. With "
-               "`variant_jobs` > 1 (run.yaml) a stage's variants run side by side, so the run's wall time is "
-               "less than this sum: `run.log` has it (`total`).", ""]
-    rep.markdown = strip_machine_paths("\n".join(md), run_dir)
-    atomic_write_text(P.report_file, rep.markdown)
-    return rep
+    if not times_file.is_file():
+        return []
+    times = pd.DataFrame(json.loads(times_file.read_text()))
+    per_stage = times.groupby("stage", sort=False)["seconds"].agg(["count", "sum"]).rename(
+        columns={"count": "notebooks", "sum": "seconds"})
+    rep.tables["wall_times"] = per_stage
+    return ["## Wall times", "", markdown_table(per_stage, "{:.1f}", index=True), "",
+            f"Total: {times['seconds'].sum():.1f} s summed over {len(times)} notebook executions. With "
+            "`variant_jobs` > 1 (run.yaml) a stage's variants run side by side, so the run's wall time is "
+            "less than this sum: `run.log` has it (`total`).", ""]

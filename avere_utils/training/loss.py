@@ -152,90 +152,119 @@ def _require(value, what: str, cfg: LossConfig):
     return value
 
 
-def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
-    """L = L_y + lambda_av * L_av per sample (see the module docstring), and its metrics.
+@dataclass
+class _ResponseTerms:
+    """The response-preference side of one batch, each [B]: rho of the chosen and of each rejected response,
+    their beta_i-weighted sum, the reward margin before TPD, the TPD offset and the text margin (policy form)."""
 
-    Metrics (per sample, detached): loss, loss_y, loss_av (NaN where no PMP input), rewards/chosen,
-    rewards/<kind> for each rejection, rewards/rejected (the beta_i-weighted rejection reward),
-    rewards/chosen_pmp (NaN where no PMP input), margins/response (beta*[rho_w - sum beta_i rho_i], the
-    reward margin before TPD), margins/<kind>, tpd_offset (what is subtracted from z_y), z_y, margins/pmp
-    (= z_av), and accuracies/* (margin > 0) for each margin; with tpd_form policy also margins/text
-    (beta * [rho^text_w - sum beta_i rho^text_i], the margin the text alone would give).
-    """
+    rho_w: torch.Tensor
+    rho_l: dict[str, torch.Tensor]
+    rho_l_weighted: torch.Tensor
+    margin_y: torch.Tensor
+    tpd_offset: torch.Tensor
+    text_margin: torch.Tensor | None
+
+
+def avem_dpo_loss(inputs: LossInputs, config: LossConfig) -> LossOutput:
+    """L = L_y + lambda_av * L_av per sample (see the module docstring), and its per-sample metrics
+    (`_loss_metrics` lists them)."""
+    weights = _rejection_weights(inputs, config)
+    terms = _response_terms(inputs, config, weights)
+    z_y = terms.margin_y - terms.tpd_offset
+    loss_y = -F.logsigmoid(z_y)
+    per_sample, pmp_metrics = _add_pmp(inputs, config, terms.rho_w, loss_y)
+    metrics = _loss_metrics(config.beta, terms, z_y, loss_y, per_sample, pmp_metrics)
+    return LossOutput(loss=per_sample.mean(), per_sample=per_sample, metrics=metrics)
+
+
+def _rejection_weights(inputs: LossInputs, config: LossConfig) -> dict[str, float]:
+    """The config's rejection weights, after checking that every weighted rejection has its log-probs."""
     weights = config.rejection_weights()
     missing = [k for k in weights if k not in inputs.policy_rejected or k not in inputs.ref_rejected]
     if missing:
         raise ValueError(f"avem_dpo_loss: log-probs of rejection(s) {missing} are missing; "
                          f"the config {config} needs {list(weights)}")
+    return weights
+
+
+def _response_terms(inputs: LossInputs, config: LossConfig, weights: Mapping[str, float]) -> _ResponseTerms:
+    """ERP: beta * [rho(y_w) - sum_i beta_i rho(y_l^i)], and the TPD offset subtracted from it."""
     beta = config.beta
     rho_w = inputs.policy_chosen - inputs.ref_chosen
     rho_l = {k: inputs.policy_rejected[k] - inputs.ref_rejected[k] for k in weights}
     rho_l_weighted = sum(w * rho_l[k] for k, w in weights.items())
     margin_y = beta * (rho_w - rho_l_weighted)
-
-    text_margin = None
     if config.needs_text:
-        text_w = _require(inputs.text_chosen, "text_chosen", config).detach()
-        text_l = _require(inputs.text_rejected, "text_rejected", config)
-        if config.tpd_form == "policy":
-            pol_w = _require(inputs.policy_text_chosen, "policy_text_chosen", config)
-            pol_l = _require(inputs.policy_text_rejected, "policy_text_rejected", config)
-            text_margin = beta * ((pol_w - text_w)
-                                  - sum(w * (pol_l[k] - text_l[k].detach()) for k, w in weights.items()))
-            tpd_offset = config.gamma_tpd * text_margin
-        else:
-            text_diff = text_w - sum(w * text_l[k].detach() for k, w in weights.items())
-            tpd_offset = (1.0 if config.tpd_form == "literal" else -1.0) * config.gamma_tpd * text_diff
+        tpd_offset, text_margin = _tpd_offset(inputs, config, weights)
     else:
-        tpd_offset = torch.zeros_like(margin_y)
-    z_y = margin_y - tpd_offset
-    loss_y = -F.logsigmoid(z_y)
+        tpd_offset, text_margin = torch.zeros_like(margin_y), None
+    return _ResponseTerms(rho_w, rho_l, rho_l_weighted, margin_y, tpd_offset, text_margin)
 
-    nan = torch.full_like(margin_y, float("nan")).detach()
-    if config.needs_pmp:
-        policy_pmp = _require(inputs.policy_chosen_pmp, "policy_chosen_pmp", config)
-        ref_pmp = _require(inputs.ref_chosen_pmp, "ref_chosen_pmp", config)
-        mask = (inputs.pmp_mask.bool() if inputs.pmp_mask is not None
-                else torch.ones_like(margin_y, dtype=torch.bool))
-        rho_w_pmp = policy_pmp - ref_pmp
-        z_av = beta * (rho_w - rho_w_pmp)
-        loss_av = -F.logsigmoid(z_av)
-        # torch.where routes zero gradient to the unselected branch, so samples without PMP contribute nothing
-        per_sample = loss_y + config.lambda_av * torch.where(mask, loss_av, torch.zeros_like(loss_av))
-        pmp_metrics = {
-            "loss_av": torch.where(mask, loss_av.detach(), nan),
-            "rewards/chosen_pmp": torch.where(mask, beta * rho_w_pmp.detach(), nan),
-            "margins/pmp": torch.where(mask, z_av.detach(), nan),
-            "accuracies/pmp": torch.where(mask, (z_av.detach() > 0).float(), nan),
-        }
-    else:
-        per_sample = loss_y
-        pmp_metrics = {"loss_av": nan, "rewards/chosen_pmp": nan, "margins/pmp": nan, "accuracies/pmp": nan}
 
-    r_w = (beta * rho_w).detach()
-    metrics: dict[str, torch.Tensor] = {
-        "loss": per_sample.detach(),
-        "loss_y": loss_y.detach(),
-        **{k: v for k, v in pmp_metrics.items() if k == "loss_av"},
-        "rewards/chosen": r_w,
-        "rewards/rejected": (beta * rho_l_weighted).detach(),
+def _tpd_offset(inputs: LossInputs, config: LossConfig, weights: Mapping[str, float]
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What `tpd_form` subtracts from z_y, and (policy form only) the text margin it is made of."""
+    text_w = _require(inputs.text_chosen, "text_chosen", config).detach()
+    text_l = _require(inputs.text_rejected, "text_rejected", config)
+    if config.tpd_form == "policy":
+        pol_w = _require(inputs.policy_text_chosen, "policy_text_chosen", config)
+        pol_l = _require(inputs.policy_text_rejected, "policy_text_rejected", config)
+        text_margin = config.beta * ((pol_w - text_w)
+                                     - sum(w * (pol_l[k] - text_l[k].detach()) for k, w in weights.items()))
+        return config.gamma_tpd * text_margin, text_margin
+    text_diff = text_w - sum(w * text_l[k].detach() for k, w in weights.items())
+    return (1.0 if config.tpd_form == "literal" else -1.0) * config.gamma_tpd * text_diff, None
+
+
+def _add_pmp(inputs: LossInputs, config: LossConfig, rho_w: torch.Tensor, loss_y: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The per-sample loss L_y + lambda_av * m * L_av, and the PMP metrics (NaN where no PMP input)."""
+    nan = torch.full_like(loss_y, float("nan")).detach()
+    if not config.needs_pmp:
+        return loss_y, {"loss_av": nan, "rewards/chosen_pmp": nan, "margins/pmp": nan, "accuracies/pmp": nan}
+    policy_pmp = _require(inputs.policy_chosen_pmp, "policy_chosen_pmp", config)
+    ref_pmp = _require(inputs.ref_chosen_pmp, "ref_chosen_pmp", config)
+    mask = (inputs.pmp_mask.bool() if inputs.pmp_mask is not None
+            else torch.ones_like(loss_y, dtype=torch.bool))
+    rho_w_pmp = policy_pmp - ref_pmp
+    z_av = config.beta * (rho_w - rho_w_pmp)
+    loss_av = -F.logsigmoid(z_av)
+    # torch.where routes zero gradient to the unselected branch, so samples without PMP contribute nothing
+    per_sample = loss_y + config.lambda_av * torch.where(mask, loss_av, torch.zeros_like(loss_av))
+    return per_sample, {
+        "loss_av": torch.where(mask, loss_av.detach(), nan),
+        "rewards/chosen_pmp": torch.where(mask, config.beta * rho_w_pmp.detach(), nan),
+        "margins/pmp": torch.where(mask, z_av.detach(), nan),
+        "accuracies/pmp": torch.where(mask, (z_av.detach() > 0).float(), nan),
     }
-    for k in weights:
-        metrics[f"rewards/{k}"] = (beta * rho_l[k]).detach()
-    metrics["rewards/chosen_pmp"] = pmp_metrics["rewards/chosen_pmp"]
-    metrics["margins/response"] = margin_y.detach()
-    for k in weights:
-        metrics[f"margins/{k}"] = r_w - metrics[f"rewards/{k}"]
-    metrics["margins/pmp"] = pmp_metrics["margins/pmp"]
-    if text_margin is not None:
-        metrics["margins/text"] = text_margin.detach()
-    metrics["tpd_offset"] = tpd_offset.detach()
-    metrics["z_y"] = z_y.detach()
-    metrics["accuracies/response"] = (margin_y.detach() > 0).float()
-    for k in weights:
-        metrics[f"accuracies/{k}"] = (metrics[f"margins/{k}"] > 0).float()
-    metrics["accuracies/pmp"] = pmp_metrics["accuracies/pmp"]
-    return LossOutput(loss=per_sample.mean(), per_sample=per_sample, metrics=metrics)
+
+
+def _loss_metrics(beta: float, terms: _ResponseTerms, z_y: torch.Tensor, loss_y: torch.Tensor,
+                 per_sample: torch.Tensor, pmp: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-sample metrics (detached): loss, loss_y, loss_av (NaN where no PMP input), rewards/chosen,
+    rewards/rejected (the beta_i-weighted rejection reward), rewards/<kind> for each rejection,
+    rewards/chosen_pmp (NaN where no PMP input), margins/response (beta*[rho_w - sum beta_i rho_i], the reward
+    margin before TPD), margins/<kind>, margins/pmp (= z_av), with tpd_form policy margins/text
+    (beta * [rho^text_w - sum beta_i rho^text_i], the margin the text alone would give), tpd_offset (what is
+    subtracted from z_y), z_y, and accuracies/* (margin > 0) for each margin but the text one."""
+    r_w = (beta * terms.rho_w).detach()
+    rewards = {k: (beta * rho).detach() for k, rho in terms.rho_l.items()}
+    margins = {k: r_w - r for k, r in rewards.items()}
+    metrics = {
+        "loss": per_sample.detach(), "loss_y": loss_y.detach(), "loss_av": pmp["loss_av"],
+        "rewards/chosen": r_w, "rewards/rejected": (beta * terms.rho_l_weighted).detach(),
+        **{f"rewards/{k}": r for k, r in rewards.items()},
+        "rewards/chosen_pmp": pmp["rewards/chosen_pmp"],
+        "margins/response": terms.margin_y.detach(),
+        **{f"margins/{k}": m for k, m in margins.items()},
+        "margins/pmp": pmp["margins/pmp"],
+    }
+    if terms.text_margin is not None:
+        metrics["margins/text"] = terms.text_margin.detach()
+    return {**metrics, "tpd_offset": terms.tpd_offset.detach(), "z_y": z_y.detach(),
+            "accuracies/response": (terms.margin_y.detach() > 0).float(),
+            **{f"accuracies/{k}": (m > 0).float() for k, m in margins.items()},
+            "accuracies/pmp": pmp["accuracies/pmp"]}
 
 
 def summarize(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -384,73 +384,22 @@ class Trainer:
                      len(self.rows), self.total_steps, self.order.global_batch, self.order.dropped_per_epoch,
                      describe(self.config))
         self.precompute(self.visited_indices(start))
-        logger = None
-        if self.is_main:
-            work = self.working_log()
-            if start and not work.is_file() and Path(p.log_file).is_file():
-                work.write_text(Path(p.log_file).read_text())  # a checkpoint from before the working log
-            logger = StepLogger(work, keep_until_step=start)
-        tracking = p.report_to != "none"
-        if tracking:
-            if start == 0 and self.is_main:  # a fresh run: the curves of an earlier run of this variant go
-                shutil.rmtree(tracker_dir(p) / p.variant, ignore_errors=True)
-            self.accelerator.init_trackers(p.variant)
-        samples_per_step_local = self.order.per_device * self.order.accum
+        logger = self._open_step_log(start)
+        tracking = self._start_tracking(start)
         history: list[dict[str, Any]] = []
         self.backend.model.train()
         try:
             bar = tqdm(range(start, self.total_steps), desc=f"train {p.variant}", disable=not self.is_main,
                        initial=start, total=self.total_steps, mininterval=5)
             for step0 in bar:
-                step = step0 + 1
-                t_step = time.perf_counter()
-                self.optimizer.zero_grad(set_to_none=True)
-                per_sample: dict[str, list[torch.Tensor]] = {}
-                for micro in self.order.micro_batches(step0, self.rank):
-                    out = self.micro_batch_loss(micro)
-                    # sum / samples of the whole step: accumulation reproduces the large-batch mean exactly
-                    self.accelerator.backward(out.per_sample.sum() / samples_per_step_local)
-                    for k, v in out.metrics.items():
-                        per_sample.setdefault(k, []).append(v.float())
-                self._average_gradients()
-                if self.hooks.on_before_optimizer_step:
-                    self.hooks.on_before_optimizer_step(self, step)
-                if p.max_grad_norm > 0:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, p.max_grad_norm))
-                else:
-                    grad_norm = float(torch.linalg.vector_norm(
-                        torch.stack([g.grad.norm() for g in self.trainable if g.grad is not None])))
-                lr = self.scheduler.get_last_lr()[0]
-                self.optimizer.step()
-                self.scheduler.step()
-                metrics = {k: self.accelerator.gather(torch.cat(v)) for k, v in per_sample.items()}
-                record = {"step": step, "epoch": step0 // self.order.steps_per_epoch, "lr": lr,
-                          **summarize(metrics), "grad_norm": grad_norm,
-                          "samples": step * self.order.global_batch,
-                          "step_seconds": time.perf_counter() - t_step}
+                record = self._optimizer_step(step0)
                 history.append(record)
-                # logging_steps: the step log and the tracker get every n-th step and the last one
-                logged = step % p.logging_steps == 0 or step == self.total_steps
-                if logger is not None:
-                    if logged:
-                        logger.log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
-                                    refresh=False)  # redraws stay throttled (see models/sft.run_sft)
-                if tracking and logged:
-                    self.accelerator.log(tracked_scalars(record), step=step)
-                if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
-                    ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,
-                              scheduler=self.scheduler, state=self._state(step), is_main=self.is_main,
-                              rank=self.rank, keep=p.save_total_limit, barrier=self.accelerator.wait_for_everyone)
+                self._log_step(record, logger, bar, tracking)
+                self._save_checkpoint(record["step"])
                 if self.hooks.on_step_end:
-                    self.hooks.on_step_end(self, step, record)
+                    self.hooks.on_step_end(self, record["step"], record)
         finally:
-            self.backend.model.eval()
-            if logger is not None:
-                logger.close()
-            if tracking:  # flushed and closed also when a run stops early
-                for tracker in self.accelerator.trackers:
-                    tracker.finish()
+            self._stop_logging(logger, tracking)
         seconds = time.perf_counter() - t0
         if self.is_main:
             self.save_final(seconds, start)
@@ -460,6 +409,92 @@ class Trainer:
             self.accelerator.end_training()
         return TrainResult(p.variant, p.output_dir, p.log_file, self.total_steps, start, seconds, self.config,
                            history)
+
+    def _open_step_log(self, start: int) -> StepLogger | None:
+        """The main process's step log, holding the records of the steps before `start` (a resumed run)."""
+        if not self.is_main:
+            return None
+        work, final = self.working_log(), Path(self.params.log_file)
+        if start and not work.is_file() and final.is_file():
+            work.write_text(final.read_text())  # a checkpoint from before the working log
+        return StepLogger(work, keep_until_step=start)
+
+    def _start_tracking(self, start: int) -> bool:
+        """Start the `report_to` tracker (if any) for this variant; whether one is on."""
+        p = self.params
+        if p.report_to == "none":
+            return False
+        if start == 0 and self.is_main:  # a fresh run: the curves of an earlier run of this variant go
+            shutil.rmtree(tracker_dir(p) / p.variant, ignore_errors=True)
+        self.accelerator.init_trackers(p.variant)
+        return True
+
+    def _optimizer_step(self, step0: int) -> dict[str, Any]:
+        """One optimizer step (0-based `step0`) over this process's micro-batches; its record for the log."""
+        t_step = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        per_sample = self._accumulate_gradients(step0)
+        self._average_gradients()
+        step = step0 + 1
+        if self.hooks.on_before_optimizer_step:
+            self.hooks.on_before_optimizer_step(self, step)
+        grad_norm = self._clip_gradients()
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        metrics = {k: self.accelerator.gather(torch.cat(v)) for k, v in per_sample.items()}
+        return {"step": step, "epoch": step0 // self.order.steps_per_epoch, "lr": lr,
+                **summarize(metrics), "grad_norm": grad_norm,
+                "samples": step * self.order.global_batch,
+                "step_seconds": time.perf_counter() - t_step}
+
+    def _accumulate_gradients(self, step0: int) -> dict[str, list[torch.Tensor]]:
+        """Backward through every micro-batch of the step; the per-sample metrics of each, by name."""
+        samples_per_step_local = self.order.per_device * self.order.accum
+        per_sample: dict[str, list[torch.Tensor]] = {}
+        for micro in self.order.micro_batches(step0, self.rank):
+            out = self.micro_batch_loss(micro)
+            # sum / samples of the whole step: accumulation reproduces the large-batch mean exactly
+            self.accelerator.backward(out.per_sample.sum() / samples_per_step_local)
+            for k, v in out.metrics.items():
+                per_sample.setdefault(k, []).append(v.float())
+        return per_sample
+
+    def _clip_gradients(self) -> float:
+        """Clip to `max_grad_norm` (when > 0); the gradient norm before clipping."""
+        if self.params.max_grad_norm > 0:
+            return float(torch.nn.utils.clip_grad_norm_(self.trainable, self.params.max_grad_norm))
+        return float(torch.linalg.vector_norm(
+            torch.stack([g.grad.norm() for g in self.trainable if g.grad is not None])))
+
+    def _log_step(self, record: dict[str, Any], logger: StepLogger | None, bar: tqdm, tracking: bool) -> None:
+        """logging_steps: the step log and the tracker get every n-th step and the last one."""
+        step = record["step"]
+        logged = step % self.params.logging_steps == 0 or step == self.total_steps
+        if logger is not None:
+            if logged:
+                logger.log(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracies/response']:.2f}",
+                            refresh=False)  # redraws stay throttled (see models/sft.run_sft)
+        if tracking and logged:
+            self.accelerator.log(tracked_scalars(record), step=step)
+
+    def _save_checkpoint(self, step: int) -> None:
+        """Every `save_steps` steps and after the last one."""
+        p = self.params
+        if (p.save_steps > 0 and step % p.save_steps == 0) or step == self.total_steps:
+            ckpt.save(Path(p.checkpoint_dir), step, backend=self.backend, optimizer=self.optimizer,
+                      scheduler=self.scheduler, state=self._state(step), is_main=self.is_main,
+                      rank=self.rank, keep=p.save_total_limit, barrier=self.accelerator.wait_for_everyone)
+
+    def _stop_logging(self, logger: StepLogger | None, tracking: bool) -> None:
+        """Back to eval mode, the step log closed and the trackers flushed, also when a run stops early."""
+        self.backend.model.eval()
+        if logger is not None:
+            logger.close()
+        if tracking:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
 
     def save_final(self, seconds: float, resumed_from: int) -> None:
         p = self.params

@@ -39,7 +39,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # The CUDA environment, for a GPU machine only (never part of `make test`): requirements-gpu.lock is
-# requirements.lock with torch and torchvision as CUDA 12.8 builds from the PyTorch index (tests/test_gpu_lock.py
+# requirements.lock with torch and torchvision as CUDA 12.8 builds from the PyTorch index (tests/meta/test_gpu_lock.py
 # checks every other pin is the same).  One resolve: the lock pins torch's local version (+cu128), which only
 # that index serves; everything else comes from PyPI.  It stamps the CPU set-up too, so `make reproduce` and
 # `make test` use this environment instead of reinstalling the CPU wheel.  Then: docs/paper_run.md.
@@ -62,6 +62,7 @@ reproduce: setup
 test: setup
 	$(MAKE) --no-print-directory -j2 unit nbval
 
+# The tests live in tests/<layer>/ (tests/README.md lists the layers and which target runs what).
 # The fast tier for daily work: pure functions and fakes, no model built, no pipeline run (< 2 min).
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not model and not learning" tests
@@ -70,11 +71,12 @@ unit: setup
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q --durations=15 -m "not learning" tests
 
 # Notebooks in order (01 -> 08) at their tiny defaults, written into a fresh folder (AVERE_RUN_DIR), never
-# into outputs/tiny: a pass can not lean on a stale `make reproduce`.  Then tests/test_learning.py reads
+# into outputs/tiny: a pass can not lean on a stale `make reproduce`.  Then tests/learning/test_learning.py reads
 # what they recorded (learning thresholds live there, not in notebook cells).
 nbval: setup
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --durations=15 --nbval-lax -p no:cacheprovider notebooks/ tests/test_learning.py
+		AVERE_RUN_DIR=$$tmp/tiny $(BIN)/pytest -q --durations=15 --nbval-lax -p no:cacheprovider \
+			notebooks/ tests/learning/test_learning.py
 
 lint: setup
 	$(BIN)/ruff check avere_utils tests bench notebooks

@@ -28,7 +28,7 @@ from typing import Iterable
 
 from avere_utils.paths import REPO_ROOT, repo_path
 
-MAX_FILE_BYTES = 1_000_000  # tests/test_repo_hygiene.py's limit for a committed file
+MAX_FILE_BYTES = 1_000_000  # tests/meta/test_repo_hygiene.py's limit for a committed file
 MAX_IMAGE_KB = 300  # a notebook's PNG output above this is downscaled
 PREDICTION_PATTERNS = ("emorealm-*.jsonl", "emorealm_heldout-*.jsonl", "media_sensitivity-*.jsonl", "emer-*.judged.jsonl")
 RUN_FILES = ("report.md", "run.log", "run_times.json", "checksums.json")

@@ -5,7 +5,7 @@ per test session; the smoke test, the sweep test and the fault tests each work o
 
 The base run and the smoke run start from a scratch working directory holding only the run folder and a copy
 of the notebooks (the kernels' working directory): a stage that writes anywhere but its run folder or a
-folder its params name leaves something there, and tests/test_pipeline_smoke.py lists it (`stray_entries`)."""
+folder its params name leaves something there, and tests/runner/test_pipeline_smoke.py lists it (`stray_entries`)."""
 from __future__ import annotations
 
 import shutil
@@ -24,7 +24,7 @@ BASE_SIZES = {
     "n_mer2023": 10, "n_mer2023_worried": 1, "n_emer": 7, "n_emorealm_per_task": 4,
     "sft_epochs": 1, "sft_max_steps": 6, "sft_presence_phase_steps": 6, "n_check": 14, "n_show": 2,
 }
-# 04: one optimizer step per variant (nothing can be learned at these sizes: tests/test_learning.py reads
+# 04: one optimizer step per variant (nothing can be learned at these sizes: tests/learning/test_learning.py reads
 # the full-size nbval run instead)
 LATER_SIZES = {"max_samples": 8}
 

@@ -3,7 +3,7 @@ re-implemented as pure functions: this is what `paper` mode means.
 
 Every quirk of the released code is kept on purpose, because `paper` mode promises the paper's numbers
 for the same predictions; `strict` mode (parsing.strict_*) is where they are corrected.  Each rule is
-pinned on crafted answers in tests/test_paper_mode.py and listed one per line in docs/evaluation.md.
+pinned on crafted answers in tests/evaluation/test_paper_mode.py and listed one per line in docs/evaluation.md.
 
 Inputs follow the released readers: a prediction is the text of `<id>.txt`, stripped and lower-cased
 (`released_text`); "missing" means there is no such file (or, for the kit's own predictions, no usable

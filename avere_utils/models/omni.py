@@ -344,7 +344,7 @@ class OmniBackend(Backend):
         its last media block (memoised: it is the system prompt and the clip's placeholders, shared by every
         prompt about clips of that shape), then the text after it, which get_rope_index numbers on from the
         largest position so far on all three axes (its trailing-text rule), so the result is the same.
-        tests/test_models.py compares the two on text-only, audio-only, video and interleaved rows."""
+        tests/models/test_models.py compares the two on text-only, audio-only, video and interleaved rows."""
         tokens = ids.tolist()
         cfg = self.thinker.config
         ends = {getattr(cfg, "vision_end_token_id", None), getattr(cfg, "audio_end_token_id", None)} - {None}

@@ -1,7 +1,7 @@
 """Compare the kit's processor with transformers' official `Qwen2_5OmniProcessor` on one clip.
 
 Needs torchvision (the official video processor imports it), so it runs on a GPU/full machine only;
-tests/test_models.py skips it elsewhere with the reason shown.
+tests/models/test_models.py skips it elsewhere with the reason shown.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from avere_utils import benchmarks
 
 
 # The paper's column headers and the metric keys under them are fields of each benchmark's record
-# (benchmarks.BENCHMARKS; tests/test_protocol.py checks every key read here is one the evaluation writes).
+# (benchmarks.BENCHMARKS; tests/meta/test_protocol.py checks every key read here is one the evaluation writes).
 # Read when a table is built, so that a benchmark registered after import has its columns too.
 def columns(table: str) -> list[tuple[str, str, str]]:
     """(column, benchmark, metric key) of "table2" (recognition and EMER) or "table3" (EmoReAlM)."""

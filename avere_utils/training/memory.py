@@ -100,7 +100,7 @@ def step_passes(*, prompt_tokens: int, response_tokens: int, batch: int, method:
     per distinct prompt (real, PMP), then the four responses after their prompt's KV cache, one row each (the
     layout with `pack_candidates: false`).  The default packs a prompt's responses into one row, which keeps
     k and v over the prompt once per prompt instead of once per response: this estimate is an upper bound
-    for it (tests/test_training_memory.py measures the packed layout on the micro thinker).
+    for it (tests/training/test_training_memory.py measures the packed layout on the micro thinker).
     padded: the rows of a pass differ in length (real data: they do), so attention gets a mask; rows of
     equal length get none (transformers then lets sdpa run causal, without repeating k and v).  The
     response pass after a cache always has one."""

@@ -2,7 +2,7 @@
 
 Why not trl's DPOTrainer: in trl 1.16 it replaces the model's forward with a fused head and can silently
 drop extra multimodal inputs, and its override point is private (docs/method.md, Design constraints).  Here the model is
-used only through the Backend interface, and tests/test_trainer.py proves that the audio and the video
+used only through the Backend interface, and tests/training/test_trainer.py proves that the audio and the video
 reach the LoRA gradients.
 
 Per micro-batch: ONE policy call `sequence_logprobs(grad=True)` over every sample's chosen and rejected

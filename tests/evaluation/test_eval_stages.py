@@ -24,7 +24,7 @@ def test_params_files_load_with_every_key(profile, stage):
     if profile == "tiny":  # every key written out (the notebook's parameters cell mirrors it)
         assert set(raw) == names
         assert p == config.build(type(p), {}, "defaults")  # dataclass defaults = the tiny profile
-    else:  # the paper profile lists only what it sets (tests/test_config_drift.py)
+    else:  # the paper profile lists only what it sets (tests/meta/test_config_drift.py)
         assert set(raw) <= names and len(raw) < len(names)
     assert p.adapter_dir.endswith("/models/avem_dpo") and p.reference_dir.endswith("/models/reference")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_trainer import CORPUS, fake_rows, make_params, real_media_source
+from training.test_trainer import CORPUS, fake_rows, make_params, real_media_source
 
 from avere_utils.models.shared_prefix import common_prefix_length, group_by_prefix, nest_plan, prefix_key
 from avere_utils.records import Example, Media

@@ -2,7 +2,7 @@
 records counted, weight files named when damaged, identity by content (a copied folder is the same model,
 a changed one is not), checkpoint signatures without absolute paths, resume past a damaged checkpoint,
 and the parameter ranges.  The end-to-end cases (two runs at once, Ctrl-C, a truncated checkpoint or
-adapter of a real run, `cp -r`) are in tests/test_faults.py."""
+adapter of a real run, `cp -r`) are in tests/runner/test_faults.py."""
 from __future__ import annotations
 
 import json
@@ -179,7 +179,7 @@ def test_prediction_fingerprints_and_signatures_hold_no_place(tmp_path):
 # --- resume past a damaged checkpoint ---------------------------------------------------------------
 def test_resume_skips_a_damaged_newest_checkpoint_and_a_moved_run_redoes_nothing(tmp_path, caplog):
     import torch
-    from test_trainer import FakeBackend, fake_rows, fake_source, make_params
+    from training.test_trainer import FakeBackend, fake_rows, fake_source, make_params
 
     from avere_utils.training.step_log import read_log
     from avere_utils.training.trainer import Hooks, StopTraining, train

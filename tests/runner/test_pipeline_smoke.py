@@ -1,6 +1,6 @@
 """The whole tiny run through papermill at the smallest sizes: every stage, every variant, every metrics
 file with its required keys, and a report that names every variant.  Structure only: at these sizes nothing
-can be learned; tests/test_learning.py checks learning on the values the full-size nbval run recorded."""
+can be learned; tests/learning/test_learning.py checks learning on the values the full-size nbval run recorded."""
 from __future__ import annotations
 
 import json

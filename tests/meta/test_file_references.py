@@ -28,7 +28,7 @@ from avere_utils.paths import REPO_ROOT
 SCANNED = ("avere_utils", "notebooks", "tests", "docs")
 SCANNED_SUFFIXES = (".py", ".md", ".ipynb", ".yaml", ".yml")
 PACKAGE = "avere_utils"
-THIS = "tests/test_file_references.py"
+THIS = "tests/meta/test_file_references.py"
 
 # Files that are legitimately not in this repository.  Keep it short: each entry says where the file lives.
 EXTERNAL = {

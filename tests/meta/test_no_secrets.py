@@ -16,7 +16,7 @@ import secrets
 import nbformat
 import pytest
 from chat_stub import StubChat, completion
-from test_pairs import _answer_from_prompt, make_items, params_for
+from pairs.test_pairs import _answer_from_prompt, make_items, params_for
 
 from avere_utils import config, runner
 from avere_utils.evaluation import emer

@@ -140,7 +140,7 @@ def test_checkpoints_are_ordered_by_their_step_not_by_their_name(tmp_path):
 
 @pytest.mark.model
 def test_a_run_killed_under_the_earlier_names_resumes_and_the_rotation_counts_steps(tmp_path):
-    from test_trainer import FakeBackend, fake_rows, fake_source, make_params
+    from training.test_trainer import FakeBackend, fake_rows, fake_source, make_params
 
     from avere_utils import weights
     from avere_utils.training.step_log import read_log
@@ -181,7 +181,7 @@ def test_a_run_killed_under_the_earlier_names_resumes_and_the_rotation_counts_st
 
 @pytest.mark.model
 def test_logging_steps_thins_the_step_log_and_keeps_the_last_step(tmp_path):
-    from test_trainer import FakeBackend, fake_rows, fake_source, make_params
+    from training.test_trainer import FakeBackend, fake_rows, fake_source, make_params
 
     from avere_utils.training.step_log import read_log
     from avere_utils.training.trainer import train

@@ -29,7 +29,7 @@ def test_every_command_is_tested_or_marked():
         for ln in lines:
             if ln.startswith("#") or block_marked:
                 continue
-            tested = re.search(r"tests/test_\w+\.py", ln)
+            tested = re.search(r"tests/(?:\w+/)?test_\w+\.py", ln)
             if not MARK.search(ln) and not (tested and (REPO_ROOT / tested.group(0)).is_file()):
                 unmarked.append(ln)
     assert not unmarked, f"commands neither marked nor run by a named test: {unmarked}"
@@ -38,6 +38,6 @@ def test_every_command_is_tested_or_marked():
 def test_the_commands_said_to_be_tested_are_in_those_tests():
     for lines in command_blocks():
         for ln in lines:
-            m = re.search(r"tests/test_\w+\.py", ln)
+            m = re.search(r"tests/(?:\w+/)?test_\w+\.py", ln)
             if m and "preflight" in ln:
                 assert "preflight" in (REPO_ROOT / m.group(0)).read_text() and "--profile" in ln

@@ -602,7 +602,7 @@ def test_params_files_hold_their_keys(profile):
     from avere_utils.config import load_yaml, stage_file
     raw = load_yaml(stage_file(profile, "02_pair_construction"))
     names = {f.name for f in dataclasses.fields(PairParams)}
-    # tiny writes every key out (= the defaults); paper lists only what it sets (tests/test_config_drift.py)
+    # tiny writes every key out (= the defaults); paper lists only what it sets (tests/meta/test_config_drift.py)
     assert set(raw) == names if profile == "tiny" else set(raw) < names
     params = load_stage(profile, "02_pair_construction")
     assert os.path.isabs(params.pairs_dir) and params.pairs_dir.endswith("pairs")

@@ -8,7 +8,7 @@ killed run, its rerun and one uninterrupted run of a single stage for a single v
 Issue 23 (a run folder is safe): a second run into a busy folder is refused, a `cp -r` copy of a finished
 run redoes nothing, Ctrl-C ends with one line and resumes, a truncated newest checkpoint is skipped for the
 one before it, and a truncated adapter is an error naming the file.  The parts that need no pipeline are
-unit-tested in tests/test_run_folder.py."""
+unit-tested in tests/runner/test_run_folder.py."""
 from __future__ import annotations
 
 import contextlib

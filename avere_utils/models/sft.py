@@ -172,7 +172,8 @@ def sft_records(items: Sequence[Item], tasks: Sequence[str] = SFT_TASKS, *, epoc
                 skipped["counterfactual"] += 1
             for c in rotate(pool, pos, epoch, counterfactual_per_clip):
                 prompt = qa_prompt(c.qa)
-                out += [SFTRecord(it.id, "counterfactual", prompt, qa_answer(c.qa), group=it.id),
+                real = qa_answer({**c.qa, "answer": c.answer}) if c.answer else qa_answer(c.qa)
+                out += [SFTRecord(it.id, "counterfactual", prompt, real, group=it.id),
                         SFTRecord(c.cf_id, "counterfactual", prompt, qa_answer({**c.qa, "answer": c.cf_answer}),
                                   group=it.id)]
         if "letters" in tasks:

@@ -35,7 +35,8 @@ class StressContrast:
     cf_id: str  # the counterfactual clip's id (its media are loaded under this key)
     cf_video: str  # absolute paths of the counterfactual clip's files
     cf_audio: str
-    cf_answer: str  # the letter the annotator gives on the counterfactual clip
+    cf_answer: str  # the letter given on the counterfactual clip
+    answer: str = ""  # the letter given on the clip itself (empty: the manifest's, i.e. the annotator's)
 
 
 def annotator_letter(qa: dict[str, Any], kind: str, record: dict[str, Any], rate: float, typicality: float,
@@ -50,11 +51,15 @@ def annotator_letter(qa: dict[str, Any], kind: str, record: dict[str, Any], rate
     return wrong if np.random.default_rng(zlib.crc32(key.encode())).random() < p_wrong else right
 
 
-def stress_contrasts(items: Sequence[Item], world_root: str | Path, *, render: bool = True
-                     ) -> tuple[dict[str, list[StressContrast]], dict[str, int]]:
+def stress_contrasts(items: Sequence[Item], world_root: str | Path, *, render: bool = True,
+                     answers: str = "annotator") -> tuple[dict[str, list[StressContrast]], dict[str, int]]:
     """{item id: its stress contrasts} for the training items, and the counts of questions without one by
-    reason.  With `render`, the counterfactual clips not on disk yet are rendered (the world's process pool);
-    without, a missing one is an error (SFT workers call it after the main process rendered them)."""
+    reason.  `answers`: "annotator" (the source's noisy annotator on both clips) or "truth" (both answered from
+    the cue records: the contrast then always teaches looking; the plain qa records keep the noisy answers).
+    With `render`, the counterfactual clips not on disk yet are rendered (the world's process pool); without, a
+    missing one is an error (SFT workers call it after the main process rendered them)."""
+    if answers not in ("annotator", "truth"):
+        raise ValueError(f"contrast answers must be 'annotator' or 'truth', got {answers!r}")
     from avere_utils.synth.counterfactual import render_counterfactuals, toggle_cue, world_config, world_specs
 
     cfg, _ = world_config(world_root)
@@ -79,9 +84,14 @@ def stress_contrasts(items: Sequence[Item], world_root: str | Path, *, render: b
                 continue
             root = Path(world_root)
             video = str(root / cf.video_path) if cf.video_path else ""
-            letter = annotator_letter(qa, COUNTERFACTUAL_KIND[kind], record, cfg.qa_text_prior_rate,
-                                      cfg.cue_typicality, cf.clip_id)
-            out.setdefault(it.id, []).append(StressContrast(qa, cf.clip_id, video, str(root / cf.wav_path), letter))
+            cf_kind = COUNTERFACTUAL_KIND[kind]
+            if answers == "truth":
+                real, letter = ("A" if kind == "relevant" else "B"), ("A" if cf_kind == "relevant" else "B")
+            else:
+                real, letter = "", annotator_letter(qa, cf_kind, record, cfg.qa_text_prior_rate, cfg.cue_typicality,
+                                                    cf.clip_id)
+            out.setdefault(it.id, []).append(StressContrast(qa, cf.clip_id, video, str(root / cf.wav_path), letter,
+                                                            real))
             todo.append(cf)
     if render:
         render_counterfactuals(todo, world_root, cfg)

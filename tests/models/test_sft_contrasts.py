@@ -75,3 +75,11 @@ def test_the_task_is_opt_in_and_a_clip_without_contrasts_is_counted(caplog):
     with caplog.at_level("WARNING"):
         assert sft_records([it], ["counterfactual"], contrasts={}) == []
     assert "'counterfactual': 1" in caplog.text
+
+
+def test_a_contrast_answered_from_the_truth_overrides_the_manifests_noisy_answer():
+    it, _ = item(0)
+    noisy = {**stress_qa("hallucination", "A"), "noisy": True}  # the annotator said Yes to an absent cue
+    contrasts = {it.id: [StressContrast(noisy, "train_00001-cf-0", "cf.mp4", "cf.wav", "A", answer="B")]}
+    recs = sft_records([it], ["counterfactual"], contrasts=contrasts, counterfactual_per_clip=1)
+    assert [r.response for r in recs] == ["No (B)", "Yes (A)"]

@@ -27,6 +27,8 @@ computed through `Backend.sequence_logprobs`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import math
@@ -399,9 +401,12 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
     one continue its log file, step count and clock.  `shard` (models/sft_workers.Shard): this process's
     share of every batch when several SFT workers train together; each worker plans the same batches,
     runs its length groups, and the losses and gradients are summed over the workers.  Only worker 0
-    writes the log (log_file None: no log) and shows the bar."""
+    writes the log (log_file None: no log) and shows the bar.  The steps run through the kit's one
+    training skeleton (`training.loop.TrainingLoop`)."""
     from avere_utils.models.sft_workers import Shard
     from avere_utils.numerics import adamw  # without MKL VML's sqrt (rsqrtps-based, CPU-dependent low bits)
+    from avere_utils.training.loop import TrainingLoop
+    from avere_utils.training.step_log import StepLogger
 
     shard = shard or Shard()
     rng = np.random.default_rng(cfg.seed)
@@ -412,61 +417,76 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
                     if "counterfactual" in tasks else {})}
     epochs = planned_epochs(items, tasks, cfg, rng, **record_kw)
     total = _step_total(epochs, cfg)
-    groups = max(cfg.length_groups, shard.world)  # every worker needs a group of each batch
     params = [p for p in backend.trainable_parameters()]
     head, targets = _perception_head(backend, items, media_of, cfg)  # after the seed: its init draws from it
     if head is not None:
         params = params + list(head.parameters())
     opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, total, warmup))  # cfg.lr * factor
+    steps = _SFTSteps(backend, media_of, cfg, shard, head, targets, phase, after)
     writes = shard.is_main and log_file is not None
-    if writes:
-        log_file = Path(log_file)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
     backend.model.train()
-    step = 0
-    step_offset, seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
     # A bar redraw is one Jupyter output message, and nbval reads a cell's messages only after the cell
     # ends: with a redraw per step (1,720 SFT steps) notebook 03 once failed under nbval waiting for its
     # output after the cell had finished.  So: at most one redraw every 5 s.
-    with (open(log_file, "a" if after else "w") if writes else contextlib.nullcontext()) as flog, \
+    with (contextlib.closing(StepLogger(log_file, keep_until_step=after[-1]["step"] if after else None))
+          if writes else contextlib.nullcontext()) as logger, \
             tqdm(total=total, desc=phase, unit="step", mininterval=5, disable=not shard.is_main) as bar:
-        if writes:
-            flog.write(json.dumps({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks),
-                                   **{k: v for k, v in record_kw.items() if k not in ("presence_balance", "contrasts")},
-                                   "n_items": len(items), "steps_planned": total, "sft_workers": shard.world}) + "\n")
-        for epoch, batches in enumerate(epochs):
-            for batch in batches:
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * _lr_factor(step, total, warmup)
-                loss, nll, mine, aux, n_clips = _batch_loss(backend, batch, media_of, cfg, groups, shard, head, targets)
-                opt.zero_grad(set_to_none=True)
-                if loss.requires_grad:  # else this worker's share was empty: it adds zero gradients
-                    loss.backward()
-                shard.sum_grads_(params)
-                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                summed, per_task = _step_stats(loss, aux, head is not None and n_clips, nll, mine, batch, shard)
-                rec = {"step": step_offset + step, "phase": phase, "epoch": epoch, "loss": summed,
-                       "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
-                       "seconds": seconds_offset + time.perf_counter() - start, **per_task}
-                history.append(rec)
-                if writes:
-                    flog.write(json.dumps(rec) + "\n")
-                    flog.flush()
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
-                step += 1
-                if step == total:
-                    break
-            if step == total:
-                break
+        if logger is not None:
+            logger.log({"event": "config", "phase": phase, **asdict(cfg), "tasks": list(tasks),
+                        **{k: v for k, v in record_kw.items() if k not in ("presence_balance", "contrasts")},
+                        "n_items": len(items), "steps_planned": total, "sft_workers": shard.world})
+        loop = TrainingLoop(params, opt, schedule, losses=steps.losses, combine_gradients=shard.sum_grads_,
+                            record=steps.record, write=functools.partial(_write_step, logger, bar),
+                            max_grad_norm=cfg.grad_clip, backward=_backward_unless_empty)
+        history = loop.run(itertools.islice(enumerate((e, b) for e, batches in enumerate(epochs) for b in batches),
+                                            total))
     backend.model.eval()
     shard.check_same(params, f"SFT phase {phase!r}")
-    log.info("SFT: %d steps in %.1f s, final loss %.3f", step, time.perf_counter() - start, history[-1]["loss"])
+    log.info("SFT: %d steps in %.1f s, final loss %.3f", len(history), time.perf_counter() - steps.start,
+             history[-1]["loss"])
     return history
+
+
+class _SFTSteps:
+    """The SFT's parts of a training step: the batch's loss (this worker's share) and the step's record."""
+
+    def __init__(self, backend: Any, media_of: Callable[[str], Media], cfg: SFTConfig, shard: Any,
+                 head: torch.nn.Module | None, targets: dict[str, Any], phase: str, after: Sequence[dict[str, Any]]):
+        self.backend, self.media_of, self.cfg, self.shard = backend, media_of, cfg, shard
+        self.head, self.targets, self.phase = head, targets, phase
+        self.groups = max(cfg.length_groups, shard.world)  # every worker needs a group of each batch
+        self.step_offset, self.seconds_offset = (len(after), after[-1]["seconds"]) if after else (0, 0.0)
+        self.start = time.perf_counter()
+
+    def losses(self, step: tuple[int, tuple[int, list[SFTRecord]]]) -> Iterable[tuple[torch.Tensor, tuple]]:
+        _, (_, batch) = step
+        out = _batch_loss(self.backend, batch, self.media_of, self.cfg, self.groups, self.shard, self.head,
+                          self.targets)
+        yield out[0], out
+
+    def record(self, done: Any) -> dict[str, Any]:
+        """The step's log record (`training.loop.StepResult` done), its statistics summed over the workers."""
+        step, (epoch, batch) = done.step
+        loss, nll, mine, aux, n_clips = done.outputs[0]
+        summed, per_task = _step_stats(loss, aux, self.head is not None and n_clips, nll, mine, batch, self.shard)
+        return {"step": self.step_offset + step, "phase": self.phase, "epoch": epoch, "loss": summed,
+                "lr": done.lr, "grad_norm": done.grad_norm,
+                "seconds": self.seconds_offset + time.perf_counter() - self.start, **per_task}
+
+
+def _backward_unless_empty(loss: torch.Tensor) -> None:
+    if loss.requires_grad:  # else this worker's share was empty: it adds zero gradients
+        loss.backward()
+
+
+def _write_step(logger: Any, bar: tqdm, record: dict[str, Any]) -> None:
+    """A step's record to the log (worker 0, when there is one) and the bar."""
+    if logger is not None:
+        logger.log(record)
+    bar.update(1)
+    bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
 
 
 def _step_total(epochs: Sequence[Sequence[Any]], cfg: SFTConfig) -> int:

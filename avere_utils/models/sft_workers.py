@@ -77,17 +77,13 @@ class Shard:
         return t
 
     def sum_grads_(self, params: Sequence[torch.nn.Parameter]) -> None:
-        """Sum the parameters' gradients over the workers in one message.  A parameter this worker did not
-        reach counts as a zero gradient, so every worker ends with a gradient for every parameter."""
+        """Sum the parameters' gradients over the workers in one message (`training.loop.reduce_gradients_`:
+        a parameter this worker did not reach counts as a zero gradient)."""
         if self.world == 1:
             return
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        self.sum_(flat)
-        pos = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[pos:pos + n].view_as(p).clone()
-            pos += n
+        from avere_utils.training.loop import reduce_gradients_
+
+        reduce_gradients_(params, self.sum_)
 
     def check_same(self, params: Sequence[torch.nn.Parameter], what: str) -> None:
         """Fail loudly unless every worker holds bit-identical parameters (a guard on the claim above)."""

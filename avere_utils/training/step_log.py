@@ -1,6 +1,7 @@
-"""Per-step training logs: one JSON object per optimizer step in `<run_dir>/train_logs/<variant>.jsonl`
-(flushed every line, so a killed run keeps what it did).  `report_to: tensorboard` adds the same scalars
-through accelerate's tracker API (the trainer owns the Accelerator; `tracked_scalars` picks what goes)."""
+"""Per-step training logs: one JSON object per optimizer step in `<run_dir>/train_logs/<variant>.jsonl` (the
+DPO) or `reference.jsonl` (the SFT, each phase after a line of its config), flushed every line, so a killed
+run keeps what it did.  `report_to: tensorboard` adds the same scalars through accelerate's tracker API (the
+trainer owns the Accelerator; `tracked_scalars` picks what goes)."""
 from __future__ import annotations
 
 import json
@@ -23,12 +24,13 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 class StepLogger:
-    def __init__(self, path: str | Path, *, keep_until_step: int = 0):
-        """Open the log.  Lines of steps <= keep_until_step are kept (a resumed run), later ones dropped, so
-        that no step appears twice."""
+    def __init__(self, path: str | Path, *, keep_until_step: int | None = None):
+        """Open the log.  Lines of steps <= keep_until_step are kept (a resumed run, or a later SFT phase
+        that continues the log), later ones dropped, so that no step appears twice; None starts it empty."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_log(self.path) if r.get("step", 0) <= keep_until_step]
+        kept = [] if keep_until_step is None else [r for r in read_log(self.path)
+                                                  if r.get("step", 0) <= keep_until_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._f = open(self.path, "a")
 

@@ -1,4 +1,6 @@
-"""The AVEm-DPO training loop: one readable loop over optimizer steps (cleanrl style) on accelerate.
+"""The AVEm-DPO trainer on accelerate; its optimizer steps run through the kit's one training skeleton
+(`training/loop.TrainingLoop`, shared with the SFT), to which it gives its micro-batch losses, the gradient
+average, the step record, checkpoints and the tracker.
 
 Why not trl's DPOTrainer: in trl 1.16 it replaces the model's forward with a fused head and can silently
 drop extra multimodal inputs, and its override point is private (docs/method.md, Design constraints).  Here the model is
@@ -21,6 +23,7 @@ its own module, not a DDP wrapper, so DDP's hooks could not do it), which equals
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +32,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -43,6 +46,7 @@ from avere_utils.models.backend import Backend
 from avere_utils.paths import atomic_write_text, run_relative
 from avere_utils.training.data import DataOrder, PairSource, SamplePlan, check_rows, plan_sample
 from avere_utils.training.logp_cache import LogpCache, model_fingerprint
+from avere_utils.training.loop import StepResult, TrainingLoop, reduce_gradients_
 from avere_utils.training.loss import LossConfig, LossInputs, LossOutput, avem_dpo_loss, summarize
 from avere_utils.training.params import TrainParams, upgrade_keys
 from avere_utils.training.step_log import StepLogger, tracked_scalars
@@ -302,18 +306,15 @@ class Trainer:
             self.logps.update(dict(zip(todo, lp.float().tolist())))
 
     # --- the loop -------------------------------------------------------------------------------
-    def _average_gradients(self) -> None:
-        if self.world == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.trainable]
-        flat = torch.cat([g.reshape(-1) for g in grads])
+    def _average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """The mean of the processes' gradients, in one all-reduce (the backend calls its own module, not a
+        DDP wrapper, so DDP's hooks could not do it)."""
+        if self.world > 1:
+            reduce_gradients_(params, self._mean_over_processes)
+
+    def _mean_over_processes(self, flat: torch.Tensor) -> None:
         torch.distributed.all_reduce(flat)
         flat /= self.world
-        offset = 0
-        for p in self.trainable:
-            n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).clone()
-            offset += n
 
     def _broadcast_parameters(self) -> None:
         """Every process starts from rank 0's adapter weights (what DDP does at wrap time)."""
@@ -386,18 +387,17 @@ class Trainer:
         self.precompute(self.visited_indices(start))
         logger = self._open_step_log(start)
         tracking = self._start_tracking(start)
-        history: list[dict[str, Any]] = []
         self.backend.model.train()
         try:
-            bar = tqdm(range(start, self.total_steps), desc=f"train {p.variant}", disable=not self.is_main,
-                       initial=start, total=self.total_steps, mininterval=5)
-            for step0 in bar:
-                record = self._optimizer_step(step0)
-                history.append(record)
-                self._log_step(record, logger, bar, tracking)
-                self._save_checkpoint(record["step"])
-                if self.hooks.on_step_end:
-                    self.hooks.on_step_end(self, record["step"], record)
+            with tqdm(desc=f"train {p.variant}", disable=not self.is_main, initial=start, total=self.total_steps,
+                      mininterval=5) as bar:
+                loop = TrainingLoop(
+                    self.trainable, self.optimizer, self.scheduler, losses=self._micro_batch_losses,
+                    combine_gradients=self._average_gradients, record=self._step_record,
+                    write=functools.partial(self._log_step, logger=logger, bar=bar, tracking=tracking),
+                    max_grad_norm=p.max_grad_norm, backward=self.accelerator.backward,
+                    before_optimizer_step=self._before_optimizer_step, after_step=self._after_step)
+                history = loop.run(range(start, self.total_steps))
         finally:
             self._stop_logging(logger, tracking)
         seconds = time.perf_counter() - t0
@@ -429,48 +429,43 @@ class Trainer:
         self.accelerator.init_trackers(p.variant)
         return True
 
-    def _optimizer_step(self, step0: int) -> dict[str, Any]:
-        """One optimizer step (0-based `step0`) over this process's micro-batches; its record for the log."""
-        t_step = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        per_sample = self._accumulate_gradients(step0)
-        self._average_gradients()
-        step = step0 + 1
-        if self.hooks.on_before_optimizer_step:
-            self.hooks.on_before_optimizer_step(self, step)
-        grad_norm = self._clip_gradients()
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        metrics = {k: self.accelerator.gather(torch.cat(v)) for k, v in per_sample.items()}
-        return {"step": step, "epoch": step0 // self.order.steps_per_epoch, "lr": lr,
-                **summarize(metrics), "grad_norm": grad_norm,
-                "samples": step * self.order.global_batch,
-                "step_seconds": time.perf_counter() - t_step}
-
-    def _accumulate_gradients(self, step0: int) -> dict[str, list[torch.Tensor]]:
-        """Backward through every micro-batch of the step; the per-sample metrics of each, by name."""
+    def _micro_batch_losses(self, step0: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """Each of this process's micro-batches of the (0-based) step: its loss for the backward and its
+        per-sample metrics.  The loss is the micro-batch's sum over the samples of the whole step, so that
+        accumulation reproduces the large-batch mean exactly."""
         samples_per_step_local = self.order.per_device * self.order.accum
-        per_sample: dict[str, list[torch.Tensor]] = {}
         for micro in self.order.micro_batches(step0, self.rank):
             out = self.micro_batch_loss(micro)
-            # sum / samples of the whole step: accumulation reproduces the large-batch mean exactly
-            self.accelerator.backward(out.per_sample.sum() / samples_per_step_local)
-            for k, v in out.metrics.items():
-                per_sample.setdefault(k, []).append(v.float())
-        return per_sample
+            yield out.per_sample.sum() / samples_per_step_local, out.metrics
 
-    def _clip_gradients(self) -> float:
-        """Clip to `max_grad_norm` (when > 0); the gradient norm before clipping."""
-        if self.params.max_grad_norm > 0:
-            return float(torch.nn.utils.clip_grad_norm_(self.trainable, self.params.max_grad_norm))
-        return float(torch.linalg.vector_norm(
-            torch.stack([g.grad.norm() for g in self.trainable if g.grad is not None])))
+    def _before_optimizer_step(self, step0: int) -> None:
+        if self.hooks.on_before_optimizer_step:
+            self.hooks.on_before_optimizer_step(self, step0 + 1)
+
+    def _step_record(self, done: StepResult) -> dict[str, Any]:
+        """A step's record for the log: its metrics gathered over the processes (steps are 1-based here)."""
+        per_sample: dict[str, list[torch.Tensor]] = {}
+        for metrics in done.outputs:
+            for k, v in metrics.items():
+                per_sample.setdefault(k, []).append(v.float())
+        gathered = {k: self.accelerator.gather(torch.cat(v)) for k, v in per_sample.items()}
+        step = done.step + 1
+        return {"step": step, "epoch": done.step // self.order.steps_per_epoch, "lr": done.lr,
+                **summarize(gathered), "grad_norm": done.grad_norm,
+                "samples": step * self.order.global_batch,
+                "step_seconds": time.perf_counter() - done.started}
+
+    def _after_step(self, step0: int, record: dict[str, Any]) -> None:
+        self._save_checkpoint(record["step"])
+        if self.hooks.on_step_end:
+            self.hooks.on_step_end(self, record["step"], record)
 
     def _log_step(self, record: dict[str, Any], logger: StepLogger | None, bar: tqdm, tracking: bool) -> None:
-        """logging_steps: the step log and the tracker get every n-th step and the last one."""
+        """The one writer of a step's record.  logging_steps: the step log and the tracker get every n-th
+        step and the last one."""
         step = record["step"]
         logged = step % self.params.logging_steps == 0 or step == self.total_steps
+        bar.update(1)
         if logger is not None:
             if logged:
                 logger.log(record)

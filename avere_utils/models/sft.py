@@ -36,7 +36,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -258,7 +258,7 @@ class SFTConfig:
     lr: float = _stage("sft_lr")
     weight_decay: float = _stage("sft_weight_decay")
     warmup_ratio: float = _stage("sft_warmup_ratio")
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # the gradients' norm bound; 0: no clipping (as the DPO's max_grad_norm)
     max_steps: int = _stage("sft_max_steps")  # 0: every planned step; > 0 a step bound; never a time cap
     seed: int = _stage("seed")
     # "token": mean NLL over all response tokens of the batch (standard SFT; every token counts the same, so
@@ -440,8 +440,7 @@ def run_sft(backend: Any, items: Sequence[Item], media_of: Callable[[str], Media
         loop = TrainingLoop(params, opt, schedule, losses=steps.losses, combine_gradients=shard.sum_grads_,
                             record=steps.record, write=functools.partial(_write_step, logger, bar),
                             max_grad_norm=cfg.grad_clip, backward=_backward_unless_empty)
-        history = loop.run(itertools.islice(enumerate((e, b) for e, batches in enumerate(epochs) for b in batches),
-                                            total))
+        history = loop.run(_numbered_batches(epochs, total))
     backend.model.eval()
     shard.check_same(params, f"SFT phase {phase!r}")
     log.info("SFT: %d steps in %.1f s, final loss %.3f", len(history), time.perf_counter() - steps.start,
@@ -461,6 +460,7 @@ class _SFTSteps:
         self.start = time.perf_counter()
 
     def losses(self, step: tuple[int, tuple[int, list[SFTRecord]]]) -> Iterable[tuple[torch.Tensor, tuple]]:
+        """The batch's loss (one, this worker's share), with what its record needs."""
         _, (_, batch) = step
         out = _batch_loss(self.backend, batch, self.media_of, self.cfg, self.groups, self.shard, self.head,
                           self.targets)
@@ -474,6 +474,12 @@ class _SFTSteps:
         return {"step": self.step_offset + step, "phase": self.phase, "epoch": epoch, "loss": summed,
                 "lr": done.lr, "grad_norm": done.grad_norm,
                 "seconds": self.seconds_offset + time.perf_counter() - self.start, **per_task}
+
+
+def _numbered_batches(epochs: Sequence[Sequence[list[SFTRecord]]], total: int
+                      ) -> Iterator[tuple[int, tuple[int, list[SFTRecord]]]]:
+    """(step, (epoch, batch)) for the first `total` batches of the planned epochs: the SFT's steps."""
+    return itertools.islice(enumerate((e, b) for e, batches in enumerate(epochs) for b in batches), total)
 
 
 def _backward_unless_empty(loss: torch.Tensor) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from avere_utils import benchmarks
 from avere_utils.config import StageParams, param
@@ -50,17 +51,19 @@ class DataPrepParams(StageParams):
     cache_dir: str = param("${run_dir}/cache", "the decoded-clip cache shared with the other stages")
     dfew_root: str = param("${data_root}/DFEW", "DFEW's root folder")
     dfew_fold: int = param(1, "DFEW fold (1-5) whose annotation is read")
-    dfew_split: str = param("test", "DFEW split of that fold: test | train")
+    dfew_split: Literal["test", "train"] = param("test", "DFEW split of that fold: test | train")
     dfew_video_subdir: str = param("Clip/clip_224x224", "DFEW clips, relative to dfew_root")
     dfew_wav_subdir: str = param("Clip/clip_16k_wav", "DFEW 16 kHz wavs, relative to dfew_root")
     dfew_annotation_subdir: str = param("dfew_annotation", "DFEW fold annotation csvs, relative to dfew_root")
     ravdess_root: str = param("${data_root}/RAVDESS", "RAVDESS root folder (Actor_XX/ folders)")
     ravdess_modality: str = param("01", "RAVDESS modality code kept: 01 audio-video, 02 video-only, 03 audio-only")
     ravdess_vocal_channel: str = param("01", "RAVDESS vocal channel kept with selection speech: 01 speech, 02 song")
-    ravdess_calm_policy: str = param("drop", "RAVDESS `calm`: drop (the protocol) | merge (into neutral)")
-    ravdess_selection: str = param("speech", "speech: the paper's text (AV speech, `01-01-*`) | released: the "
-                                             "released loader (every `01-*`, song too)")
-    truncated_clips: str = param("keep", "a clip decoding fewer frames than it declares: keep (counted) | skip")
+    ravdess_calm_policy: Literal["drop", "merge"] = param("drop", "RAVDESS `calm`: drop (the protocol) | merge (into neutral)")
+    ravdess_selection: Literal["speech", "released"] = param(
+        "speech", "speech: the paper's text (AV speech, `01-01-*`) | released: the released loader (every `01-*`, "
+                  "song too)")
+    truncated_clips: Literal["keep", "skip"] = param(
+        "keep", "a clip decoding fewer frames than it declares: keep (counted) | skip")
     mer2023_label_file: str = param("${data_root}/MER2023/test3_label.csv", "MER2023 test label csv")
     mer2023_clip_dir: str = param("${data_root}/MER2023/test3", "MER2023 test clips")
     emer_reason_file: str = param("${data_root}/MER2025/track3_ovmerd.csv", "EMER reference reasons csv")
@@ -69,8 +72,8 @@ class DataPrepParams(StageParams):
     emorealm_heldout_file: str = param("${data_root}/EmoReAlM/emorealm_heldout_wordings.json",
                                        "stress questions in wordings no training text uses, EmoReAlM's JSON schema "
                                        "(the synthetic world writes one; for real data, write your own rewordings)")
-    train_source_format: str = param("jsonl", "training-source index: jsonl (a manifest) | mafw (a MAFW label "
-                                              "file converted with datasets.mafw)")
+    train_source_format: Literal["jsonl", "mafw"] = param(
+        "jsonl", "training-source index: jsonl (a manifest) | mafw (a MAFW label file converted with datasets.mafw)")
     train_source_file: str = param("${data_root}/train_source/manifest.jsonl", "the training-source index file")
     mafw_clip_dir: str = param("${data_root}/MAFW/clips", "MAFW clips (train_source_format mafw)")
     mafw_wav_dir: str = param("${data_root}/MAFW/audio_16k", "MAFW 16 kHz wavs (train_source_format mafw)")
@@ -85,6 +88,7 @@ class DataPrepParams(StageParams):
     frame_size: int = param(56, "decoded frames are resized to frame_size x frame_size")
     sample_rate: int = param(16000, "audio is resampled to this rate (Hz)")
     max_audio_s: float = param(30.0, "audio longer than this is cut (with a logged warning)")
-    stereo_to_mono: str = param("mean", "how several audio channels become one: mean | left")
-    on_missing_audio: str = param("error", "a clip without audio: error | skip (no audio) | silence (zeros)")
+    stereo_to_mono: Literal["mean", "left"] = param("mean", "how several audio channels become one: mean | left")
+    on_missing_audio: Literal["error", "skip", "silence"] = param(
+        "error", "a clip without audio: error | skip (no audio) | silence (zeros)")
     n_preview_clips: int = param(4, "clips shown in the notebook's frame grid")

@@ -22,12 +22,14 @@ class ReferenceParams(StageParams):
     # model: tiny builds one (base_model_path empty); paper loads a local Qwen2.5-Omni folder
     base_model_path: str = param("", "a local Qwen2.5-Omni folder; empty: build the tiny model")
     model_size: str = param("tiny", "the tiny model's named size (models/tiny.py SIZES)")
-    dtype: str = param("auto", "weights dtype: auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
+        "auto", "weights dtype: auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
     trust_remote_code: bool = param(False, "let transformers run code shipped with base_model_path")
     # media the model sees (written to the reference folder's avere_processor.json)
     n_frames: int = param(8, "frames per clip the model sees")
     frame_size: int = param(56, "the model's frame size in pixels (square)")
-    long_audio: str = param("extend", "audio past 30 s: extend (the encoder chunks it) | cut (truncate at 30 s)")
+    long_audio: Literal["extend", "cut"] = param("extend", "audio past 30 s: extend (the encoder chunks it) | cut "
+                                                            "(truncate at 30 s)")
     audio_in_video: bool = param(True, "interleave a clip's audio with its video (Qwen2.5-Omni use_audio_in_video)")
     # SFT warm start (tiny profile; the paper's base is already trained: sft_epochs 0)
     sft_epochs: int = param(2, "SFT epochs over the training source (0: no SFT)")

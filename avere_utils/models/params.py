@@ -61,9 +61,9 @@ class ReferenceParams(StageParams):
                                                 "re-rendered with the asked cue toggled, both answered by the "
                                                 "source's annotator (synth/contrasts.py; synthetic world only); "
                                                 "0: all of them")
-    sft_counterfactual_answers: Literal["annotator", "truth"] = param(
-        "annotator", "who answers the stress contrasts: annotator (the source's noisy annotator, text prior kept) | "
-                     "truth (the cue records: every contrast teaches looking; the plain qa keeps the noisy answers)")
+    sft_counterfactual_truth_share: float = param(
+        0.0, "share of the stress contrasts answered from the cue records on both clips (each such contrast teaches "
+             "looking); the rest by the source's noisy annotator (text prior kept). 0 to 1")
     sft_max_items: int = param(0, "training-source items used by SFT (the first N); 0: every one")
     sft_presence_phase_steps: int = param(1400, "steps of the presence phase after the main SFT "
                                                 "(models/reference.presence_phase): every cue-presence question of "

@@ -58,7 +58,7 @@ def build_tiny_reference(p: Any) -> tuple[Any, list[dict[str, Any]], list[Item],
     if _uses_contrasts(p):  # rendered here, once, before the SFT workers read them
         from avere_utils.synth.contrasts import stress_contrasts
 
-        _, skipped = stress_contrasts(_training_items(p), p.data_root, render=True, answers=p.sft_counterfactual_answers)
+        _, skipped = stress_contrasts(_training_items(p), p.data_root, render=True, truth_share=p.sft_counterfactual_truth_share)
         log.info("SFT stress contrasts: questions without one, by reason: %s", skipped)
     with sft_workers(p.sft_workers, _sft_from_init, (p, str(init_dir)), device=p.device,
                      threads=p.torch_threads) as shard:
@@ -89,7 +89,7 @@ def _sft_from_init(shard: Shard, p: Any, init_dir: str) -> tuple[Any, list[dict[
     if _uses_contrasts(p):
         from avere_utils.synth.contrasts import stress_contrasts
 
-        contrasts, _ = stress_contrasts(items, p.data_root, render=False, answers=p.sft_counterfactual_answers)
+        contrasts, _ = stress_contrasts(items, p.data_root, render=False, truth_share=p.sft_counterfactual_truth_share)
         media.update(load_contrast_media(contrasts, backend.media_settings, p.cache_dir, show=shard.is_main))
     cfg = SFTConfig(epochs=p.sft_epochs, batch_size=p.sft_batch_size, lr=p.sft_lr, weight_decay=p.sft_weight_decay,
                     warmup_ratio=p.sft_warmup_ratio, max_steps=p.sft_max_steps, seed=p.seed,

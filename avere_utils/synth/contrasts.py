@@ -51,15 +51,21 @@ def annotator_letter(qa: dict[str, Any], kind: str, record: dict[str, Any], rate
     return wrong if np.random.default_rng(zlib.crc32(key.encode())).random() < p_wrong else right
 
 
+def _answered_from_truth(cf_id: str, share: float) -> bool:
+    """Whether the contrast of this counterfactual clip is answered from the cue records (a fixed draw)."""
+    return share >= 1.0 or (share > 0.0 and np.random.default_rng([zlib.crc32(cf_id.encode()), 1]).random() < share)
+
+
 def stress_contrasts(items: Sequence[Item], world_root: str | Path, *, render: bool = True,
-                     answers: str = "annotator") -> tuple[dict[str, list[StressContrast]], dict[str, int]]:
+                     truth_share: float = 0.0) -> tuple[dict[str, list[StressContrast]], dict[str, int]]:
     """{item id: its stress contrasts} for the training items, and the counts of questions without one by
-    reason.  `answers`: "annotator" (the source's noisy annotator on both clips) or "truth" (both answered from
-    the cue records: the contrast then always teaches looking; the plain qa records keep the noisy answers).
+    reason.  `truth_share` of the contrasts (drawn per contrast, the same on every run) are answered on both
+    clips from the cue records (such a contrast always teaches looking), the rest by the source's noisy
+    annotator; the plain qa records keep the annotator's answers either way.
     With `render`, the counterfactual clips not on disk yet are rendered (the world's process pool); without, a
     missing one is an error (SFT workers call it after the main process rendered them)."""
-    if answers not in ("annotator", "truth"):
-        raise ValueError(f"contrast answers must be 'annotator' or 'truth', got {answers!r}")
+    if not 0.0 <= truth_share <= 1.0:
+        raise ValueError(f"truth_share must be in [0, 1], got {truth_share!r}")
     from avere_utils.synth.counterfactual import render_counterfactuals, toggle_cue, world_config, world_specs
 
     cfg, _ = world_config(world_root)
@@ -85,7 +91,7 @@ def stress_contrasts(items: Sequence[Item], world_root: str | Path, *, render: b
             root = Path(world_root)
             video = str(root / cf.video_path) if cf.video_path else ""
             cf_kind = COUNTERFACTUAL_KIND[kind]
-            if answers == "truth":
+            if _answered_from_truth(cf.clip_id, truth_share):
                 real, letter = ("A" if kind == "relevant" else "B"), ("A" if cf_kind == "relevant" else "B")
             else:
                 real, letter = "", annotator_letter(qa, cf_kind, record, cfg.qa_text_prior_rate, cfg.cue_typicality,

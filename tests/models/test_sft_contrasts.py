@@ -9,7 +9,7 @@ from avere_utils.emotions import VISUAL_CUES
 from avere_utils.models.params import DEFAULT_SFT_TASKS
 from avere_utils.models.sft import sft_records
 from avere_utils.records import Item
-from avere_utils.synth.contrasts import COUNTERFACTUAL_KIND, StressContrast, annotator_letter
+from avere_utils.synth.contrasts import COUNTERFACTUAL_KIND, StressContrast, _answered_from_truth, annotator_letter
 
 SMILE = VISUAL_CUES["happiness"]["mouth"]
 RECORD = {"video_emotion": "happiness", "audio_emotion": "happiness",
@@ -83,3 +83,10 @@ def test_a_contrast_answered_from_the_truth_overrides_the_manifests_noisy_answer
     contrasts = {it.id: [StressContrast(noisy, "train_00001-cf-0", "cf.mp4", "cf.wav", "A", answer="B")]}
     recs = sft_records([it], ["counterfactual"], contrasts=contrasts, counterfactual_per_clip=1)
     assert [r.response for r in recs] == ["No (B)", "Yes (A)"]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 1.0])
+def test_the_truth_share_is_a_fixed_draw_per_contrast(share):
+    drawn = [_answered_from_truth(f"train_{k:05d}-cf-x", share) for k in range(2000)]
+    assert abs(np.mean(drawn) - share) < 0.04
+    assert drawn == [_answered_from_truth(f"train_{k:05d}-cf-x", share) for k in range(2000)]

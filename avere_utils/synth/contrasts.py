@@ -8,7 +8,9 @@ reference seeds it did not: docs/models.md).  A contrast puts the question on tw
 that cue, answered by the same annotator: when the annotator is right on both, only a model that looks can fit
 both answers.  The annotator's noise is kept (the reference must still carry the text prior the paper's method
 is about): a relevant question's counterfactual is a hallucination question, answered Yes at the annotator's
-rate; a hallucination question's counterfactual is a relevant one, answered Yes.
+rate; a hallucination question's counterfactual is a relevant one, answered Yes.  A share of the contrasts
+(`truth_share`) can be answered from the cue records instead, so that they always pay for looking while the plain
+qa records keep the annotator's text prior (docs/models.md has what each share did over three reference seeds).
 
 Only relevant and hallucination questions get a contrast (the asked cue is a typical part of the face or
 voice).  A spurious question's cue is context: without it the question is about something the clip does not

@@ -57,10 +57,11 @@ reproduce: setup
 	$(BIN)/avere-kit run --profile $(PROFILE)
 
 # The two tiers run side by side: every torch in them uses one thread (the notebooks through their
-# torch_threads param, the unit tier through OMP_NUM_THREADS).  The unit tier runs at the lowest priority:
-# notebook 03's SFT is two worker processes that meet at every step, so a third busy thread slows both of them
-# (its cell took 600 s beside the unit tier on a Zen 4, the SFT 304 s alone); niced, the unit tier takes the
-# core the notebooks leave free.  Priority changes only the order, never a result.
+# torch_threads param, the unit tier through OMP_NUM_THREADS).  The unit tier runs at the lowest priority, so
+# that notebook 03's two SFT workers (they meet at every step) are not held back by a third busy thread.  Measured
+# on a Zen 4 from clean clones: that cell 600 s -> 565 s, `make test` 17 min 13 s -> 16 min 51 s (the SFT alone
+# takes 304 s in a quiet `make reproduce`; what else slows it under nbval is not found yet).  Priority changes
+# only the order, never a result.
 UNIT_NICE ?=
 test: setup
 	$(MAKE) --no-print-directory -j2 unit nbval UNIT_NICE="nice -n 19"

@@ -470,7 +470,7 @@ class _SFTSteps:
         """The step's log record (`training.loop.StepResult` done), its statistics summed over the workers."""
         step, (epoch, batch) = done.step
         loss, nll, mine, aux, n_clips = done.outputs[0]
-        summed, per_task = _step_stats(loss, aux, self.head is not None and n_clips, nll, mine, batch, self.shard)
+        summed, per_task = _step_stats(loss, aux, n_clips if self.head is not None else 0, nll, mine, batch, self.shard)
         return {"step": self.step_offset + step, "phase": self.phase, "epoch": epoch, "loss": summed,
                 "lr": done.lr, "grad_norm": done.grad_norm,
                 "seconds": self.seconds_offset + time.perf_counter() - self.start, **per_task}

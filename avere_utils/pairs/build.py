@@ -265,7 +265,7 @@ def build_pairs(params: PairParams, items: Iterable[Item] | None = None, client:
         if draft is None:
             continue
         texts = draft.texts()
-        if kept_out.invalid(plan, draft, texts, params.stress_responses) or kept_out.duplicate(plan, draft, texts):
+        if kept_out.invalid(plan, draft, texts, params) or kept_out.duplicate(plan, draft, texts):
             continue
         rows.append(_pair_row(plan, draft, texts, rejected_inputs.draw(plan, texts)))
     before_cap = len(rows)
@@ -301,7 +301,7 @@ def _draft(plan: PlannedSample, llm_draft: Draft | None, use_llm: bool, params: 
 
 def _template_draft(plan: PlannedSample, params: PairParams) -> Draft:
     return template_sample(plan.clip.record, plan.family, plan.rng, params.max_cues_per_response, plan.prompt_index,
-                           plan.stress)
+                           plan.stress, params.description_rejections)
 
 
 @dataclass
@@ -314,9 +314,10 @@ class _KeptOut:
     invalid_examples: list[dict[str, Any]] = field(default_factory=list)
     seen: set[tuple[str, ...]] = field(default_factory=set)
 
-    def invalid(self, plan: PlannedSample, draft: Draft, texts: dict[str, str], stress_responses: str) -> bool:
+    def invalid(self, plan: PlannedSample, draft: Draft, texts: dict[str, str], params: PairParams) -> bool:
         record, family = plan.clip.record, plan.family
-        problems = (check_sample(texts, record, family, draft.prompt, stress_responses) if record
+        problems = (check_sample(texts, record, family, draft.prompt, params.stress_responses,
+                                 params.description_rejections) if record
                     else check_sample_without_record(texts))
         if not problems:
             return False

@@ -16,11 +16,18 @@ checked against its question: each response starts with the answer `templates.ST
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from avere_utils.emotions import cue_kind, find_cues
 from avere_utils.pairs.params import FAMILY_MODALITY
-from avere_utils.pairs.templates import SAME_CUE_CLAIMS, STRESS_ASKED, STRESS_CITED, STRESS_FAMILIES, stress_answer
+from avere_utils.pairs.templates import (
+    DESCRIPTION_PROMPTS,
+    SAME_CUE_CLAIMS,
+    STRESS_ASKED,
+    STRESS_CITED,
+    STRESS_FAMILIES,
+    stress_answer,
+)
 from avere_utils.records import CueRecord
 
 RESPONSE_KINDS: tuple[str, ...] = ("chosen", "rejected_vr", "rejected_er")
@@ -53,13 +60,15 @@ def mentions_emotion(text: str, emotion: str) -> bool:
     return any(re.search(rf"\b{w}\b", text, re.IGNORECASE) for w in EMOTION_WORDS[emotion])
 
 
-def _check_response(kind: str, text: str, record: CueRecord, family: str) -> list[str]:
+def _check_response(kind: str, text: str, record: CueRecord, family: str, shared: Sequence[str] = ()) -> list[str]:
+    """Problems of one response; the cues in `shared` (the chosen answer's, which an insert-form rejection
+    keeps) are not checked again, and the response must cite at least one other."""
     if not isinstance(text, str) or not text.strip():
         return [f"{kind}: empty"]
     problems: list[str] = []
-    cited = find_cues(text)
+    cited = [c for c in find_cues(text) if c not in shared]
     if not cited:
-        problems.append(f"{kind}: cites no lexicon cue")
+        problems.append(f"{kind}: cites no lexicon cue" + (" besides the chosen answer's" if shared else ""))
     targeted = targeted_modalities(family)
     for cue in cited:
         modality, emotion = cue_kind(cue)
@@ -142,10 +151,12 @@ def _check_stress(texts: Mapping[str, str], record: CueRecord, family: str, prom
 
 
 def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, prompt: str | None = None,
-                 stress_form: str = "cue_swap") -> list[str]:
+                 stress_form: str = "cue_swap", description_form: str = "swap") -> list[str]:
     """Problems of one sample (chosen / rejected_vr / rejected_er) against its clip's cue record; [] = valid.
     A stress family needs its `prompt`: the asked cue decides which answer each response must give; in the
-    same-cue form (`stress_form`) every response rests on the asked cue, present or not."""
+    same-cue form (`stress_form`) every response rests on the asked cue, present or not.  In the insert form
+    of description answers (`description_form`) the rejections keep the chosen answer's cues and are checked
+    on the cues they add."""
     if family in STRESS_FAMILIES and stress_form == "answer_only":
         if prompt is None:
             raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")
@@ -163,8 +174,10 @@ def check_sample(texts: Mapping[str, str], record: CueRecord, family: str, promp
             problems.append("two of the three responses are identical")
         return problems
     problems: list[str] = []
+    inserted = description_form == "insert" and family == "emotion_id" and prompt in DESCRIPTION_PROMPTS
     for kind in RESPONSE_KINDS:
-        problems += _check_response(kind, texts.get(kind, ""), record, family)
+        shared = find_cues(texts.get("chosen") or "") if inserted and kind != "chosen" else ()
+        problems += _check_response(kind, texts.get(kind, ""), record, family, shared)
     if family in STRESS_FAMILIES:
         if prompt is None:
             raise ValueError(f"check_sample: a {family} sample is checked against its prompt (the asked cue)")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from avere_utils.config import ConfigError, StageParams, param
-from avere_utils.pairs.templates import STRESS_FORMS
+from avere_utils.pairs.templates import DESCRIPTION_FORMS, STRESS_FORMS
 from avere_utils.protocol import STRESS_KINDS
 
 FAMILIES: tuple[str, ...] = ("visual_reasoning", "audio_reasoning", "emotion_id", "modality_agreement",
@@ -28,6 +28,7 @@ GENERATORS: tuple[str, ...] = ("template", "llm")
 Generator = Literal[GENERATORS]
 PmpSource = Literal[PMP_SOURCES]
 StressForm = Literal[STRESS_FORMS]
+DescriptionForm = Literal[DESCRIPTION_FORMS]
 
 
 def _default_family_weights() -> dict[str, float]:
@@ -63,6 +64,10 @@ class PairParams(StageParams):
     stress_responses: StressForm = param("answer_only", "how a stress sample's three responses differ: cue_swap (each rests "
                                                      "on another cue) | same_cue (all rest on the asked cue) | answer_only "
                                                      "(bare Yes (A) / No (B)); docs/pairs.md")
+    description_rejections: DescriptionForm = param(
+        "swap", "how a description answer (emotion_id, description prompt) is rejected: swap (the chosen answer with a "
+                "context / absent cue in its cue's place) | insert (the chosen answer plus a context clause / an absent "
+                "cue beside the present one: the reference's own errors); docs/pairs.md")
     val_fraction: float = param(0.1, "fraction of the clips held out as the validation split, in [0, 1)")
     max_cues_per_response: int = param(2, "cues a template response cites at most")
     # PMP rejected input, per modality: PMP_SOURCES above

@@ -18,7 +18,7 @@ import numpy as np
 
 from avere_utils.protocol import EMER_PROMPT, STRESS_KINDS, choice_answer, emorealm_prompt
 from avere_utils.records import CueRecord, ModalityCues
-from avere_utils.synth.text import ADJECTIVE, STRESS_QUESTIONS, YES_NO, stress_question
+from avere_utils.synth.text import ADJECTIVE, CONTEXT_TEMPLATES, STRESS_QUESTIONS, YES_NO, stress_question
 
 # Emotion description prompts (the paper's preference data mixes "emotion description" and "reasoning"
 # prompts).  The first is the EMER evaluation prompt itself: without a description prompt among the pairs,
@@ -136,6 +136,16 @@ STRESS_FAMILIES: dict[str, str] = {"visual_stress": "visual", "audio_stress": "a
 # "No (B)", exactly what the benchmark's scoring compares; both rejections are the wrong answer.  The margin can
 # ride on nothing but the decision, and TPD's text-only term becomes the text prior of that decision.
 STRESS_FORMS: tuple[str, ...] = ("cue_swap", "same_cue", "answer_only")
+
+# How an emotion_id answer to a DESCRIPTION prompt is rejected (`description_rejections`):
+#   swap    each rejection is the chosen description with its cue swapped in the same slot (a context cue
+#           for vr, an absent typical cue for er);
+#   insert  each rejection is the chosen description plus the error the reference makes in its own words:
+#           vr adds the captions' context clause ("The happiness is reinforced by a potted plant.",
+#           synth/text.py CONTEXT_TEMPLATES), er cites an absent typical cue beside the present one.  The
+#           rejections then differ from the chosen answer only by what EMER counts as an error, and share
+#           every present cue with it (pairs/cues.py checks the added cues alone).
+DESCRIPTION_FORMS: tuple[str, ...] = ("swap", "insert")
 SAME_CUE_CLAIMS: dict[str, dict[str, str]] = {  # kind asked about -> response kind -> its claim about the cue
     "relevant": {"chosen": "signals", "rejected_vr": "irrelevant", "rejected_er": "absent"},
     "spurious": {"chosen": "irrelevant", "rejected_vr": "signals", "rejected_er": "absent"},
@@ -214,10 +224,31 @@ def _fill(template: str, **kw: str) -> str:
     return text[0].upper() + text[1:]
 
 
+def _fragment(modality: str, style: int, cue: str, emotion: str) -> str:
+    """One modality's sentence of a description answer; `cue` may already hold a clause after the cue."""
+    return DESCRIPTION_FRAGMENTS[modality][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:], emotion=emotion,
+                                                         adjective=ADJECTIVE[emotion])
+
+
+def _evidence(kind: str, modality: str, style: int, cue: str, present: str, emotion: str, form: str,
+              rng: np.random.Generator) -> str:
+    """One modality's sentence of a description answer of response `kind`, citing `cue` (`present`: the chosen
+    answer's cue).  The insert form keeps the chosen sentence and adds the rejection's error to it."""
+    if form == "swap" or kind == "chosen":
+        return _fragment(modality, style, cue, emotion)
+    if kind == "rejected_er":
+        return _fragment(modality, style, f"{present} and {cue}", emotion)
+    clause = CONTEXT_TEMPLATES[int(rng.integers(len(CONTEXT_TEMPLATES)))]
+    return _fragment(modality, style, present, emotion) + clause.format(
+        ctx=cue, Ctx=cue[:1].upper() + cue[1:], emo=emotion, adj=ADJECTIVE[emotion])
+
+
 def template_sample(record: CueRecord, family: str, rng: np.random.Generator, max_cues: int = 2,
-                    prompt_index: int | None = None, stress: StressAsk | None = None) -> Draft:
+                    prompt_index: int | None = None, stress: StressAsk | None = None,
+                    description_form: str = "swap") -> Draft:
     """A sample of `family` for a clip; the family must be in feasible_families(record).  A stress family
-    answers `stress` when given (the planned question), else draws one."""
+    answers `stress` when given (the planned question), else draws one; `description_form` (DESCRIPTION_FORMS)
+    says how a description answer is rejected."""
     p = int(rng.integers(len(PROMPTS[family]))) if prompt_index is None else prompt_index
     prompt = PROMPTS[family][p]
     if family in RESPONSES_SINGLE:
@@ -241,8 +272,7 @@ def template_sample(record: CueRecord, family: str, rng: np.random.Generator, ma
         emotion = record.video_emotion
         for kind, by_mod in picks.items():
             if describe:
-                evidence = " ".join(DESCRIPTION_FRAGMENTS[mod][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:],
-                                                                             emotion=emotion, adjective=ADJECTIVE[emotion])
+                evidence = " ".join(_evidence(kind, mod, style, cue, picks["chosen"][mod], emotion, description_form, rng)
                                     for mod, cue in by_mod.items())
                 texts[kind] = _fill(RESPONSES_DESCRIPTION[r], emotion=emotion,
                                     evidence=evidence)

@@ -50,6 +50,7 @@ from avere_utils.pairs.interop import MEDIA_TAGS, RELEASED_KEYS, from_released, 
 from avere_utils.pairs.store import COLUMNS, CONTRACT_COLUMNS
 from avere_utils.pairs.templates import (
     DESCRIPTION_FRAGMENTS,
+    DESCRIPTION_PROMPTS,
     EVIDENCE_FRAGMENTS,
     PROMPTS,
     RESPONSES_AGREEMENT,
@@ -171,6 +172,33 @@ def test_template_samples_are_valid_and_differ_only_in_cues():
             if family in STRESS_FAMILIES:
                 skeletons = {re.sub(r"^(Yes|No) \([AB]\)", "#", t) for t in skeletons}
             assert len(skeletons) == 1, d
+
+
+def test_insert_form_rejects_a_description_by_adding_one_error_to_the_chosen_answer():
+    """description_rejections: insert: vr = the chosen answer plus a context clause, er = the chosen answer
+    with an absent typical cue beside each present one; valid under the insert check, not under swap's."""
+    rng = np.random.default_rng(3)
+    n = 0
+    for i in range(200):
+        record = CueRecord.from_dict(random_record(rng, EMOTIONS[i % 7], EMOTIONS[i % 7]))
+        if "emotion_id" not in feasible_families(record):
+            continue
+        for p, prompt in enumerate(PROMPTS["emotion_id"]):
+            d = template_sample(record, "emotion_id", rng, prompt_index=p, description_form="insert")
+            assert check_sample(d.texts(), record, "emotion_id", d.prompt, description_form="insert") == [], d
+            if prompt not in DESCRIPTION_PROMPTS:  # short answers: the swap form whatever the setting
+                assert check_sample(d.texts(), record, "emotion_id", d.prompt) == []
+                continue
+            n += 1
+            chosen = find_cues(d.chosen)
+            added = {k: [c for c in find_cues(getattr(d, k)) if c not in chosen] for k in ("rejected_vr", "rejected_er")}
+            mods = sorted({cue_kind(c)[0] for c in chosen})
+            assert added["rejected_vr"] and set(added["rejected_vr"]) <= {c for m in mods for c in record.of(m).context}
+            assert added["rejected_er"] and set(added["rejected_er"]) <= {c for m in mods for c in record.of(m).absent}
+            assert set(chosen) <= set(find_cues(d.rejected_vr)) and set(chosen) <= set(find_cues(d.rejected_er))
+            assert d.rejected_vr.startswith(d.chosen.split(". ")[0])  # the chosen answer, the clause inserted
+            assert check_sample(d.texts(), record, "emotion_id", d.prompt) != []  # swap's check: present cues refused
+    assert n > 50
 
 
 def test_stress_samples_ask_the_benchmark_question_and_answer_it_from_the_record():

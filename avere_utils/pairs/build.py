@@ -344,6 +344,9 @@ class _RejectedInputs:
 
     def __init__(self, clips: list[Clip], params: PairParams):
         self.seed = params.seed
+        self.valid_only = params.pmp_valid_only
+        self.sources = {"visual": params.pmp_video_source, "audio": params.pmp_audio_source}
+        self.none_unchanged = 0
         self.pickers = {s: RejectedInputPicker([c.ref for c in clips if c.split == s], params.pmp_video_source,
                                                params.pmp_audio_source) for s in ("train", "validation")}
         self.counterfactual = (CounterfactualInputs(params.data_root, params.pmp_video_source, params.pmp_audio_source)
@@ -351,6 +354,10 @@ class _RejectedInputs:
 
     def draw(self, plan: PlannedSample, texts: dict[str, str]) -> RejectedInput:
         clip, record = plan.clip, plan.clip.record
+        if self.valid_only and plan.stress is not None and not answer_can_change(
+                plan.stress.kind, self.sources[STRESS_FAMILIES[plan.family]]):
+            self.none_unchanged += 1
+            return RejectedInput(clip.ref.video, clip.ref.audio)  # no rejected input: no PMP term
         rej = self.pickers[clip.split].pick(clip.ref, FAMILY_MODALITY[plan.family], plan.rng,
                                             noise_seed(self.seed, _sample_id(plan)))
         if self.counterfactual is not None and record is not None:
@@ -361,11 +368,26 @@ class _RejectedInputs:
     def finish(self, rows: list[dict[str, str]], counts: Counter[str]) -> None:
         """Count the fallbacks to noise and render the counterfactual clips the kept `rows` use."""
         counts["pmp_fallback_to_noise"] = sum(p.fallbacks_to_noise for p in self.pickers.values())
+        if self.valid_only:
+            counts["pmp_none_answer_unchanged"] = self.none_unchanged
         if self.counterfactual is not None:
             kept = {r["rejected_clip_id"] for r in rows}
             self.counterfactual.pending = {k: v for k, v in self.counterfactual.pending.items() if k in kept}
             counts["counterfactual_clips_rendered"] = self.counterfactual.render()
             counts.update({f"pmp_{k}": v for k, v in self.counterfactual.counts.items()})
+
+
+def answer_can_change(kind: str, source: str) -> bool:
+    """Whether the PMP rejected input from `source` can make a stress sample's chosen answer wrong, for a
+    question about a cue of `kind`.  Only then is "the answer under the real media over the same answer under
+    the rejected media" a true preference: a context cue is never a reason (No under any media); an absent
+    typical cue is made present only by the counterfactual (another clip, or noise, leaves it absent: No again);
+    a present typical cue is absent from the counterfactual, from noise and from another emotion's clip."""
+    if kind == "spurious":
+        return False
+    if kind == "hallucination":
+        return source == "counterfactual"
+    return source != "same_emotion_clip"  # a clip of the same emotion may show the asked cue too
 
 
 def _sample_id(plan: PlannedSample) -> str:

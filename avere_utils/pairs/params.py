@@ -74,6 +74,10 @@ class PairParams(StageParams):
     pmp_video_source: PmpSource = param("counterfactual", f"the PMP rejected video: {' | '.join(PMP_SOURCES)} "
                                                           "(counterfactual: synthetic world only)")
     pmp_audio_source: PmpSource = param("counterfactual", f"the PMP rejected audio: {' | '.join(PMP_SOURCES)}")
+    pmp_valid_only: bool = param(False, "a stress sample gets a PMP rejected input only where it can make the chosen "
+                                        "answer wrong (not for a question about a context cue, nor about an absent cue "
+                                        "unless the source is counterfactual); the others have none (no PMP term, "
+                                        "counted as pmp_none_answer_unchanged); docs/pairs.md")
     # LLM generator (any OpenAI-compatible endpoint)
     llm_base_url: str = param("http://127.0.0.1:8000/v1", "the endpoint of generator llm")
     llm_model: str = param("gemini-2.5-flash", "the model name sent to that endpoint")

@@ -52,10 +52,14 @@ def check_rows(rows: Sequence[Mapping[str, Any]], source: str) -> None:
 
 
 def replaced_modalities(row: Mapping[str, Any], config: LossConfig) -> tuple[str, ...]:
-    """Which modalities the PMP rejected input replaces for this row under this config (may be empty)."""
+    """Which modalities the PMP rejected input replaces for this row under this config (may be empty).  A
+    modality whose rejected path is the real one has no rejected input (pairs `pmp_valid_only`): the row's
+    PMP term is then masked, not computed on two identical inputs."""
     if not config.needs_pmp:
         return ()
-    return tuple(m for m in TARGETED[row["modality"]] if m in config.pmp_modalities)
+    real = {"video": row["video"], "audio": row.get("audio") or row["video"]}
+    return tuple(m for m in TARGETED[row["modality"]]
+                 if m in config.pmp_modalities and row.get(f"{m}_l", "") != real[m])
 
 
 def rejection_choice(row: Mapping[str, Any], kind: str) -> str:

@@ -43,7 +43,7 @@ from avere_utils.pairs import (
     load_stats,
     template_sample,
 )
-from avere_utils.pairs.build import balanced_cap
+from avere_utils.pairs.build import answer_can_change, balanced_cap
 from avere_utils.pairs.cues import CueRecord
 from avere_utils.pairs.inputs import noise_audio, noise_frames
 from avere_utils.pairs.interop import MEDIA_TAGS, RELEASED_KEYS, from_released, to_released
@@ -304,6 +304,31 @@ def test_vr_cites_only_present_irrelevant_er_only_absent_typical(world, tmp_path
             expected = rec["video_emotion"] if modality == "visual" or r["family"] == "emotion_id" else rec["audio_emotion"]
             assert emotion == expected, (cue, r)
         assert json.loads(r["cues"]) == cited
+
+
+@pytest.mark.parametrize("source", ["other_clip", "same_emotion_clip"])
+def test_pmp_valid_only_gives_no_rejected_input_where_none_can_change_the_answer(world, tmp_path, source):
+    """pmp_valid_only: a stress question about a context cue (and, without counterfactual media, about an
+    absent cue) keeps the real media as its rejected input, counted; the trainer then plans no PMP for it."""
+    from avere_utils.training.data import replaced_modalities
+    from avere_utils.training.loss import LossConfig
+
+    _, items = world
+    weights = {"visual_stress": 1.0, "audio_stress": 1.0, "visual_reasoning": 1.0}
+    result = build_pairs(params_for(tmp_path, family_weights=weights, pmp_valid_only=True, pmp_video_source=source,
+                                    pmp_audio_source=source), items, progress=False)
+    config = LossConfig()
+    kinds = Counter()
+    for r in result.rows:
+        kind = r["template"].rsplit("/", 1)[-1] if r["family"] in STRESS_FAMILIES else "reasoning"
+        kept = kind in ("spurious", "hallucination") or (kind == "relevant" and source == "same_emotion_clip")
+        assert (r["video_l"] == r["video"] and r["audio_l"] == r["audio"]) == kept, (source, kind, r)
+        assert (replaced_modalities(r, config) == ()) == kept
+        kinds[kind, kept] += 1
+    assert result.stats["counts"]["pmp_none_answer_unchanged"] == sum(n for (_, kept), n in kinds.items() if kept) > 0
+    assert kinds["reasoning", False] > 0
+    assert answer_can_change("hallucination", "counterfactual") and not answer_can_change("spurious", "counterfactual")
+    assert answer_can_change("relevant", "noise") and not answer_can_change("hallucination", "noise")
 
 
 def test_each_family_gets_the_right_rejected_input(world, tmp_path):

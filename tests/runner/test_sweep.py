@@ -1,7 +1,9 @@
 """Ablations rerun what changed, and only that: the sweep's grid syntax (dict and list points), the stages a
 sweep runs (from the earliest stage of its keys; a key of a stage it does not run refused before any work),
 mean ± sd over seeds with the base run's rows, and, on the session's small base run (conftest), a
-`run --from` that reuses stages 01-03 and a sweep over a key of stage 02 that builds different pairs."""
+`run --from` that reuses stages 01-03 and a sweep over a key of stage 02 that builds different pairs.  The
+sweep starts from that `run --from`'s folder, so its point at the base run's value reuses every stage (no
+notebook runs there) and only the other point runs 02-07."""
 from __future__ import annotations
 
 import hashlib
@@ -97,15 +99,30 @@ def _base_copy(tiny_base_run: Path, tmp_path: Path) -> Path:
     return base
 
 
+# what `run --from` sets below; the stage-02 sweep sets the same, so that its point at the base run's family
+# weights has the keys of the `run --from`'s executions and reuses them all
+FROM_SETS = {**BASE_SIZES, **LATER_SIZES, "gamma_tpd": 0.4}
+
+
+@pytest.fixture(scope="module")
+def run_from_base(tiny_base_run, tmp_path_factory) -> tuple[Path, Path, runner.RunResult, list[str]]:
+    """`avere-kit run --from BASE --out NEW --variants avem_dpo --set gamma_tpd=0.4` on a private copy of the
+    session's base run: (BASE, NEW, its result, its progress lines).  The stage-02 sweep below sweeps on NEW
+    (into NEW/sweep/, which the run --from test does not read)."""
+    tmp = tmp_path_factory.mktemp("run-from")
+    base = _base_copy(tiny_base_run, tmp)
+    new = tmp / "x"
+    lines: list[str] = []
+    result = runner.run("tiny", out=str(new), from_run=str(base), variants=["avem_dpo"], overrides=FROM_SETS,
+                        echo=lines.append)
+    return base, new, result, lines
+
+
 @pytest.mark.slow
-def test_run_from_a_base_run_reuses_stages_01_to_03(tiny_base_run, tmp_path):
+def test_run_from_a_base_run_reuses_stages_01_to_03(run_from_base):
     """`avere-kit run --from BASE --out NEW --variants avem_dpo --set gamma_tpd=0.4`: 01-03 reused (linked),
     the rest runs; the tiny profile's preflight runs first and passes."""
-    base = _base_copy(tiny_base_run, tmp_path)
-    new = tmp_path / "x"
-    lines: list[str] = []
-    result = runner.run("tiny", out=str(new), from_run=str(base), variants=["avem_dpo"],
-                        overrides={**BASE_SIZES, **LATER_SIZES, "gamma_tpd": 0.4}, echo=lines.append)
+    base, new, result, lines = run_from_base
     assert any("preflight: OK" in line for line in lines)
     ran = [t["stage"] for t in result.times]
     assert ran and not set(ran) & {"01_data_preparation", "02_pair_construction", "03_reference_model"}
@@ -122,19 +139,19 @@ def test_run_from_a_base_run_reuses_stages_01_to_03(tiny_base_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sweep_over_a_key_of_stage_02_builds_different_pairs_per_point(tiny_base_run, tmp_path):
-    base = _base_copy(tiny_base_run, tmp_path)
+def test_a_sweep_over_a_key_of_stage_02_builds_different_pairs_per_point(run_from_base):
+    base = run_from_base[1]  # the run --from's folder: 01-03 of the session's base run, 04-07 of avem_dpo
     same = config.load_stage("tiny", "02_pair_construction").family_weights
     other = {**same, "visual_reasoning": 0.1, "modality_agreement": 1.0}
     key = "02_pair_construction.family_weights"
     lines: list[str] = []
-    table = sweep.sweep("tiny", {key: [same, other]}, out=str(base), overrides={**BASE_SIZES, **LATER_SIZES},
-                        echo=lines.append)
+    table = sweep.sweep("tiny", {key: [same, other]}, out=str(base), overrides=FROM_SETS, echo=lines.append)
     dirs = [base / "sweep" / sweep.point_name({key: w}) for w in (same, other)]
     assert _tree_hash(dirs[0] / "pairs") == _tree_hash(base / "pairs")  # the base run's value: its pairs, reused
     assert _tree_hash(dirs[1] / "pairs") != _tree_hash(base / "pairs")
     log0, log1 = ((d / "run.log").read_text() for d in dirs)
     assert "02_pair_construction\treused" in log0 and "03_reference_model\treused" in log0
+    assert "04_avem_dpo_training [avem_dpo]\treused" in log0  # the base run's value: nothing of it runs again
     assert "02_pair_construction\tok" in log1 and "03_reference_model\tok" in log1
     assert not (dirs[1] / "pairs").is_symlink() and (dirs[1] / "world").is_symlink()
     assert isinstance(table, pd.DataFrame) and table.shape[0] == 4

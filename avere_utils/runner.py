@@ -540,8 +540,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "02_pair_construction": ("pairs",),
     "03_reference_model": ("models/reference", "train_logs/reference.jsonl"),
     "04_avem_dpo_training": ("models/{v}", "train_logs/{v}.jsonl"),
-    "05_zero_shot_classification": tuple(f"{d}/{b}-{{v}}{x}" for d, x in (("predictions", ".*"), ("metrics", ".json"))
-                                         for b in ("dfew", "ravdess", "mer2023", "mafw")),
+    "05_zero_shot_classification": (),  # per execution: the benchmarks its params name (stage_outputs)
     "06_zero_shot_emer": ("predictions/emer-{v}.*", "metrics/emer-{v}.json"),
     "07_zero_shot_emorealm": ("predictions/emorealm-{v}.*", "metrics/emorealm-{v}.json"),
     "08_results_and_ablations": ("report.md",),
@@ -633,9 +632,20 @@ def write_record(run_dir: Path, e: Execution, full: Sequence[Execution], noteboo
     atomic_write_text(run_dir / STAGE_DONE / f"{execution_name(e)}.json", json.dumps(rec, indent=1))
 
 
+def stage_outputs(e: Execution) -> tuple[str, ...]:
+    """STAGE_OUTPUTS of `e`'s stage; for the classification stage, the files of the benchmarks its params
+    name (a benchmark it does not run leaves nothing, so it cannot be required for a reuse)."""
+    if e.stage != "05_zero_shot_classification":
+        return STAGE_OUTPUTS.get(e.stage, ())
+    from avere_utils import benchmarks as registry
+
+    benchmarks = e.params.get("benchmarks") or registry.names("label", standalone=True)
+    return tuple(f"{d}/{b}-{{v}}{x}" for d, x in (("predictions", ".*"), ("metrics", ".json")) for b in benchmarks)
+
+
 def _outputs(run_dir: Path, e: Execution) -> list[Path]:
     found: list[Path] = []
-    for pattern in STAGE_OUTPUTS.get(e.stage, ()):
+    for pattern in stage_outputs(e):
         found += sorted(run_dir.glob(pattern.format(v=e.variant or "")))
     return found
 
@@ -643,7 +653,7 @@ def _outputs(run_dir: Path, e: Execution) -> list[Path]:
 def outputs_present(run_dir: Path, e: Execution) -> bool:
     """Whether a finished execution's executed notebook and named outputs are still there (a folder
     deleted by hand is made again, whatever its record says)."""
-    named = [p.format(v=e.variant or "") for p in STAGE_OUTPUTS.get(e.stage, ()) if "*" not in p and p != "cache"]
+    named = [p.format(v=e.variant or "") for p in stage_outputs(e) if "*" not in p and p != "cache"]
     return (run_dir / "notebooks" / f"{execution_name(e)}.ipynb").is_file() and all(
         (run_dir / rel).exists() for rel in named)
 

@@ -283,3 +283,20 @@ def test_a_rerun_keys_what_it_reads_not_what_it_would_have_built(fixture_profile
     assert point_run().times == []
     (new / "notebooks" / "02_b-v1.ipynb").unlink()  # an output gone: that execution runs again
     assert [t["variant"] for t in point_run().times] == ["v1"]
+
+
+def test_a_classification_stage_needs_only_the_files_of_the_benchmarks_it_ran(tmp_path):
+    """outputs_present: stage 05's record counts when the metrics of the benchmarks its params name are there
+    (the tiny profile runs no MAFW); one of them missing makes it run again."""
+    e = runner.Execution("05_zero_shot_classification", "avem_dpo", {"benchmarks": ["dfew", "ravdess"]}, tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "05_zero_shot_classification-avem_dpo.ipynb").write_text("{}")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "dfew-avem_dpo.json").write_text("{}")
+    assert not runner.outputs_present(tmp_path, e)
+    (tmp_path / "metrics" / "ravdess-avem_dpo.json").write_text("{}")
+    assert runner.outputs_present(tmp_path, e)
+    default = runner.stage_outputs(runner.Execution("05_zero_shot_classification", "x", {}, tmp_path))
+    assert {p for p in default if p.startswith("metrics/")} == {
+        f"metrics/{b}-{{v}}.json" for b in ("dfew", "ravdess", "mer2023")}  # the params' default: every benchmark
+

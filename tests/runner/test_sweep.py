@@ -152,6 +152,7 @@ def test_a_sweep_over_a_key_of_stage_02_builds_different_pairs_per_point(run_fro
     log0, log1 = ((d / "run.log").read_text() for d in dirs)
     assert "02_pair_construction\treused" in log0 and "03_reference_model\treused" in log0
     assert "04_avem_dpo_training [avem_dpo]\treused" in log0  # the base run's value: nothing of it runs again
+    assert "05_zero_shot_classification [avem_dpo]\treused" in log0  # its benchmarks' files, not every benchmark's
     assert "02_pair_construction\tok" in log1 and "03_reference_model\tok" in log1
     assert not (dirs[1] / "pairs").is_symlink() and (dirs[1] / "world").is_symlink()
     assert isinstance(table, pd.DataFrame) and table.shape[0] == 4

@@ -101,6 +101,17 @@ DESCRIPTION_FRAGMENTS: dict[str, tuple[str, ...]] = {
     "audio": ("The voice sounds {adjective}, with {cue}.", "The speaker has {cue}, which suggests {emotion}.",
               "{Cue} also adds to the feeling of {emotion}."),
 }
+
+# How an emotion_id answer to a DESCRIPTION prompt is rejected (`description_rejections`):
+#   swap    each rejection is the chosen description with its cue swapped in the same slot (a context cue
+#           for vr, an absent typical cue for er);
+#   insert  each rejection is the chosen description plus the error the reference makes in its own words:
+#           vr adds the captions' context clause ("The happiness is reinforced by a potted plant.",
+#           synth/text.py CONTEXT_TEMPLATES), er cites an absent typical cue beside the present one.  The
+#           rejections then differ from the chosen answer only by what EMER counts as an error, and share
+#           every present cue with it (pairs/cues.py checks the added cues alone).
+DESCRIPTION_FORMS: tuple[str, ...] = ("swap", "insert")
+
 # The stress families: the lettered choice, then the cue the answer rests on ({where}: video | audio).  The
 # response always cites the cue that, by its own answer, explains the emotion: "Yes" cites the asked cue,
 # "No" the cue it puts in its place.  So the chosen response cites a present typical cue, the vr rejection a
@@ -137,15 +148,6 @@ STRESS_FAMILIES: dict[str, str] = {"visual_stress": "visual", "audio_stress": "a
 # ride on nothing but the decision, and TPD's text-only term becomes the text prior of that decision.
 STRESS_FORMS: tuple[str, ...] = ("cue_swap", "same_cue", "answer_only")
 
-# How an emotion_id answer to a DESCRIPTION prompt is rejected (`description_rejections`):
-#   swap    each rejection is the chosen description with its cue swapped in the same slot (a context cue
-#           for vr, an absent typical cue for er);
-#   insert  each rejection is the chosen description plus the error the reference makes in its own words:
-#           vr adds the captions' context clause ("The happiness is reinforced by a potted plant.",
-#           synth/text.py CONTEXT_TEMPLATES), er cites an absent typical cue beside the present one.  The
-#           rejections then differ from the chosen answer only by what EMER counts as an error, and share
-#           every present cue with it (pairs/cues.py checks the added cues alone).
-DESCRIPTION_FORMS: tuple[str, ...] = ("swap", "insert")
 SAME_CUE_CLAIMS: dict[str, dict[str, str]] = {  # kind asked about -> response kind -> its claim about the cue
     "relevant": {"chosen": "signals", "rejected_vr": "irrelevant", "rejected_er": "absent"},
     "spurious": {"chosen": "irrelevant", "rejected_vr": "signals", "rejected_er": "absent"},
@@ -225,7 +227,8 @@ def _fill(template: str, **kw: str) -> str:
 
 
 def _fragment(modality: str, style: int, cue: str, emotion: str) -> str:
-    """One modality's sentence of a description answer; `cue` may already hold a clause after the cue."""
+    """One modality's sentence of a description answer (DESCRIPTION_FRAGMENTS), citing `cue` (one cue or two
+    joined)."""
     return DESCRIPTION_FRAGMENTS[modality][style].format(cue=cue, Cue=cue[:1].upper() + cue[1:], emotion=emotion,
                                                          adjective=ADJECTIVE[emotion])
 

@@ -60,8 +60,10 @@ reproduce: setup
 # torch_threads param, the unit tier through OMP_NUM_THREADS).  The unit tier runs at the lowest priority, so
 # that notebook 03's two SFT workers (they meet at every step) are not held back by a third busy thread.  Measured
 # on a Zen 4 from clean clones: that cell 600 s -> 565 s, `make test` 17 min 13 s -> 16 min 51 s (the SFT alone
-# takes 304 s in a quiet `make reproduce`; what else slows it under nbval is not found yet).  Priority changes
-# only the order, never a result.
+# takes 304 s in a quiet `make reproduce`).  Little more can come from priority: measured on these VMs a nice-19
+# process still gets half the CPU of a nice-0 one, and with the kernel's autogroup scheduling every Jupyter kernel
+# (started in its own session) is its own group, which the niced tier does not yield to.  Priority changes only
+# the order, never a result.
 UNIT_NICE ?=
 test: setup
 	$(MAKE) --no-print-directory -j2 unit nbval UNIT_NICE="nice -n 19"

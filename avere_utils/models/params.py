@@ -58,8 +58,9 @@ class ReferenceParams(StageParams):
                                          "a choice's text -> its letter, sft.sft_records)")
     sft_counterfactual_per_clip: int = param(1, "stress contrasts per clip per epoch, when 'counterfactual' is among "
                                                 "the tasks: a training stress question on the clip and on the clip "
-                                                "re-rendered with the asked cue toggled, both answered by the "
-                                                "source's annotator (synth/contrasts.py; synthetic world only); "
+                                                "re-rendered with the asked cue toggled, both answered alike "
+                                                "(sft_counterfactual_truth_share: by whom; synth/contrasts.py; "
+                                                "synthetic world only); "
                                                 "0: all of them")
     sft_counterfactual_truth_share: float = param(
         0.0, "share of the stress contrasts answered from the cue records on both clips (each such contrast teaches "
